@@ -1,0 +1,1 @@
+"""Per-record pipeline steps: each testable without Ray, composed by the Ray job."""

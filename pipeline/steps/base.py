@@ -1,0 +1,44 @@
+"""The step contract shared by every ingest stage (NeMo SDP style: one class per step).
+
+A step turns one item (a plain ``dict``) into zero or more items. Model steps also accept
+a batch. Steps never see Ray: the job wraps them in Ray Data tasks or actor pools, and
+tests call ``process`` directly. A per-item failure raises :class:`ItemError`; the job
+turns it into a row of the errors manifest and carries on with the other items.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+Item = dict[str, Any]
+
+
+class ItemError(Exception):
+    """A failure of one item: recorded in ``errors/`` with ``step`` and ``error_type``."""
+
+    def __init__(self, step: str, error_type: str, reason: str) -> None:
+        super().__init__(f"[{step}] {error_type}: {reason}")
+        self.step = step
+        self.error_type = error_type
+        self.reason = reason
+
+
+class Step(ABC):
+    """One pipeline step. ``setup`` loads heavy state once per worker (models, sessions)."""
+
+    name: str = "step"
+
+    def setup(self) -> None:  # noqa: B027 - optional hook
+        """Load models or other per-process state; called once before the first item."""
+
+    @abstractmethod
+    def process(self, item: Item) -> list[Item]:
+        """Return the items this one becomes (``[]`` drops it, more than one splits it)."""
+
+    def process_batch(self, items: list[Item]) -> list[Item]:
+        """Batched form; model steps override it to run one forward over the batch."""
+        out: list[Item] = []
+        for item in items:
+            out.extend(self.process(item))
+        return out
