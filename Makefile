@@ -2,8 +2,9 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 export DS_ACCELERATOR ?= cpu
-export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
-export ACCORD_CACHE ?= $(CURDIR)/.cache/accord
+# Compiled DeepSpeed ops and generated test audio are cached per user, shared by clones.
+export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/torch_extensions
+export ACCORD_CACHE ?= $(HOME)/.cache/accord
 export RAY_USAGE_STATS_ENABLED ?= 0
 export TOKENIZERS_PARALLELISM ?= false
 
