@@ -1,0 +1,37 @@
+"""``accord synth``: text (+ reference voice) -> wav with a ZONOS2-layout checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("synth")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False))
+@click.argument("text")
+@click.option("--speaker", type=click.Path(exists=True, dir_okay=False), help="reference recording to clone")
+@click.option("--rate", type=float, help="speaking rate in UTF-8 bytes per second (control token)")
+@click.option("--background", type=click.Choice(["clean", "noise", "music"]), help="background marker token")
+@click.option("--quality-mode", is_flag=True, help="add the accurate-transcript / Quality-Mode marker")
+@click.option("--temperature", default=0.8, show_default=True)
+@click.option("--top-p", default=0.9, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-seconds", default=20.0, show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="output .wav")
+def synth(
+    checkpoint, text, speaker, rate, background, quality_mode, temperature, top_p, seed, max_seconds, out
+):
+    """Synthesize TEXT with the model in CHECKPOINT (params.json + model.pth) into --out."""
+    import soundfile as sf
+    from accord.model.generate import SamplingConfig
+    from accord.model.synth import SynthRequest, synthesize
+    from accord.tokenize.codec import FRAME_RATE
+
+    sampling = SamplingConfig(
+        temperature=temperature, top_p=top_p, seed=seed, max_frames=max(1, int(max_seconds * FRAME_RATE))
+    )
+    req = SynthRequest(text, speaker, rate, background, quality_mode, sampling)
+    res = synthesize(checkpoint, req)
+    sf.write(out, res.wav, res.sample_rate, subtype="PCM_16")
+    click.echo(json.dumps({**res.info, "out": out, "seconds": round(len(res.wav) / res.sample_rate, 3)}))

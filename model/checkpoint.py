@@ -1,0 +1,184 @@
+"""ZONOS2's checkpoint layout: a directory with ``params.json`` and ``model.pth``.
+
+Export writes exactly the keys ZONOS2's Python loader and zonos2.cpp's converter read (the
+converter refuses any unmapped tensor, so nothing else goes into ``model.pth``: RoPE tables
+are not persistent and the embedding norm has no weight). accord's own settings (vocabulary
+config, codec reference, flavour, stage) go under the ``"accord"`` key of ``params.json``;
+ZONOS2's loader keeps only the fields its config class knows and ignores that key.
+
+Import accepts released ZONOS2 checkpoints: an optional ``"model"`` nesting in both files,
+bf16 tensors, parametrized keys (``.parametrizations.X.original``), training-only router
+buffers (dropped), and unfused experts (``w1``/``w3``/``w2`` ``.weight``, re-interleaved
+into ``w13``), so released weights can be fine-tuned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from accord.model.config import ModelConfig
+from accord.model.zonos import ZonosModel
+
+log = logging.getLogger(__name__)
+
+PARAMS_FILE = "params.json"
+WEIGHTS_FILE = "model.pth"
+EXTRA_KEY = "accord"
+
+
+def save_zonos2(
+    model: ZonosModel, directory: str | os.PathLike, extra: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:  # fmt: skip
+    """Write ``params.json`` + ``model.pth`` atomically (a temp dir, then a rename)."""
+    out = Path(directory)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        params = model.cfg.to_params()
+        if extra:
+            params[EXTRA_KEY] = extra
+        (tmp / PARAMS_FILE).write_text(json.dumps(params, indent=2, sort_keys=True))
+        state = {
+            k: (
+                v.detach().to("cpu", dtype=dtype if dtype and v.is_floating_point() else v.dtype)
+            ).contiguous()
+            for k, v in model.state_dict().items()
+        }
+        torch.save(state, tmp / WEIGHTS_FILE)
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def read_params(directory: str | os.PathLike) -> dict[str, Any]:
+    path = Path(directory) / PARAMS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: a ZONOS2 checkpoint directory holds params.json + model.pth"
+        )
+    params = json.loads(path.read_text())
+    if isinstance(params.get("model"), dict):
+        params = {**params["model"], **{k: v for k, v in params.items() if k != "model"}}
+    model_type = params.get("model_type")
+    if model_type is not None and str(model_type) != "zonos2":
+        raise ValueError(f"{path}: model_type={model_type!r}, expected 'zonos2'")
+    return params
+
+
+def read_extra(directory: str | os.PathLike) -> dict[str, Any]:
+    """accord's settings stored beside the ZONOS2 fields (empty for a released checkpoint)."""
+    return dict(read_params(directory).get(EXTRA_KEY) or {})
+
+
+def _normalise_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if "model" in state and not any(k.startswith("layers.") for k in state):
+        state = state["model"]
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if ".router.ent_denom" in key or ".router.normalized_entropy" in key:
+            continue  # training-only statistics
+        if ".parametrizations." in key and key.endswith(".original"):
+            key = key.replace(".parametrizations.", ".").removesuffix(".original")
+        out[key] = value
+    for key in [k for k in out if k.endswith(".experts.w1.weight")]:
+        prefix = key.removesuffix("w1.weight")
+        w1, w3 = out.pop(key), out.pop(prefix + "w3.weight")  # gate, up: [E, I, D]
+        out[prefix + "w13"] = torch.stack([w1, w3], dim=2).flatten(1, 2)  # gate even, up odd rows
+        if prefix + "w2.weight" in out:
+            out[prefix + "w2"] = out.pop(prefix + "w2.weight")
+    return out
+
+
+def load_state(directory: str | os.PathLike, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
+    path = Path(directory) / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=not trust_pickle, mmap=True)
+    except Exception as e:
+        if trust_pickle:
+            raise
+        raise ValueError(
+            f"{path} holds more than tensors ({type(e).__name__}); if you trust its source, "
+            "load it with trust_pickle=True (accord model convert --trust-pickle)"
+        ) from e
+    return _normalise_state(state)
+
+
+def config_from_checkpoint(params: dict[str, Any], state: dict[str, torch.Tensor]) -> ModelConfig:
+    """ModelConfig from params.json; widths params.json may omit come from tensor shapes."""
+    router_dim = next((v.shape[0] for k, v in state.items() if k.endswith(".router.down_proj.weight")), None)
+    cfg = ModelConfig.from_params(params, router_dim=router_dim)
+    lda = state.get("speaker_lda_projection.weight")
+    if lda is not None:
+        cfg = cfg.replace(speaker_lda_dim=int(lda.shape[0]), speaker_embedding_dim=int(lda.shape[1]))
+    return cfg
+
+
+def load_zonos2(
+    directory: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    trust_pickle: bool = False,
+) -> ZonosModel:
+    """Build a ZonosModel from a ZONOS2-layout directory (ours or a released one)."""
+    params = read_params(directory)
+    state = load_state(directory, trust_pickle=trust_pickle)
+    cfg = config_from_checkpoint(params, state)
+    with torch.device("meta"):
+        model = ZonosModel(cfg)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    speaker_keys = {k for k in expected if k.startswith(("speaker_lda_projection.", "speaker_projection."))}
+    if unexpected or set(missing) - speaker_keys:
+        raise ValueError(
+            f"{directory}: checkpoint does not match its params.json: missing {sorted(missing)[:8]}, "
+            f"unexpected {sorted(unexpected)[:8]}"
+        )
+    model = model.to_empty(device=device)
+    model.init_weights()  # fills anything the checkpoint lacks (a speaker-less release)
+    if missing:
+        log.warning("%s has no speaker projection; it starts from random init: %s", directory, missing)
+    for k, v in state.items():
+        if v.shape != expected[k].shape:
+            raise ValueError(
+                f"{directory}: {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
+            )
+    model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=False)
+    return model.to(device=device, dtype=dtype)
+
+
+@torch.no_grad()
+def init_speaker_lda(model: ZonosModel, lda_path: str | os.PathLike) -> None:
+    """Copy SHARDS/lda.npz (``weight`` [lda, D_spk], ``bias`` [lda]; the mean is folded into the
+    bias) into ``speaker_lda_projection``; the dims must match the model config."""
+    import numpy as np
+
+    with np.load(str(lda_path)) as z:
+        weight, bias = torch.from_numpy(z["weight"]), torch.from_numpy(z["bias"])
+    proj = model.speaker_lda_projection
+    if tuple(weight.shape) != tuple(proj.weight.shape):
+        raise ValueError(
+            f"{lda_path}: LDA weight {tuple(weight.shape)} does not fit the model's "
+            f"{tuple(proj.weight.shape)}; set speaker_lda_dim/speaker_embedding_dim from the file"
+        )
+    proj.weight.copy_(weight)
+    proj.bias.copy_(bias)

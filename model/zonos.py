@@ -1,0 +1,184 @@
+"""The ZONOS2-style decoder: multi-codebook frame embedding, MoE transformer, 9 output heads.
+
+Input ``ids_BTC`` has C = n_codebooks + 1 columns, audio first, text last (ZONOS2 layout);
+the delay pattern is already applied. Row embeddings are summed over columns; rows named by
+``speaker_pos_N2`` are replaced by the projected speaker vector (LDA, then a linear to D);
+then an RMSNorm without scale. Output logits [B, T, K, cb+2] are soft-capped 15*tanh(x/15).
+Module names equal ZONOS2's state-dict keys, so ``state_dict()`` *is* the checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from accord.model.attention import KVCache, resolve_backend
+from accord.model.block import TransformerBlock
+from accord.model.config import ModelConfig
+from accord.model.ffn import ChunkedLinear
+from accord.model.moe import GroupedExperts
+from accord.model.norms import RMSNorm
+from accord.model.rope import RotaryEmbedding
+from torch import nn
+
+
+@dataclass
+class ModelOutput:
+    logits_BTKV: torch.Tensor
+    balance_loss: torch.Tensor  # sum over MoE layers; see accord.model.router
+    router_stats: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> tokens per expert
+
+
+def softcap(x: torch.Tensor, cap: float) -> torch.Tensor:
+    return cap * torch.tanh(x / cap) if cap > 0 else x
+
+
+def positions_from_docs(doc_ids_BT: torch.Tensor) -> torch.Tensor:
+    """Position of each row within its (contiguous) document, restarting at 0 per document."""
+    B, T = doc_ids_BT.shape
+    t_BT = torch.arange(T, device=doc_ids_BT.device).expand(B, T)
+    is_start = torch.ones_like(doc_ids_BT, dtype=torch.bool)
+    is_start[:, 1:] = doc_ids_BT[:, 1:] != doc_ids_BT[:, :-1]
+    start_BT = torch.where(is_start, t_BT, torch.zeros_like(t_BT)).cummax(dim=1).values
+    return t_BT - start_BT
+
+
+def doc_mask(doc_ids_BT: torch.Tensor) -> torch.Tensor:
+    """Causal and same-document boolean mask [B, 1, T, T] (True = may attend)."""
+    T = doc_ids_BT.shape[1]
+    causal_TT = torch.ones(T, T, dtype=torch.bool, device=doc_ids_BT.device).tril()
+    same_BTT = doc_ids_BT.unsqueeze(2) == doc_ids_BT.unsqueeze(1)
+    return (same_BTT & causal_TT).unsqueeze(1)
+
+
+class MultiEmbedding(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        tables = [nn.Embedding(cfg.audio_vocab, cfg.dim) for _ in range(cfg.n_codebooks)]
+        tables.append(nn.Embedding(cfg.text_vocab + 1, cfg.dim))  # + text padding row
+        self.embedders = nn.ModuleList(tables)
+
+    def forward(self, ids_BTC: torch.Tensor) -> torch.Tensor:
+        x_BTD = self.embedders[0](ids_BTC[..., 0])
+        for i in range(1, len(self.embedders)):
+            x_BTD = x_BTD + self.embedders[i](ids_BTC[..., i])
+        return x_BTD
+
+
+class ZonosModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.multi_embedder = MultiEmbedding(cfg)
+        self.emb_norm = RMSNorm(cfg.dim, cfg.norm_eps, elementwise_affine=False)
+        self.speaker_lda_projection = nn.Linear(cfg.speaker_embedding_dim, cfg.speaker_lda_dim, bias=True)
+        self.speaker_projection = nn.Linear(cfg.speaker_lda_dim, cfg.dim, bias=True)
+        self.rope = RotaryEmbedding(cfg.head_dim, cfg.rope_theta)
+        self.layers = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
+        self.out_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.multi_output = nn.Linear(cfg.dim, cfg.n_codebooks * cfg.audio_vocab, bias=False)
+        self.set_attention_backend(cfg.attn_backend)
+        if not any(p.is_meta for p in self.parameters()):
+            self.init_weights()
+
+    # -- setup ---------------------------------------------------------------------------
+    def set_attention_backend(self, name: str) -> None:
+        backend = resolve_backend(name)
+        for layer in self.layers:
+            layer.attention.backend = backend
+
+    def set_moe_impl(self, impl: str) -> None:
+        """ "auto" | "grouped_mm" | "padded" | "loop" for every MoE layer."""
+        for m in self.modules():
+            if isinstance(m, GroupedExperts):
+                m.impl = impl
+
+    @torch.no_grad()
+    def init_weights(self, std: float = 0.02) -> None:
+        """Normal(0, std) weights; residual-branch outputs scaled by 1/sqrt(2 n_layers)."""
+        out_std = std / math.sqrt(2 * self.cfg.n_layers)
+        for name, m in self.named_modules():
+            if isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=1.0)  # summed, then RMS-normalised
+            elif isinstance(m, nn.Linear):
+                is_out = name.endswith((".wo", ".w_out"))
+                nn.init.normal_(m.weight, std=out_std if is_out else std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, ChunkedLinear):
+                nn.init.normal_(m.weight, std=std)
+            elif isinstance(m, GroupedExperts):
+                nn.init.normal_(m.w13, std=std)
+                nn.init.normal_(m.w2, std=out_std)
+            elif isinstance(m, (RMSNorm, RotaryEmbedding)):
+                m.reset_parameters()
+        for layer in self.layers:
+            layer.attention.temp.fill_(1.0)
+            if layer.is_moe:
+                router = layer.feed_forward.router
+                router.balancing_biases.zero_()
+                if router.use_eda:
+                    router.router_states_scale.fill_(1.0)
+
+    # -- forward -------------------------------------------------------------------------
+    def project_speaker(self, speaker_NS: torch.Tensor) -> torch.Tensor:
+        """Raw speaker embeddings -> LDA space -> hidden size."""
+        w = self.speaker_lda_projection.weight
+        return self.speaker_projection(self.speaker_lda_projection(speaker_NS.to(w.dtype)))
+
+    def forward(
+        self,
+        ids_BTC: torch.Tensor,
+        doc_ids_BT: torch.Tensor | None = None,
+        speaker_NS: torch.Tensor | None = None,
+        speaker_pos_N2: torch.Tensor | None = None,
+        positions_BT: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> ModelOutput:
+        cfg = self.cfg
+        B, T, C = ids_BTC.shape
+        if cfg.n_codebooks + 1 != C:
+            raise ValueError(f"ids have {C} columns, expected n_codebooks + 1 = {cfg.n_codebooks + 1}")
+        x_BTD = self.multi_embedder(ids_BTC)
+        if speaker_NS is not None and speaker_NS.numel():
+            if speaker_pos_N2 is None:
+                speaker_pos_N2 = torch.stack([torch.arange(B), torch.zeros(B, dtype=torch.long)], 1)
+            spk_ND = self.project_speaker(speaker_NS).to(x_BTD.dtype)
+            pos = speaker_pos_N2.to(device=x_BTD.device, dtype=torch.long)
+            x_BTD = x_BTD.index_put((pos[:, 0], pos[:, 1]), spk_ND)
+        x_BTD = self.emb_norm(x_BTD)
+
+        offset = cache.length if cache is not None else 0
+        mask_B1TS = None
+        if doc_ids_BT is not None:
+            if cache is not None and offset:
+                raise ValueError("packed documents and a non-empty KV cache cannot be combined")
+            mask_B1TS = doc_mask(doc_ids_BT)
+            if positions_BT is None:
+                positions_BT = positions_from_docs(doc_ids_BT)
+        elif offset and T > 1:
+            q_T1 = torch.arange(T, device=ids_BTC.device).unsqueeze(1) + offset
+            mask_B1TS = (torch.arange(offset + T, device=ids_BTC.device) <= q_T1)[None, None]
+        if positions_BT is None:
+            positions_BT = (torch.arange(T, device=ids_BTC.device) + offset).expand(B, T)
+        rope = self.rope(positions_BT)
+
+        balance = x_BTD.new_zeros((), dtype=torch.float32)
+        stats: dict[int, torch.Tensor] = {}
+        state = None
+        for layer in self.layers:
+            x_BTD, state, routed = layer(x_BTD, rope, mask_B1TS, state, cache)
+            if routed is not None:
+                balance = balance + routed.balance_loss
+                stats[layer.layer_id] = routed.counts_E
+        if cache is not None:
+            cache.length += T
+        logits = self.multi_output(self.out_norm(x_BTD)).view(B, T, cfg.n_codebooks, cfg.audio_vocab)
+        return ModelOutput(softcap(logits, cfg.loss_softcap), balance, stats)
+
+    def new_cache(self, batch: int, max_len: int) -> KVCache:
+        p = next(self.parameters())
+        c = self.cfg
+        return KVCache.empty(c.n_layers, batch, c.n_kv_heads, max_len, c.head_dim, p.dtype, p.device)

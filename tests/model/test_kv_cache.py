@@ -1,0 +1,97 @@
+"""Incremental decoding: KV cache equals the full forward; generation honours the delay pattern."""
+
+from __future__ import annotations
+
+import torch
+from accord.model.generate import SamplingConfig, generate, generate_stream
+from accord.model.sequence import build_prompt
+from accord.tokenize.vocab import AUDIO_PAD_ID, EOA_ID
+
+from .conftest import random_ids
+
+
+def test_kv_cache_decoding_equals_full_forward(debug_model, debug_cfg):
+    ids = random_ids(debug_cfg, 2, 20)
+    spk = torch.randn(2, debug_cfg.speaker_embedding_dim)
+    with torch.no_grad():
+        full = debug_model(ids, speaker_NS=spk).logits_BTKV
+        cache = debug_model.new_cache(2, 32)
+        parts = [debug_model(ids[:, :7], speaker_NS=spk, cache=cache).logits_BTKV]
+        parts.append(debug_model(ids[:, 7:12], cache=cache).logits_BTKV)  # a multi-row chunk
+        for t in range(12, 20):
+            parts.append(debug_model(ids[:, t : t + 1], cache=cache).logits_BTKV)
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-4, rtol=1e-4)
+    assert cache.length == 20
+
+
+def test_generation_obeys_delay_and_ends_on_eoa(debug_model, debug_cfg):
+    prompt = build_prompt("hello")
+    with torch.no_grad():  # make codebook 0 love EOA after a few frames: bias its logit upward
+        debug_model.multi_output.weight[EOA_ID].mul_(0)
+    res = generate(
+        debug_model, prompt, None, SamplingConfig(max_frames=30, seed=3, temperature=1.0, top_p=1.0)
+    )
+    K = debug_cfg.n_codebooks
+    assert res.codes_KT.shape[0] == K and res.codes_KT.shape[1] <= 30
+    assert int(res.codes_KT.max()) < 1024 and int(res.codes_KT.min()) >= 0
+    assert res.steps == res.codes_KT.shape[1] + K + 1 or res.steps == 30 + K + 1
+
+
+def test_forced_end_at_max_frames_and_row_structure(debug_model, debug_cfg):
+    from accord.model.generate import DelaySampler
+
+    cfg = SamplingConfig(max_frames=6, seed=0, min_frames=6)
+    sampler = DelaySampler(debug_model, cfg)
+    K, V = debug_cfg.n_codebooks, debug_cfg.codebook_size + 2
+    rows = []
+    while not sampler.finished:
+        logits = torch.zeros(K, V)
+        logits[:, EOA_ID] = 50.0  # the model "wants" to stop at once; constraints must hold
+        logits[:, AUDIO_PAD_ID] = 60.0
+        rows.append(sampler.sample(logits))
+    delayed = torch.stack(rows).T  # [K, steps]
+    assert sampler.forced_end and sampler.eos_frame == 6
+    for j in range(K):
+        col = delayed[j]
+        assert (col[:j] == AUDIO_PAD_ID).all()
+        assert ((col[j : j + 6] >= 0) & (col[j : j + 6] < 1024)).all()
+        assert col[j + 6] == EOA_ID
+        assert (col[j + 7 :] == AUDIO_PAD_ID).all()
+    assert delayed.shape[1] == 6 + K + 1  # ZONOS2's n_codebooks + 1 countdown
+
+
+def test_streaming_chunks_equal_one_shot_generation(debug_model):
+    prompt = build_prompt("stream me")
+    spk = torch.randn(debug_model.cfg.speaker_embedding_dim)
+    cfg = SamplingConfig(max_frames=25, seed=11)
+    whole = generate(debug_model, prompt, spk, cfg).codes_KT
+    chunks = list(
+        generate_stream(debug_model, prompt, spk, SamplingConfig(max_frames=25, seed=11, chunk_frames=8))
+    )
+    assert [c.shape[1] for c in chunks][:-1] == [8] * (len(chunks) - 1)
+    assert torch.equal(torch.cat(chunks, dim=1), whole)
+
+
+def test_per_codebook_greedy_temperature(debug_model):
+    prompt = build_prompt("greedy")
+    temps = [0.0] * 9
+    a = generate(debug_model, prompt, None, SamplingConfig(max_frames=8, seed=1, temperature=temps)).codes_KT
+    b = generate(debug_model, prompt, None, SamplingConfig(max_frames=8, seed=2, temperature=temps)).codes_KT
+    assert torch.equal(a, b)
+
+
+def test_natural_end_on_eoa_sets_eos_frame(debug_model, debug_cfg):
+    from accord.model.generate import DelaySampler
+
+    sampler = DelaySampler(debug_model, SamplingConfig(max_frames=50, seed=0, temperature=0.0))
+    K, V = debug_cfg.n_codebooks, debug_cfg.codebook_size + 2
+    rows = []
+    while not sampler.finished:
+        logits = torch.zeros(K, V)
+        logits[:, 7] = 1.0  # code 7 everywhere ...
+        if sampler.step == 4:
+            logits[0, EOA_ID] = 5.0  # ... until codebook 0 says stop at frame 4
+        rows.append(sampler.sample(logits))
+    assert sampler.eos_frame == 4 and not sampler.forced_end
+    assert len(rows) == 4 + K + 1
+    assert sampler.complete_frames() == 4
