@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -64,8 +65,13 @@ def _code_modules() -> set[str]:
 
 @pytest.mark.integration
 def test_wheel_contains_every_module(tmp_path: Path) -> None:
+    # Build from a copy: setuptools writes build/ and *.egg-info into the source tree.
+    src = tmp_path / "src"
+    shutil.copytree(
+        ROOT, src, ignore=shutil.ignore_patterns(".venv", ".cache", ".git", "build", "dist", "*.egg-info", "__pycache__")
+    )
     out = subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(src)],
         capture_output=True,
         text=True,
         timeout=600,
