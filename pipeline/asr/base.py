@@ -1,0 +1,85 @@
+"""The ASR backend contract and its registry.
+
+A backend turns a batch of 16 kHz mono float32 clips into one :class:`Transcript` each.
+``load`` is separate from construction so a Ray actor pool loads a model once per actor,
+and so benchmarks can time ``transcribe_batch`` alone. Backends are registered by name
+(``faster-whisper``, ``moonshine``, ``nemo``) and created from configuration.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Transcript:
+    text: str
+    language: str = ""  # ISO 639-1, "" when the system does not say
+    language_prob: float = math.nan
+    avg_logprob: float = math.nan
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class AsrBackend(ABC):
+    """One ASR system. Subclasses set ``name`` and take ``model_ref`` + options."""
+
+    name: str = "asr"
+
+    def __init__(self, model_ref: str, **options: Any) -> None:
+        self.model_ref = model_ref
+        self.options = options
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load weights (idempotent)."""
+
+    @abstractmethod
+    def transcribe_batch(
+        self, audios: list[np.ndarray], groups: list[Hashable] | None = None
+    ) -> list[Transcript]:
+        """One transcript per 16 kHz mono float32 clip, in order.
+
+        ``groups`` (e.g. the source URI per clip) tells backends which clips may share
+        context, such as one packed decoding window; backends may ignore it.
+        """
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.model_ref!r})"
+
+
+# name -> "module:Class", imported only when used (NeMo import takes ~20 s)
+_REGISTRY: dict[str, str] = {
+    "faster-whisper": "accord.pipeline.asr.whisper:WhisperBackend",
+    "moonshine": "accord.pipeline.asr.moonshine:MoonshineBackend",
+    "nemo": "accord.pipeline.asr.nemo:NemoBackend",
+}
+DEFAULT_MODELS = {"faster-whisper": "whisper:base", "moonshine": "moonshine:tiny-en"}
+
+
+def register(name: str, target: str | Callable[..., AsrBackend]) -> None:
+    """Add a backend: ``target`` is ``"module:Class"`` or a class."""
+    if callable(target):
+        target = f"{target.__module__}:{target.__qualname__}"
+    _REGISTRY[name] = target
+
+
+def available_backends() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_backend(name: str, model_ref: str | None = None, **options: Any) -> AsrBackend:
+    """Instantiate the backend registered as ``name`` (not loaded yet)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown ASR backend {name!r}; available: {', '.join(available_backends())}")
+    module, cls = _REGISTRY[name].split(":")
+    ref = model_ref or DEFAULT_MODELS.get(name)
+    if ref is None:
+        raise ValueError(f"ASR backend {name!r} needs a model reference")
+    return getattr(importlib.import_module(module), cls)(ref, **options)

@@ -1,0 +1,154 @@
+"""Per-stage eligibility: thresholds as data, applied at ingest and again at read time.
+
+Ingest records ``eligible_<stage>`` columns with the run's thresholds; ``manifest``,
+``tokenize`` and ``train`` call :func:`eligible` again with theirs, so changing a threshold
+never needs a re-ingest. Stages go from lenient (``pretrain``) to strict (``anneal2``); the
+defaults are monotone, so a clip eligible for a stage is eligible for every earlier one.
+
+A missing or NaN feature fails any threshold that is active for it; a threshold left at its
+neutral default (0 agreement, -inf SNR, empty allow-list, ...) never looks at the value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from accord.stages import STAGES
+
+
+@dataclass(frozen=True)
+class StageThresholds:
+    min_agreement: float = 0.0
+    min_duration_s: float = 0.0
+    max_duration_s: float = math.inf
+    min_snr_db: float = -math.inf
+    min_bandwidth_hz: float = 0.0
+    min_speaking_rate: float = 0.0  # UTF-8 bytes per second of speech
+    max_speaking_rate: float = math.inf
+    min_language_prob: float = 0.0  # consensus language probability (NaN fails when > 0)
+    languages: tuple[str, ...] = ()  # allow-list of ISO 639-1 codes; empty allows any
+    max_leading_silence_s: float = math.inf
+    max_trailing_silence_s: float = math.inf
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], base: StageThresholds | None = None) -> StageThresholds:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown threshold(s) {sorted(unknown)}; known: {sorted(known)}")
+        values = dict(data)
+        if "languages" in values:
+            langs = values["languages"]
+            values["languages"] = tuple([langs] if isinstance(langs, str) else (langs or ()))
+        values = {k: (float(v) if k != "languages" and v is not None else v) for k, v in values.items()}
+        return replace(base or cls(), **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["languages"] = list(self.languages)
+        return d
+
+
+DEFAULT_THRESHOLDS: dict[str, StageThresholds] = {
+    "pretrain": StageThresholds(
+        min_agreement=0.3, min_duration_s=0.5, max_duration_s=30.0, max_speaking_rate=40.0
+    ),
+    "midtrain": StageThresholds(
+        min_agreement=0.6,
+        min_duration_s=1.0,
+        max_duration_s=30.0,
+        min_snr_db=5.0,
+        min_bandwidth_hz=3000.0,
+        min_speaking_rate=2.0,
+        max_speaking_rate=35.0,
+    ),
+    "anneal1": StageThresholds(
+        min_agreement=0.8,
+        min_duration_s=1.0,
+        max_duration_s=30.0,
+        min_snr_db=15.0,
+        min_bandwidth_hz=4000.0,
+        min_speaking_rate=4.0,
+        max_speaking_rate=30.0,
+        min_language_prob=0.5,
+        max_leading_silence_s=1.0,
+        max_trailing_silence_s=1.0,
+    ),
+    "anneal2": StageThresholds(
+        min_agreement=0.9,
+        min_duration_s=1.5,
+        max_duration_s=30.0,
+        min_snr_db=25.0,
+        min_bandwidth_hz=6000.0,
+        min_speaking_rate=5.0,
+        max_speaking_rate=25.0,
+        min_language_prob=0.7,
+        max_leading_silence_s=0.6,
+        max_trailing_silence_s=0.6,
+    ),
+}
+
+
+def load_thresholds(config: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, StageThresholds]:
+    """Defaults overridden per stage by ``config`` (e.g. the ``eligibility:`` block of a run YAML)."""
+    out = dict(DEFAULT_THRESHOLDS)
+    for stage, values in (config or {}).items():
+        if stage not in STAGES:
+            raise ValueError(
+                f"unknown stage {stage!r} in eligibility config; expected one of {', '.join(STAGES)}"
+            )
+        out[stage] = StageThresholds.from_mapping(values or {}, base=out[stage])
+    return out
+
+
+_NEUTRAL: dict[str, Any] = {f.name: f.default for f in fields(StageThresholds)}
+
+
+def _num(row: Mapping[str, Any], key: str) -> float:
+    v = row.get(key)
+    try:
+        return math.nan if v is None else float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def failures(row: Mapping[str, Any], t: StageThresholds) -> list[str]:
+    """Names of the thresholds ``row`` fails (empty when eligible)."""
+    out: list[str] = []
+
+    def at_least(key: str, limit: float, name: str) -> None:
+        if limit > _NEUTRAL[name]:
+            v = _num(row, key)
+            if not v >= limit:  # NaN fails
+                out.append(name)
+
+    def at_most(key: str, limit: float, name: str) -> None:
+        if limit < _NEUTRAL[name]:
+            v = _num(row, key)
+            if not v <= limit:
+                out.append(name)
+
+    at_least("agreement", t.min_agreement, "min_agreement")
+    at_least("duration_s", t.min_duration_s, "min_duration_s")
+    at_most("duration_s", t.max_duration_s, "max_duration_s")
+    at_least("snr_db", t.min_snr_db, "min_snr_db")
+    at_least("bandwidth_hz", t.min_bandwidth_hz, "min_bandwidth_hz")
+    at_least("speaking_rate", t.min_speaking_rate, "min_speaking_rate")
+    at_most("speaking_rate", t.max_speaking_rate, "max_speaking_rate")
+    at_least("language_prob", t.min_language_prob, "min_language_prob")
+    at_most("leading_silence_s", t.max_leading_silence_s, "max_leading_silence_s")
+    at_most("trailing_silence_s", t.max_trailing_silence_s, "max_trailing_silence_s")
+    if t.languages and str(row.get("language") or "") not in t.languages:
+        out.append("languages")
+    return out
+
+
+def eligible(
+    row: Mapping[str, Any], thresholds: Mapping[str, StageThresholds] | None = None
+) -> dict[str, bool]:
+    """``{stage: bool}`` for every stage, under ``thresholds`` (defaults when None)."""
+    th = thresholds or DEFAULT_THRESHOLDS
+    return {stage: not failures(row, th[stage]) for stage in STAGES}

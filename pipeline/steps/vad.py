@@ -1,0 +1,104 @@
+"""VadStep: a decoded source -> utterance clip items carrying their 16 kHz audio."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from accord.pipeline import audio_io, errors
+from accord.pipeline.steps.base import Item, ItemError, Step
+from accord.pipeline.steps.decode import source_uri
+from accord.pipeline.vad import FRAME, RATE, SileroVad, VadConfig, clip_id, load_vad, segment
+
+# Keys of a source item copied onto each clip.
+_SOURCE_KEYS = ("source_sample_rate", "source_channels", "source_container", "source_codec")
+
+
+class VadStep(Step):
+    """Windowed decode + silero-vad + clip shaping (:class:`VadConfig`).
+
+    Output items: ``clip_id, source_uri, source_sha256, start_s, end_s, duration_s,
+    source_duration_s`` (measured by decoding), ``audio_16k`` (float32) and ``vad_probs``
+    (frame probabilities inside the clip, 32 ms each, for the feature step).
+    """
+
+    name = "vad"
+
+    def __init__(self, config: VadConfig | None = None) -> None:
+        self.config = config or VadConfig()
+        self._vad: SileroVad | None = None
+
+    def setup(self) -> None:
+        if self._vad is None:
+            self._vad = load_vad(self.config)
+
+    def _scan(self, uri: str) -> tuple[np.ndarray, float, np.ndarray | None]:
+        """Frame probabilities, decoded duration, and the audio when short enough to keep."""
+        self.setup()
+        assert self._vad is not None
+        self._vad.reset()
+        probs: list[np.ndarray] = []
+        kept: list[np.ndarray] | None = []
+        n = 0
+        try:
+            for w in audio_io.iter_windows(uri, self.config.window_s, RATE):
+                probs.append(self._vad(w.audio))
+                n += len(w.audio)
+                if kept is not None:
+                    kept.append(w.audio)
+                    if n > self.config.max_in_memory_s * RATE:
+                        kept = None  # long source: cut clips in a second decoding pass
+            probs.append(self._vad(np.zeros(0, np.float32), last=True))
+        except audio_io.AudioError as e:
+            raise ItemError("decode", e.error_type, e.reason) from None
+        audio = np.concatenate(kept) if kept else None
+        return np.concatenate(probs), n / RATE, audio
+
+    def process(self, item: Item) -> list[Item]:
+        uri = source_uri(item)
+        probs, duration_s, audio = self._scan(uri)
+        segs = segment(probs, duration_s, self.config)
+        if not segs:
+            raise ItemError(
+                self.name, errors.NO_SPEECH, f"no speech clip of >= {self.config.min_clip_s} s found"
+            )
+        sha = item.get("source_sha256") or ""
+        base = {k: item[k] for k in _SOURCE_KEYS if k in item}
+        clips: list[Item] = []
+        cuts = self._cut(uri, segs, audio)
+        for seg, x in zip(segs, cuts, strict=True):
+            f0, f1 = int(seg.start_s * RATE) // FRAME, math.ceil(seg.end_s * RATE / FRAME)
+            clips.append(
+                {
+                    **base,
+                    "clip_id": clip_id(uri, sha, seg.start_s, seg.end_s),
+                    "source_uri": uri,
+                    "source_sha256": sha,
+                    "source_duration_s": duration_s,
+                    "start_s": seg.start_s,
+                    "end_s": seg.end_s,
+                    "duration_s": round(seg.end_s - seg.start_s, 3),
+                    "audio_16k": x,
+                    "vad_probs": probs[f0:f1].copy(),
+                }
+            )
+        return clips
+
+    def _cut(self, uri: str, segs: list, audio: np.ndarray | None) -> list[np.ndarray]:
+        if audio is not None:
+            return [audio[round(s.start_s * RATE) : round(s.end_s * RATE)].copy() for s in segs]
+        # Second pass over the windows; clips are sorted and never overlap.
+        out: list[list[np.ndarray]] = [[] for _ in segs]
+        i0 = 0
+        for w in audio_io.iter_windows(uri, self.config.window_s, RATE):
+            w0 = round(w.start_s * RATE)
+            w1 = w0 + len(w.audio)
+            for i in range(i0, len(segs)):
+                a, b = round(segs[i].start_s * RATE), round(segs[i].end_s * RATE)
+                if a >= w1:
+                    break
+                if b > w0:
+                    out[i].append(w.audio[max(a, w0) - w0 : min(b, w1) - w0])
+                if b <= w1 and i == i0:
+                    i0 += 1
+        return [np.concatenate(p) if p else np.zeros(0, np.float32) for p in out]

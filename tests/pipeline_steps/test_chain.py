@@ -1,0 +1,103 @@
+"""All steps over the generated bucket, without Ray: clips -> transcripts -> rows of CLIP_SCHEMA."""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow as pa
+import pytest
+
+from accord.schema import CLIP_SCHEMA, ELIGIBILITY_COLUMNS
+
+pytestmark = pytest.mark.integration
+
+SUBSET = {
+    "en_espeak_us",
+    "en_flite_slt",
+    "en_flite_rms",
+    "en_festival_kal",
+    "de_espeak",
+    "noise_only",
+    "music_only",
+}
+
+
+@pytest.fixture(scope="module")
+def rows(sample_bucket, bucket_clips, whisper_base, moonshine_tiny):
+    from accord.pipeline.steps import AgreementStep, AsrStep, EligibilityStep, FeatureStep, to_row
+
+    # a cross-section of the bucket: clean and noisy English, German, noise/music only
+    picked = [n for n in sorted(bucket_clips) if n.split(".")[0] in SUBSET]
+    assert len(picked) == len(SUBSET)
+    clips = [c for n in picked if isinstance(bucket_clips[n], list) for c in bucket_clips[n]]
+    asr = AsrStep([whisper_base, moonshine_tiny])
+    steps = [AgreementStep(), FeatureStep(), EligibilityStep()]
+    out = []
+    for i in range(0, len(clips), 16):  # batches as an actor pool would see them
+        for item in asr.process_batch(clips[i : i + 16]):
+            for step in steps:
+                (item,) = step.process(item)
+            out.append(to_row(item, run_id="test-run"))
+    return out
+
+
+def _truth_for(sample_bucket, row):
+    name = row["source_uri"].rsplit("/", 1)[-1]
+    return sample_bucket.truth[name]
+
+
+def test_rows_match_the_clip_schema_exactly(rows):
+    table = pa.Table.from_pylist(rows, schema=CLIP_SCHEMA)
+    assert table.schema.equals(CLIP_SCHEMA) and table.num_rows == len(rows)
+    assert all(set(r) == set(CLIP_SCHEMA.names) for r in rows)
+    assert len({r["clip_id"] for r in rows}) == len(rows)
+    assert all(r["run_id"] == "test-run" and len(r["source_sha256"]) == 64 for r in rows)
+
+
+def test_both_systems_transcribe_every_clip(rows):
+    for r in rows:
+        assert [t["system"] for t in r["transcripts"]] == ["faster-whisper", "moonshine"]
+        assert len(r["pairs"]) == 1 and 0.0 <= r["agreement"] <= 1.0
+
+
+def test_clean_english_passes_anneal_and_the_rest_does_not(sample_bucket, rows):
+    clean_en = [
+        r
+        for r in rows
+        if _truth_for(sample_bucket, r)["language"] == "en"
+        and _truth_for(sample_bucket, r)["background"] == "clean"
+    ]
+    assert len(clean_en) >= 8
+    passed = sum(r["eligible_anneal1"] for r in clean_en) / len(clean_en)
+    assert passed >= 0.6, f"only {passed:.0%} of clean English clips pass anneal1"
+    for r in rows:
+        if r["agreement"] < 0.5:  # systems disagree: never anneal
+            assert not r["eligible_anneal1"] and not r["eligible_anneal2"]
+        stages = [r[c] for c in ELIGIBILITY_COLUMNS]
+        assert stages == sorted(stages, reverse=True), "a later stage passed where an earlier failed"
+    # moonshine is English-only: non-English clips have no second opinion and never reach anneal
+    other = [r for r in rows if _truth_for(sample_bucket, r)["language"] != "en"]
+    assert other and not any(r["eligible_anneal1"] for r in other)
+    assert {r["language"] for r in other} <= {"de", "es"}
+
+
+def test_noise_and_music_only_files_yield_no_eligible_clip(sample_bucket, bucket_clips, rows):
+    for name, truth in sample_bucket.truth.items():
+        if truth["sentences"]:
+            continue
+        kept = [r for r in rows if r["source_uri"].endswith("/" + name)]
+        assert not any(r["eligible_anneal1"] for r in kept), name
+
+
+def test_features_are_plausible(sample_bucket, rows):
+    for r in rows:
+        assert 5.0 < r["speaking_rate"] < 30.0, r["transcripts"]
+        assert -70.0 <= r["loudness_lufs"] < 0.0
+        assert 0.0 < r["bandwidth_hz"] <= r["source_sample_rate"] / 2 + 1
+        assert 0.0 <= r["leading_silence_s"] < 1.0 and 0.0 <= r["trailing_silence_s"] < 1.0
+        truth = _truth_for(sample_bucket, r)
+        if truth["background"] == "clean":
+            assert r["snr_db"] > 30.0
+        elif truth.get("snr_db") is not None:
+            assert r["snr_db"] < truth["snr_db"] + 15.0
+        assert not math.isnan(r["language_prob"])

@@ -1,0 +1,104 @@
+"""Stage thresholds: defaults as data, monotone, NaN-safe, overridable, re-applicable."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+from accord.pipeline.eligibility import (
+    DEFAULT_THRESHOLDS,
+    StageThresholds,
+    eligible,
+    failures,
+    load_thresholds,
+)
+
+from accord.stages import STAGES
+
+CLEAN = {
+    "agreement": 0.97,
+    "duration_s": 4.0,
+    "snr_db": 45.0,
+    "bandwidth_hz": 11000.0,
+    "speaking_rate": 15.0,
+    "language": "en",
+    "language_prob": 0.98,
+    "leading_silence_s": 0.2,
+    "trailing_silence_s": 0.25,
+}
+
+
+def test_clean_speech_is_eligible_everywhere():
+    assert eligible(CLEAN) == dict.fromkeys(STAGES, True)
+
+
+@pytest.mark.parametrize(
+    "change, last_ok",
+    [
+        ({"agreement": 0.0}, None),  # the systems disagree: nothing
+        ({"agreement": 0.7}, "midtrain"),
+        ({"snr_db": 10.0}, "midtrain"),
+        ({"bandwidth_hz": 3500.0}, "midtrain"),
+        ({"speaking_rate": 45.0}, None),
+        ({"duration_s": 0.8}, "pretrain"),
+        ({"language_prob": math.nan}, "midtrain"),  # unknown probability fails where it is required
+        ({"leading_silence_s": 0.8}, "anneal1"),
+    ],
+)
+def test_stricter_stages_reject_more(change, last_ok):
+    got = eligible({**CLEAN, **change})
+    expected_ok = STAGES[: STAGES.index(last_ok) + 1] if last_ok else ()
+    assert got == {s: s in expected_ok for s in STAGES}
+
+
+def test_defaults_are_monotone():
+    for earlier, later in itertools.pairwise(STAGES):
+        a, b = DEFAULT_THRESHOLDS[earlier], DEFAULT_THRESHOLDS[later]
+        for name in (
+            "min_agreement",
+            "min_duration_s",
+            "min_snr_db",
+            "min_bandwidth_hz",
+            "min_language_prob",
+        ):
+            assert getattr(b, name) >= getattr(a, name), (earlier, later, name)
+        for name in ("max_duration_s", "max_speaking_rate", "max_leading_silence_s"):
+            assert getattr(b, name) <= getattr(a, name), (earlier, later, name)
+
+
+def test_missing_features_fail_only_active_thresholds():
+    assert eligible({"agreement": 0.5, "duration_s": 2.0, "speaking_rate": 10.0})["pretrain"]
+    assert not eligible({"duration_s": 2.0})["pretrain"]  # agreement required
+    assert failures({}, StageThresholds()) == []  # neutral thresholds look at nothing
+
+
+def test_overrides_from_config_and_language_allow_list():
+    th = load_thresholds(
+        {"anneal2": {"min_agreement": 0.99, "languages": ["de"]}, "pretrain": {"languages": "en"}}
+    )
+    assert (
+        th["anneal2"].min_agreement == 0.99
+        and th["anneal2"].min_snr_db == DEFAULT_THRESHOLDS["anneal2"].min_snr_db
+    )
+    got = eligible(CLEAN, th)
+    assert got["pretrain"] and not got["anneal2"]
+    assert failures(CLEAN, th["anneal2"]) == ["min_agreement", "languages"]
+    with pytest.raises(ValueError, match="unknown threshold"):
+        load_thresholds({"anneal1": {"min_agreemnt": 0.5}})
+    with pytest.raises(ValueError, match="unknown stage"):
+        load_thresholds({"anneal3": {}})
+
+
+def test_thresholds_round_trip_through_plain_data():
+    for t in DEFAULT_THRESHOLDS.values():
+        assert StageThresholds.from_mapping(t.to_dict()) == t
+
+
+def test_reapplied_at_read_time_on_manifest_rows():
+    """Rows as read back from Parquet (pandas, NaN for unknown) give the same verdicts."""
+    import pandas as pd
+
+    df = pd.DataFrame([CLEAN, {**CLEAN, "agreement": 0.75}, {**CLEAN, "language_prob": float("nan")}])
+    verdicts = [eligible(r) for r in df.to_dict("records")]
+    assert [v["anneal1"] for v in verdicts] == [True, False, False]
