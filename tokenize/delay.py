@@ -9,7 +9,6 @@ outside the model, as in the released stack.
 from __future__ import annotations
 
 import torch
-
 from accord.tokenize.vocab import AUDIO_PAD_ID, EOA_ID
 
 

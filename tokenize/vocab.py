@@ -11,7 +11,11 @@ The text padding id used on audio rows is ``text_vocab`` (the embedding has
 from __future__ import annotations
 
 import bisect
+import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 PAD_ID = 0
 UNK_ID = 1
@@ -44,8 +48,40 @@ class VocabConfig:
         }
     )
 
+    # Background marker from features: below this SNR a clip is "noise" unless a feature says
+    # otherwise (a ``background`` feature of "clean" / "noise" / "music" wins).
+    background_snr_db: float = 15.0
+
     def __hash__(self) -> int:  # dict field: hash by content
-        return hash((self.speaking_rate_edges, tuple((k, v) for k, v in self.quality_edges.items())))
+        return hash(
+            (
+                self.speaking_rate_edges,
+                tuple((k, v) for k, v in self.quality_edges.items()),
+                self.background_snr_db,
+            )
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``tokenize.json``, ``params.json``)."""
+        return {
+            "speaking_rate_edges": list(self.speaking_rate_edges),
+            "quality_edges": {k: list(v) for k, v in self.quality_edges.items()},
+            "background_snr_db": self.background_snr_db,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> VocabConfig:
+        default = cls()
+        return cls(
+            speaking_rate_edges=tuple(
+                float(e) for e in d.get("speaking_rate_edges", default.speaking_rate_edges)
+            ),
+            quality_edges={
+                k: tuple(float(e) for e in v)
+                for k, v in d.get("quality_edges", default.quality_edges).items()
+            },
+            background_snr_db=float(d.get("background_snr_db", default.background_snr_db)),
+        )
 
 
 class Vocab:
@@ -89,7 +125,65 @@ class Vocab:
         return self.quality_offsets[feature] + bisect.bisect_right(self.config.quality_edges[feature], value)
 
     def background_token(self, marker: str) -> int:
+        if marker not in BACKGROUND_MARKERS:
+            raise KeyError(f"unknown background marker {marker!r}; known: {BACKGROUND_MARKERS}")
         return self.background_offset + BACKGROUND_MARKERS.index(marker)
+
+    def background_marker(self, features: Mapping[str, Any]) -> str:
+        """ "clean" / "noise" / "music": an explicit ``background`` feature, else from ``snr_db``."""
+        explicit = features.get("background")
+        if isinstance(explicit, str) and explicit in BACKGROUND_MARKERS:
+            return explicit
+        snr = features.get("snr_db")
+        if _finite(snr) and float(snr) < self.config.background_snr_db:
+            return "noise"
+        return "clean"
+
+    def control_tokens(self, features: Mapping[str, Any], quality_mode: bool = False) -> list[int]:
+        """Control-token ids for one clip, in vocabulary order: rate, quality buckets, background, mode.
+
+        ``features`` holds the manifest features (``speaking_rate``, ``snr_db``, ...) and
+        ``agreement``. A missing or non-finite feature emits no token for it, so the model learns
+        to speak without that control. ``quality_mode`` adds the accurate-transcript marker
+        (Quality Mode), set by the trainer for clips whose transcripts agree exactly.
+        """
+        ids: list[int] = []
+        rate = features.get("speaking_rate")
+        if _finite(rate):
+            ids.append(self.rate_token(float(rate)))
+        for name in self.quality_offsets:
+            value = features.get(name)
+            if _finite(value):
+                ids.append(self.quality_token(name, float(value)))
+        ids.append(self.background_token(self.background_marker(features)))
+        if quality_mode:
+            ids.append(self.quality_mode_id)
+        return ids
+
+    def describe(self, token_id: int) -> str:
+        """Human-readable name of any id (for debugging sequences)."""
+        if token_id in (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
+            return ("<pad>", "<unk>", "<bos>", "<eos>")[token_id]
+        if token_id < BYTE_OFFSET:
+            return f"<legacy:{token_id}>"
+        if token_id < BYTE_OFFSET + N_BYTES:
+            return f"<byte:{token_id - BYTE_OFFSET:#04x}>"
+        if token_id < self.rate_offset + self.n_rate:
+            return f"<rate:{token_id - self.rate_offset}>"
+        for name, off in self.quality_offsets.items():
+            if off <= token_id < off + len(self.config.quality_edges[name]) + 1:
+                return f"<{name}:{token_id - off}>"
+        if self.background_offset <= token_id < self.background_offset + len(BACKGROUND_MARKERS):
+            return f"<background:{BACKGROUND_MARKERS[token_id - self.background_offset]}>"
+        if token_id == self.quality_mode_id:
+            return "<quality_mode>"
+        if token_id == self.text_pad_id:
+            return "<text_pad>"
+        raise ValueError(f"id {token_id} is outside the vocabulary (size {self.size})")
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
 DEFAULT_VOCAB = Vocab()

@@ -1,0 +1,35 @@
+"""Codes in a shard back to audio: ``accord tokenize decode SHARDS --id CLIP --out clip.wav``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from accord.tokenize.codec import CodecConfig, DacCodec
+from accord.tokenize.shards import read_sample
+
+
+def codec_ref_of(shards_uri: str) -> str:
+    """The codec reference the shards were written with (``tokenize.json``), else ``dac:44khz``."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(f"{shards_uri.rstrip('/')}/tokenize.json")
+    if fs.exists(path):
+        return json.loads(fs.cat_file(path)).get("codec", {}).get("ref") or "dac:44khz"
+    return "dac:44khz"
+
+
+def decode_clip(shards_uri: str, clip_id: str, out_wav: str | Path, codec: DacCodec | None = None) -> Path:
+    """Decode one sample's codes with the shards' codec and write a 44.1 kHz 16-bit WAV."""
+    import soundfile as sf
+
+    sample = read_sample(shards_uri, clip_id)
+    codec = codec or DacCodec.load(config=CodecConfig(ref=codec_ref_of(shards_uri)))
+    codes_KT = torch.from_numpy(sample["codes.npy"].astype(np.int64))
+    wav_T = codec.decode(codes_KT[None])[0].numpy()
+    out = Path(out_wav)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(out, np.clip(wav_T, -1.0, 1.0), codec.sample_rate, subtype="PCM_16")
+    return out
