@@ -44,6 +44,7 @@ def save_zonos2(
     tmp.mkdir()
     try:
         params = model.cfg.to_params()
+        params.update(_conditioning_params(model.cfg.text_vocab, extra))
         if extra:
             params[EXTRA_KEY] = extra
         (tmp / PARAMS_FILE).write_text(json.dumps(params, indent=2, sort_keys=True))
@@ -80,6 +81,22 @@ def read_params(directory: str | os.PathLike) -> dict[str, Any]:
     if model_type is not None and str(model_type) != "zonos2":
         raise ValueError(f"{path}: model_type={model_type!r}, expected 'zonos2'")
     return params
+
+
+def _conditioning_params(text_vocab: int, extra: dict[str, Any] | None) -> dict[str, Any]:
+    """ZONOS2's control-token fields when the model was built with an accord vocabulary.
+
+    With them ZONOS2's server finds the speaking-rate, quality, background and accurate-mode
+    tokens at the tail of ``text_vocab``; a model of another vocabulary advertises none.
+    """
+    from accord.tokenize.vocab import Vocab, VocabConfig
+
+    cfg = (extra or {}).get("vocab")
+    try:
+        vocab = Vocab(VocabConfig.from_dict(cfg)) if isinstance(cfg, dict) else Vocab()
+    except (TypeError, ValueError, AttributeError):
+        return {}
+    return vocab.zonos2_params() if vocab.size == text_vocab else {}
 
 
 def read_extra(directory: str | os.PathLike) -> dict[str, Any]:

@@ -31,7 +31,7 @@ class SynthRequest:
     text: str
     speaker_wav: str | None = None
     speaking_rate: float | None = None  # UTF-8 bytes per second
-    background: str | None = None  # "clean" | "noise" | "music"
+    background: str | None = None  # speaker-prompt background: "clean" | "noisy" ("noise"/"music" = noisy)
     quality_mode: bool = False
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 

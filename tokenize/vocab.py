@@ -31,7 +31,10 @@ EOA_ID = 1024
 AUDIO_PAD_ID = 1025
 AUDIO_VOCAB = CODEBOOK_SIZE + 2
 
-BACKGROUND_MARKERS: tuple[str, ...] = ("clean", "noise", "music")
+# ZONOS2's speaker-background markers, in its order: is the speaker prompt clean or noisy.
+BACKGROUND_MARKERS: tuple[str, ...] = ("clean", "noisy")
+# Manifest / augmentation background labels and the marker each maps to.
+BACKGROUND_LABELS: dict[str, str] = {"clean": "clean", "noisy": "noisy", "noise": "noisy", "music": "noisy"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,12 @@ class VocabConfig:
         }
     )
 
-    # Background marker from features: below this SNR a clip is "noise" unless a feature says
+    # Lowest value of each quality feature's first bucket, for ZONOS2's bucket labels ("lo-hi").
+    quality_floors: dict[str, float] = field(
+        default_factory=lambda: {"snr_db": -50.0, "bandwidth_hz": 0.0, "agreement": 0.0}
+    )
+
+    # Background marker from features: below this SNR a clip is "noisy" unless a feature says
     # otherwise (a ``background`` feature of "clean" / "noise" / "music" wins).
     background_snr_db: float = 15.0
 
@@ -57,6 +65,7 @@ class VocabConfig:
             (
                 self.speaking_rate_edges,
                 tuple((k, v) for k, v in self.quality_edges.items()),
+                tuple(self.quality_floors.items()),
                 self.background_snr_db,
             )
         )
@@ -66,6 +75,7 @@ class VocabConfig:
         return {
             "speaking_rate_edges": list(self.speaking_rate_edges),
             "quality_edges": {k: list(v) for k, v in self.quality_edges.items()},
+            "quality_floors": dict(self.quality_floors),
             "background_snr_db": self.background_snr_db,
         }
 
@@ -80,6 +90,7 @@ class VocabConfig:
                 k: tuple(float(e) for e in v)
                 for k, v in d.get("quality_edges", default.quality_edges).items()
             },
+            quality_floors={k: float(v) for k, v in d.get("quality_floors", default.quality_floors).items()},
             background_snr_db=float(d.get("background_snr_db", default.background_snr_db)),
         )
 
@@ -125,18 +136,19 @@ class Vocab:
         return self.quality_offsets[feature] + bisect.bisect_right(self.config.quality_edges[feature], value)
 
     def background_token(self, marker: str) -> int:
-        if marker not in BACKGROUND_MARKERS:
-            raise KeyError(f"unknown background marker {marker!r}; known: {BACKGROUND_MARKERS}")
-        return self.background_offset + BACKGROUND_MARKERS.index(marker)
+        """Marker id for "clean" or "noisy" (the labels "noise" and "music" mean "noisy")."""
+        if marker not in BACKGROUND_LABELS:
+            raise KeyError(f"unknown background marker {marker!r}; known: {sorted(BACKGROUND_LABELS)}")
+        return self.background_offset + BACKGROUND_MARKERS.index(BACKGROUND_LABELS[marker])
 
     def background_marker(self, features: Mapping[str, Any]) -> str:
-        """ "clean" / "noise" / "music": an explicit ``background`` feature, else from ``snr_db``."""
+        """ "clean" / "noisy": an explicit ``background`` feature, else from ``snr_db``."""
         explicit = features.get("background")
-        if isinstance(explicit, str) and explicit in BACKGROUND_MARKERS:
-            return explicit
+        if isinstance(explicit, str) and explicit in BACKGROUND_LABELS:
+            return BACKGROUND_LABELS[explicit]
         snr = features.get("snr_db")
         if _finite(snr) and float(snr) < self.config.background_snr_db:
-            return "noise"
+            return "noisy"
         return "clean"
 
     def control_tokens(self, features: Mapping[str, Any], quality_mode: bool = False) -> list[int]:
@@ -160,6 +172,34 @@ class Vocab:
             ids.append(self.quality_mode_id)
         return ids
 
+    def zonos2_params(self) -> dict[str, Any]:
+        """The conditioning fields of ZONOS2's ``params.json`` that describe this vocabulary.
+
+        ZONOS2's server locates control tokens from the tail of ``text_vocab``: speaking-rate
+        buckets, quality buckets per feature, 2 speaker-background markers, the accurate-mode
+        marker. Buckets are advertised as range labels ("8-10", "20+") that it parses.
+        """
+
+        def labels(floor: float, edges: tuple[float, ...]) -> list[str]:
+            bounds = [floor, *edges]
+            return [f"{_num(lo)}-{_num(hi)}" for lo, hi in zip(bounds, edges, strict=False)] + [
+                f"{_num(edges[-1])}+"
+            ]
+
+        quality = {
+            name: labels(self.config.quality_floors.get(name, 0.0), edges)
+            for name, edges in self.config.quality_edges.items()
+        }
+        return {
+            "speaking_rate_num_buckets": self.n_rate,
+            "speaking_rate_buckets": labels(0.0, self.config.speaking_rate_edges),
+            "quality_features": list(quality),
+            "quality_buckets": quality,
+            "quality_num_buckets": sum(len(v) for v in quality.values()),
+            "speaker_background_token_enabled": True,
+            "accurate_mode_token_enabled": True,
+        }
+
     def describe(self, token_id: int) -> str:
         """Human-readable name of any id (for debugging sequences)."""
         if token_id in (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
@@ -180,6 +220,10 @@ class Vocab:
         if token_id == self.text_pad_id:
             return "<text_pad>"
         raise ValueError(f"id {token_id} is outside the vocabulary (size {self.size})")
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
 
 
 def _finite(v: Any) -> bool:

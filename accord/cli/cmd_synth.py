@@ -12,7 +12,11 @@ import click
 @click.argument("text")
 @click.option("--speaker", type=click.Path(exists=True, dir_okay=False), help="reference recording to clone")
 @click.option("--rate", type=float, help="speaking rate in UTF-8 bytes per second (control token)")
-@click.option("--background", type=click.Choice(["clean", "noise", "music"]), help="background marker token")
+@click.option(
+    "--background",
+    type=click.Choice(["clean", "noisy", "noise", "music"]),
+    help="speaker-background marker token",
+)
 @click.option("--quality-mode", is_flag=True, help="add the accurate-transcript / Quality-Mode marker")
 @click.option("--temperature", default=0.8, show_default=True)
 @click.option("--top-p", default=0.9, show_default=True)

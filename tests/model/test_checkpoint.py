@@ -162,3 +162,19 @@ def test_cli_init_convert_info(tmp_path):
         torch.testing.assert_close(a(ids).logits_BTKV, b(ids).logits_BTKV, atol=0.2, rtol=0.05)
     res = run(cli, ["model", "info", str(tmp_path / "b")])
     assert res.exit_code == 0 and "total=1.52M" in res.output
+
+
+def test_export_advertises_control_tokens_to_zonos2(tmp_path, debug_model):
+    """params.json carries ZONOS2's conditioning fields for an accord-vocabulary model, so its
+    server can place rate/quality/background/accurate-mode tokens; a foreign vocabulary gets none."""
+    from accord.tokenize.vocab import Vocab
+
+    params = json.loads((save_zonos2(debug_model, tmp_path / "a") / "params.json").read_text())
+    assert params["text_vocab"] == Vocab().size
+    for key, value in Vocab().zonos2_params().items():
+        assert params[key] == value, key
+    assert params["speaker_background_token_enabled"] and params["accurate_mode_token_enabled"]
+
+    foreign = ZonosModel(get_flavour("debug", text_vocab=469))
+    params = json.loads((save_zonos2(foreign, tmp_path / "b") / "params.json").read_text())
+    assert "speaking_rate_num_buckets" not in params and "quality_buckets" not in params

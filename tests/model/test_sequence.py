@@ -50,7 +50,7 @@ def test_control_tokens_order_and_dropout():
     ids = control_tokens(
         v, speaking_rate=9.0, quality={"agreement": 0.9, "snr_db": float("nan")}, background="music"
     )
-    assert ids == [v.rate_token(9.0), v.quality_token("agreement", 0.9), v.background_token("music")]
+    assert ids == [v.rate_token(9.0), v.quality_token("agreement", 0.9), v.background_token("noisy")]
     assert control_tokens(v) == []
 
 

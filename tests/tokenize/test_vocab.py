@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -57,11 +58,42 @@ def test_control_tokens_follow_bucket_edges() -> None:
 def test_missing_features_emit_no_token_and_low_snr_is_noise() -> None:
     v = Vocab()
     ids = v.control_tokens({"speaking_rate": math.nan, "snr_db": np.float32(5.0), "agreement": None})
-    assert [v.describe(i) for i in ids] == ["<snr_db:0>", "<background:noise>"]
-    assert v.background_marker({"background": "music", "snr_db": 40.0}) == "music"
+    assert [v.describe(i) for i in ids] == ["<snr_db:0>", "<background:noisy>"]
+    assert v.background_marker({"background": "music", "snr_db": 40.0}) == "noisy"
+    assert v.background_token("noise") == v.background_token("music") == v.background_token("noisy")
+    assert v.background_token("clean") == v.background_token("noisy") - 1
     with pytest.raises(KeyError):
         v.background_token("rain")
-    assert set(BACKGROUND_MARKERS) == {"clean", "noise", "music"}
+    assert BACKGROUND_MARKERS == ("clean", "noisy")  # ZONOS2's order
+
+
+def test_zonos2_params_locate_every_control_token() -> None:
+    """ZONOS2's server finds control tokens by counting back from text_vocab; ours must agree.
+
+    The arithmetic below is ZONOS2's documented tail layout (rate buckets, quality buckets per
+    feature, clean/noisy background markers, accurate-mode marker), written out independently.
+    """
+    v = Vocab()
+    p = v.zonos2_params()
+    counts = [len(p["quality_buckets"][f]) for f in p["quality_features"]]
+    assert p["quality_num_buckets"] == sum(counts)
+    base = v.size - p["speaking_rate_num_buckets"] - sum(counts) - 2 - 1
+    assert base == 192 + 256  # legacy symbols + bytes: nothing of ours is below the tail
+    for b in range(p["speaking_rate_num_buckets"]):
+        assert v.describe(base + b) == f"<rate:{b}>"
+    off = base + p["speaking_rate_num_buckets"]
+    for f, n in zip(p["quality_features"], counts, strict=True):
+        for b in range(n):
+            assert v.describe(off + b) == f"<{f}:{b}>"
+        off += n
+    assert v.background_token("clean") == off and v.background_token("noisy") == off + 1
+    assert v.quality_mode_id == off + 2 == v.size - 1
+    # Bucket labels parse as ZONOS2's ranges: start at 0 (rate), contiguous, open-ended last.
+    rate = p["speaking_rate_buckets"]
+    assert rate[0].startswith("0-") and rate[-1].endswith("+") and len(rate) == v.n_rate
+    for lo_hi, nxt in itertools.pairwise(rate):
+        assert lo_hi.split("-")[1] == nxt.rstrip("+").split("-")[0]
+    assert v.rate_token(9.0) == base + rate.index("8-10")
 
 
 def test_edges_are_data() -> None:
