@@ -1,0 +1,85 @@
+"""TEST FIXTURE: tiny shards in the tokenize contract format, written with accord.tokenize's writer.
+
+The codes follow a per-clip arithmetic pattern (learnable, so a falling loss means the trainer
+works); embeddings are random. Used for fast data-layer and engine tests; the integration
+tests use shards tokenized from the generated sample bucket.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from accord.tokenize.shards import write_index, write_shard
+
+from accord.stages import STAGES
+
+D_SPK = 192
+
+
+def clip_sample(i: int, rng: np.random.Generator, n_frames: int) -> dict:
+    clip_id = f"clip{i:04d}"
+    base = int(rng.integers(0, 64))
+    t = np.arange(n_frames)
+    codes = np.stack([(base + t * (k + 1)) % 64 + 16 * k for k in range(9)]).astype(np.int16)
+    agreement = float([0.5, 0.8, 0.93, 0.97][i % 4])
+    snr = float([15.0, 25.0, 35.0, 45.0][(i // 2) % 4])
+    f0 = int(rng.integers(0, max(1, n_frames // 2)))
+    meta = {
+        "clip_id": clip_id,
+        "transcripts": [
+            {
+                "system": "a",
+                "model": "m1",
+                "text": f"Sentence {i}.",
+                "normalized": f"sentence {i}",
+                "language": "en",
+            },
+            {
+                "system": "b",
+                "model": "m2",
+                "text": f"sentence {i}",
+                "normalized": f"sentence {i}",
+                "language": "en",
+            },
+        ],
+        "language": "en",
+        "agreement": agreement,
+        "eligible": {s: agreement >= [0.0, 0.7, 0.9, 0.95][j] for j, s in enumerate(STAGES)},
+        "features": {
+            "speaking_rate": 12.0 + i % 5,
+            "snr_db": snr,
+            "bandwidth_hz": 16000.0,
+            "loudness_lufs": -20.0,
+        },
+        "source_uri": f"file:///data/{'setA' if i % 3 else 'setB'}/f{i // 4}.wav",
+        "source_sha256": "0" * 64,
+        "start_s": 0.0,
+        "end_s": n_frames / 86.13,
+        "duration_s": n_frames / 86.13,
+        "n_frames": n_frames,
+        "speaker_crop": [f0, min(n_frames, f0 + max(1, n_frames // 3))],
+        "augmentations": ["noise", "reverb"],
+    }
+    return {
+        "codes": codes,
+        "spk": rng.standard_normal(D_SPK).astype(np.float32),
+        "spkcrop": rng.standard_normal(D_SPK).astype(np.float32),
+        "spkaug": rng.standard_normal((2, D_SPK)).astype(np.float32),
+        "json": meta,
+    }
+
+
+def write_synthetic_shards(
+    root: Path, n_clips: int = 24, n_shards: int = 3, seed: int = 0, frames: tuple[int, int] = (20, 60)
+) -> Path:
+    rng = np.random.default_rng(seed)
+    samples = [clip_sample(i, rng, int(rng.integers(*frames))) for i in range(n_clips)]
+    per = (n_clips + n_shards - 1) // n_shards
+    for s in range(n_shards):
+        part = samples[s * per : (s + 1) * per]
+        write_shard(str(root), s, [p["json"]["clip_id"] for p in part], part)
+    write_index(str(root), n_shards)
+    W = rng.standard_normal((8, D_SPK)).astype(np.float32) / np.sqrt(D_SPK)
+    np.savez(root / "lda.npz", weight=W, bias=np.zeros(8, np.float32), mean=np.zeros(D_SPK, np.float32))
+    return root

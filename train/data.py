@@ -1,0 +1,466 @@
+"""Training data: WebDataset shards -> stage-filtered, packed, rank-strided micro-batches.
+
+The stream is a pure function of ``(seed, epoch)`` and the shard set, so its position is three
+integers and resuming is exact:
+
+- shards are read whole (local path or any fsspec URL), in a per-epoch permuted order, and
+  each shard's samples in a per-(epoch, shard) permuted order. A shard that fails to read
+  (truncated, corrupt) is skipped, logged and counted; a bad member skips only its sample.
+- which clips a stage sees comes from ``samples.parquet`` (stage eligibility from ingest,
+  re-applied at read time with ``accord.pipeline.eligibility`` when it is installed, plus the
+  recipe's ``min_agreement``); dataset weights repeat or subsample clips per epoch.
+- clips are packed greedily into rows of at most ``max_frames`` rows, each clip keeping its
+  own ``doc_id`` so attention stays inside it; ``seqs_per_batch`` rows make a micro-batch.
+- every rank builds the same global stream of micro-batches and takes indices
+  ``g % world == rank``: ``world`` ranks with ``grad_accum`` A see exactly the micro-batches
+  one process with ``grad_accum`` ``world * A`` sees, which makes runs comparable across
+  world sizes. The cost is that every rank reads every shard (fine for the shard sizes here;
+  a shard-split mode is the next step for large clusters).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tarfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+import fsspec
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from accord.stages import stage_index
+
+log = logging.getLogger(__name__)
+
+# members of one sample (contract with accord.tokenize's shard writer)
+MEMBERS = ("codes.npy", "spk.npy", "spkcrop.npy", "spkaug.npy", "json")
+
+
+class ShardError(Exception):
+    """A shard that cannot be read in full (truncated tar, bad gzip, missing file)."""
+
+
+def rng_for(seed: int, *keys: Any) -> np.random.Generator:
+    """A generator keyed on the seed and any stable keys (epoch, clip id, purpose)."""
+    words = [seed & 0xFFFFFFFF] + [zlib.crc32(str(k).encode()) for k in keys]
+    return np.random.default_rng(words)
+
+
+def join_uri(base: str, name: str) -> str:
+    if "://" in name or name.startswith("/"):
+        return name
+    return base.rstrip("/") + "/" + name
+
+
+def shard_url(root: str, shard: str) -> str:
+    """``index.parquet`` names shards ``shard-000000``; they live at ``ROOT/shards/<name>.tar``."""
+    if shard.endswith(".tar") or "/" in shard:
+        return join_uri(root, shard)
+    return join_uri(root, f"shards/{shard}.tar")
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _decode_member(name: str, data: bytes) -> Any:
+    if name.endswith(".npy"):
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    if name == "json" or name.endswith(".json"):
+        return json.loads(data)
+    return data
+
+
+def read_shard(url: str) -> tuple[list[dict[str, Any]], int]:
+    """All samples of one WebDataset tar: ``([{clip_id, codes, spk, ..., json}], n_bad_samples)``.
+
+    Raises :class:`ShardError` when the tar itself is unreadable or truncated; a sample whose
+    member fails to decode is dropped and counted instead.
+    """
+    groups: dict[str, dict[str, bytes]] = {}
+    order: list[str] = []
+    try:
+        with fsspec.open(url, "rb", compression="infer") as f:
+            data = f.read()
+        # a complete tar ends with two zero blocks; a truncated one (cut at a member boundary
+        # or inside one) does not, and tarfile alone would not always say so
+        if len(data) < 1024 or len(data) % 512 or any(data[-1024:]):
+            raise ShardError(f"truncated tar ({len(data)} bytes, no end-of-archive marker)")
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for info in tar:
+                if not info.isfile():
+                    continue
+                base = PurePosixPath(info.name).name
+                key, _, ext = base.partition(".")
+                fobj = tar.extractfile(info)
+                if fobj is None:
+                    continue
+                member = fobj.read()
+                if len(member) != info.size:
+                    raise ShardError(f"member {info.name} truncated ({len(member)} of {info.size} bytes)")
+                if key not in groups:
+                    groups[key] = {}
+                    order.append(key)
+                groups[key][ext] = member
+    except ShardError:
+        raise
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise ShardError(f"{type(e).__name__}: {e}") from e
+    samples: list[dict[str, Any]] = []
+    bad = 0
+    for key in order:
+        members = groups[key]
+        try:
+            if "codes.npy" not in members or "json" not in members:
+                raise ValueError(f"missing members, have {sorted(members)}")
+            s = {name: _decode_member(name, members[name]) for name in MEMBERS if name in members}
+            codes = s["codes.npy"]
+            if codes.ndim != 2:
+                raise ValueError(f"codes.npy has shape {codes.shape}, expected [K, T]")
+            s["clip_id"] = s["json"].get("clip_id", key)
+            samples.append(s)
+        except Exception as e:  # one bad sample never stops the shard
+            bad += 1
+            log.warning("skipping sample %s in %s: %s", key, url, e)
+    return samples, bad
+
+
+# --- selection --------------------------------------------------------------------------------
+
+
+@dataclass
+class Selection:
+    """Which clips a stage trains on and with what weight."""
+
+    weights: dict[str, float]  # clip_id -> expected copies per epoch
+    shards: list[str]  # shard names relative to the shards root
+    n_candidates: int = 0
+
+
+def dataset_of(row: dict[str, Any]) -> str:
+    """The dataset a clip belongs to: an explicit ``dataset`` column, else its source folder."""
+    if row.get("dataset"):
+        return str(row["dataset"])
+    uri = str(row.get("source_uri") or "")
+    parent = PurePosixPath(uri.split("://", 1)[-1]).parent.name
+    return parent or "default"
+
+
+def _reapply_eligibility(stage: str, row: dict[str, Any], thresholds: dict[str, Any]) -> bool:
+    """``accord.pipeline.eligibility`` at read time with the recipe's thresholds for ``stage``."""
+    from accord.pipeline.eligibility import DEFAULT_THRESHOLDS, StageThresholds, failures
+
+    th = StageThresholds.from_mapping(thresholds, base=DEFAULT_THRESHOLDS[stage])
+    mapped = dict(row)
+    mapped.setdefault("duration_s", row.get("seconds"))
+    return not failures(mapped, th)
+
+
+def select_samples(
+    root: str,
+    stage: str,
+    min_agreement: float | None = None,
+    dataset_weights: dict[str, float] | None = None,
+    eligibility: dict[str, Any] | None = None,
+) -> Selection:
+    """Read ``samples.parquet`` and ``index.parquet`` under ``root`` and pick the stage's clips.
+
+    A clip qualifies when its ingest-time ``eligible_<stage>`` is true, it passes
+    ``eligibility`` (threshold overrides for this stage, re-applied with
+    ``accord.pipeline.eligibility`` when given) and its agreement is at least ``min_agreement``.
+    """
+    stage_index(stage)
+    with fsspec.open(join_uri(root, "samples.parquet"), "rb") as f:
+        rows = pq.read_table(f).to_pylist()
+    try:
+        with fsspec.open(join_uri(root, "index.parquet"), "rb") as f:
+            shards = [r["shard"] for r in pq.read_table(f, columns=["shard"]).to_pylist()]
+    except FileNotFoundError:
+        shards = sorted({r["shard"] for r in rows})
+    dw = dict(dataset_weights or {})
+    default_w = float(dw.pop("*", 1.0))
+    weights: dict[str, float] = {}
+    for row in rows:
+        col = f"eligible_{stage}"
+        ok = bool(row.get(col, True))
+        if ok and eligibility:
+            ok = _reapply_eligibility(stage, row, eligibility)
+        if ok and min_agreement is not None:
+            agr = row.get("agreement")
+            ok = agr is not None and float(agr) >= min_agreement
+        if not ok:
+            continue
+        w = float(dw.get(dataset_of(row), default_w))
+        if w > 0:
+            weights[str(row["clip_id"])] = w
+    used = sorted({r["shard"] for r in rows if str(r["clip_id"]) in weights})
+    shards = [s for s in shards if s in set(used)]
+    return Selection(weights=weights, shards=shards, n_candidates=len(rows))
+
+
+# --- packing ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Example:
+    """One clip's training sequence (built by ``accord.train.examples``)."""
+
+    clip_id: str
+    ids_TC: torch.Tensor  # int64 [T, K+1]
+    mask_TK: torch.Tensor  # bool [T, K]: row t's audio ids are prediction targets
+    speaker_S: torch.Tensor | None = None  # raw speaker embedding for row 0, or None
+
+
+@dataclass
+class Batch:
+    ids_BTC: torch.Tensor
+    mask_BTK: torch.Tensor
+    doc_ids_BT: torch.Tensor
+    speaker_NS: torch.Tensor | None
+    speaker_pos_N2: torch.Tensor | None
+    clip_ids: list[str]
+    n_frames: int  # real (non-pad) rows
+
+    def to(self, device: torch.device | str) -> Batch:
+        mv = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Batch(
+            mv(self.ids_BTC),
+            mv(self.mask_BTK),
+            mv(self.doc_ids_BT),
+            mv(self.speaker_NS),
+            mv(self.speaker_pos_N2),
+            self.clip_ids,
+            self.n_frames,
+        )
+
+
+def collate(rows: list[list[Example]], audio_pad_id: int, text_pad_id: int, pad_to: int = 8) -> Batch:
+    """Pack rows of examples into padded tensors; pad rows get doc id -1 and no loss."""
+    lens = [sum(e.ids_TC.shape[0] for e in row) for row in rows]
+    T = max(lens)
+    T = (T + pad_to - 1) // pad_to * pad_to
+    C = rows[0][0].ids_TC.shape[1]
+    K = C - 1
+    B = len(rows)
+    ids = torch.full((B, T, C), audio_pad_id, dtype=torch.long)
+    ids[:, :, K] = text_pad_id
+    mask = torch.zeros((B, T, K), dtype=torch.bool)
+    doc = torch.full((B, T), -1, dtype=torch.long)
+    spk: list[torch.Tensor] = []
+    pos: list[tuple[int, int]] = []
+    clip_ids: list[str] = []
+    for b, row in enumerate(rows):
+        t = 0
+        for d, e in enumerate(row):
+            n = e.ids_TC.shape[0]
+            ids[b, t : t + n] = e.ids_TC
+            mask[b, t : t + n] = e.mask_TK
+            doc[b, t : t + n] = d
+            if e.speaker_S is not None:
+                spk.append(e.speaker_S.float())
+                pos.append((b, t))
+            clip_ids.append(e.clip_id)
+            t += n
+    return Batch(
+        ids_BTC=ids,
+        mask_BTK=mask,
+        doc_ids_BT=doc,
+        speaker_NS=torch.stack(spk) if spk else None,
+        speaker_pos_N2=torch.tensor(pos, dtype=torch.long) if pos else None,
+        clip_ids=clip_ids,
+        n_frames=sum(lens),
+    )
+
+
+# --- the stream -------------------------------------------------------------------------------
+
+
+@dataclass
+class LoaderConfig:
+    root: str  # shards root: holds shards/, index.parquet, samples.parquet
+    stage: str
+    max_frames: int
+    seqs_per_batch: int = 1
+    seed: int = 1234
+    min_agreement: float | None = None
+    dataset_weights: dict[str, float] = field(default_factory=dict)
+    eligibility: dict[str, Any] | None = None  # threshold overrides re-applied at read time
+    audio_pad_id: int = 1025
+    text_pad_id: int = 0
+    max_epochs: int | None = None  # None: cycle forever
+
+
+@dataclass
+class LoaderStats:
+    shards_read: int = 0
+    corrupt_shards: int = 0
+    corrupt_samples: int = 0
+    too_long: int = 0
+    build_errors: int = 0
+    samples: int = 0
+    batches: int = 0
+    skipped_shards: list[str] = field(default_factory=list)
+
+
+ExampleFn = Callable[[dict[str, Any], int], Example | None]
+
+
+class StageLoader:
+    """Deterministic, resumable iterator of this rank's micro-batches for one stage.
+
+    ``build(sample, epoch)`` turns a decoded shard sample into an :class:`Example` (transcript
+    choice, conditioning, dropout, loss masks: all keyed on ``(seed, epoch, clip)``), or None.
+    """
+
+    def __init__(self, cfg: LoaderConfig, build: ExampleFn, rank: int = 0, world: int = 1) -> None:
+        self.cfg = cfg
+        self.build = build
+        self.rank, self.world = rank, world
+        self.selection = select_samples(
+            cfg.root, cfg.stage, cfg.min_agreement, cfg.dataset_weights, cfg.eligibility
+        )
+        if not self.selection.weights:
+            raise ValueError(
+                f"no clip under {cfg.root} is eligible for stage {cfg.stage!r} "
+                f"({self.selection.n_candidates} candidates)"
+            )
+        self.stats = LoaderStats()
+        self.cache_shards = 3
+        # position of the first item not yet in an emitted micro-batch
+        self.epoch, self.shard_pos, self.item_pos, self.global_batch = 0, 0, 0, 0
+        self._cache: dict[tuple[int, int], list[dict[str, Any]]] = {}  # a few recent shards
+
+    # position -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "shard_pos": self.shard_pos,
+            "item_pos": self.item_pos,
+            "global_batch": self.global_batch,
+            "stats": {k: v for k, v in vars(self.stats).items() if k != "skipped_shards"},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.shard_pos = int(state["shard_pos"])
+        self.item_pos = int(state["item_pos"])
+        self.global_batch = int(state["global_batch"])
+        for k, v in (state.get("stats") or {}).items():
+            setattr(self.stats, k, v)
+
+    # plan -----------------------------------------------------------------------------------
+    def shard_order(self, epoch: int) -> list[str]:
+        names = list(self.selection.shards)
+        perm = rng_for(self.cfg.seed, "shards", epoch).permutation(len(names))
+        return [names[i] for i in perm]
+
+    def _shard_items(self, epoch: int, shard_pos: int) -> list[dict[str, Any]]:
+        """The epoch-ordered, weight-expanded samples of one shard ([] if it is unreadable)."""
+        if (epoch, shard_pos) in self._cache:
+            items = self._cache.pop((epoch, shard_pos))  # most recently used goes last
+            self._cache[(epoch, shard_pos)] = items
+            return items
+        name = self.shard_order(epoch)[shard_pos]
+        url = shard_url(self.cfg.root, name)
+        try:
+            samples, bad = read_shard(url)
+            self.stats.corrupt_samples += bad
+            self.stats.shards_read += 1
+        except ShardError as e:
+            self.stats.corrupt_shards += 1
+            self.stats.skipped_shards.append(name)
+            log.warning("skipping shard %s (epoch %d): %s", url, epoch, e)
+            samples = []
+        items: list[dict[str, Any]] = []
+        for s in samples:
+            w = self.selection.weights.get(s["clip_id"], 0.0)
+            if w <= 0:
+                continue
+            whole = int(w)
+            extra = rng_for(self.cfg.seed, "weight", epoch, s["clip_id"]).random() < (w - whole)
+            items.extend([s] * (whole + int(extra)))
+        perm = rng_for(self.cfg.seed, "order", epoch, name).permutation(len(items))
+        items = [items[i] for i in perm]
+        self._cache[(epoch, shard_pos)] = items
+        while len(self._cache) > self.cache_shards:
+            self._cache.pop(next(iter(self._cache)))
+        return items
+
+    def _items(self) -> Iterator[tuple[tuple[int, int, int], dict[str, Any]]]:
+        """(position, sample) from the current position on, across epochs."""
+        epoch, sp, ip = self.epoch, self.shard_pos, self.item_pos
+        empty_epochs = 0
+        while self.cfg.max_epochs is None or epoch < self.cfg.max_epochs:
+            order = self.shard_order(epoch)
+            yielded = False
+            while sp < len(order):
+                items = self._shard_items(epoch, sp)
+                while ip < len(items):
+                    yielded = True
+                    yield (epoch, sp, ip), items[ip]
+                    ip += 1
+                sp, ip = sp + 1, 0
+            empty_epochs = 0 if yielded else empty_epochs + 1
+            if empty_epochs >= 2:
+                raise RuntimeError(f"no readable sample for stage {self.cfg.stage!r} in two epochs")
+            epoch, sp = epoch + 1, 0
+
+    def _global_batches(self) -> Iterator[tuple[list[list[Example]], tuple[int, int, int]]]:
+        """Greedy packing: (rows, position of the first item not in them)."""
+        cfg = self.cfg
+        rows: list[list[Example]] = [[]]
+        used = [0]
+        for pos, sample in self._items():
+            try:
+                ex = self.build(sample, pos[0])
+            except Exception as e:
+                self.stats.build_errors += 1
+                log.warning("cannot build an example from %s: %s", sample.get("clip_id"), e)
+                ex = None
+            if ex is None:
+                continue
+            n = ex.ids_TC.shape[0]
+            if n > cfg.max_frames:
+                self.stats.too_long += 1
+                continue
+            if used[-1] + n > cfg.max_frames:
+                if len(rows) == cfg.seqs_per_batch:
+                    yield rows, pos
+                    rows, used = [[]], [0]
+                else:
+                    rows.append([])
+                    used.append(0)
+            rows[-1].append(ex)
+            used[-1] += n
+            self.stats.samples += 1
+        if rows[0]:
+            yield rows, (self.cfg.max_epochs or 0, 0, 0)
+
+    def step_batches(self, grad_accum: int) -> list[Batch]:
+        """This rank's ``grad_accum`` micro-batches of the next optimizer step.
+
+        Consumes ``world * grad_accum`` global micro-batches and advances the position past
+        them; every rank ends with the same position.
+        """
+        need = self.world * grad_accum
+        mine: list[Batch] = []
+        gen = self._global_batches()
+        for j in range(need):
+            try:
+                rows, next_pos = next(gen)
+            except StopIteration:
+                raise StopIteration("data exhausted (max_epochs reached)") from None
+            if j % self.world == self.rank:
+                mine.append(collate(rows, self.cfg.audio_pad_id, self.cfg.text_pad_id))
+            last_pos = next_pos
+            self.global_batch += 1
+            self.stats.batches += 1
+        gen.close()
+        self.epoch, self.shard_pos, self.item_pos = last_pos
+        return mine

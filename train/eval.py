@@ -1,0 +1,185 @@
+"""Mini-eval after a stage: synthesize held-out sentences, transcribe them, score WER and voice.
+
+For each held-out sentence: the prompt rows from ``accord.model.sequence`` (with the stage's
+conditioning: a speaker embedding taken from a shard clip when the stage trains with one,
+the Quality Mode token in anneal2), KV-cache sampling with ``accord.model.generate``, audio
+from ``accord.tokenize.codec.DacCodec``, a transcript from an ``accord.pipeline.asr`` backend
+(WER with jiwer against the sentence), and the cosine similarity between the speaker
+embedding of the generated audio and the prompt embedding. On a debug model after a few
+steps the numbers are meaningless; the machinery and the report are real.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accord.train.checkpoint import write_json_atomic
+from accord.train.recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+HELD_OUT = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Please call Stella and ask her to bring these things.",
+    "A rainbow is a division of white light into many beautiful colors.",
+    "She sells sea shells by the sea shore.",
+    "Open the window and let the fresh air in.",
+    "We will meet at the station at nine tomorrow.",
+)
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s']", " ", text.lower())).strip()
+
+
+@functools.cache
+def _codec(ref: str):
+    from accord.tokenize.codec import DacCodec
+
+    return DacCodec.load(ref)
+
+
+@functools.cache
+def _asr(ref: str):
+    from accord.pipeline.asr import create_backend
+
+    backend = create_backend("faster-whisper", ref)
+    backend.load()
+    return backend
+
+
+@functools.cache
+def _speaker(ref: str):
+    from accord.tokenize.speaker import SpeakerEncoder
+
+    return SpeakerEncoder.load(ref)
+
+
+def prompt_speakers(shards: str, n: int) -> list[tuple[str, np.ndarray]]:
+    """(clip_id, raw speaker embedding) of the first ``n`` readable shard samples."""
+    from accord.train.data import read_shard, select_samples, shard_url
+
+    sel = select_samples(shards, "pretrain")
+    out: list[tuple[str, np.ndarray]] = []
+    for name in sel.shards:
+        try:
+            samples, _ = read_shard(shard_url(shards, name))
+        except Exception:
+            continue
+        for s in samples:
+            if "spk.npy" in s:
+                out.append((s["clip_id"], np.asarray(s["spk.npy"], np.float32)))
+            if len(out) >= n:
+                return out
+    return out
+
+
+def _tokenize_refs(shards: str) -> dict[str, Any]:
+    """Codec and speaker refs recorded in ``SHARDS/tokenize.json`` (so the eval matches the data)."""
+    import fsspec
+    from accord.train.data import join_uri
+
+    try:
+        with fsspec.open(join_uri(shards, "tokenize.json"), "rb") as f:
+            info = json.load(f)
+    except (FileNotFoundError, ValueError):
+        return {}
+    refs: dict[str, Any] = {}
+    codec = info.get("codec") or {}
+    speaker = info.get("speaker") or {}
+    if isinstance(codec, dict) and codec.get("ref"):
+        refs["codec"] = codec["ref"]
+    if isinstance(speaker, dict) and speaker.get("ref"):
+        refs["speaker"] = speaker["ref"]
+    return refs
+
+
+def mini_eval(final_dir: Path, shards: str, recipe: Recipe, out_json: Path) -> dict[str, Any]:
+    import jiwer
+    import torchaudio.functional as AF
+    from accord.model.checkpoint import load_zonos2
+    from accord.model.generate import SamplingConfig, generate
+    from accord.model.sequence import build_prompt, control_tokens
+    from accord.tokenize.vocab import DEFAULT_VOCAB
+
+    t0 = time.perf_counter()
+    ev = recipe.eval
+    refs = {"codec": ev.codec, "speaker": ev.speaker, **_tokenize_refs(shards)}
+    model = load_zonos2(final_dir).eval()
+    cond = recipe.conditioning
+    n = ev.n_sentences
+    speakers = prompt_speakers(shards, n)
+    codec = _codec(refs["codec"])
+    encoder = _speaker(refs["speaker"])
+    asr = _asr(ev.asr)
+    items = []
+    wavs16 = []
+    for i in range(n):
+        text = HELD_OUT[i % len(HELD_OUT)]
+        spk_id, spk = speakers[i % len(speakers)] if speakers else (None, None)
+        use_spk = cond.speaker != "none" and spk is not None
+        controls = control_tokens(DEFAULT_VOCAB, quality_mode=cond.quality_mode)
+        prompt = build_prompt(text, controls, DEFAULT_VOCAB, model.cfg.n_codebooks)
+        with torch.no_grad():
+            res = generate(
+                model,
+                prompt,
+                torch.from_numpy(spk) if use_spk else None,
+                SamplingConfig(max_frames=ev.max_new_frames, seed=i),
+            )
+        codes = res.codes_KT
+        if codes.shape[1]:
+            with torch.no_grad():
+                wav = codec.decode(codes[None].long().clamp(0, 1023))[0].float()
+            wav16 = AF.resample(wav, codec.sample_rate, 16000).numpy().astype(np.float32)
+        else:
+            wav16 = np.zeros(1600, np.float32)
+        wavs16.append(wav16)
+        items.append(
+            {
+                "text": text,
+                "prompt_clip": spk_id if use_spk else None,
+                "frames": int(codes.shape[1]),
+                "ended_with_eoa": bool(res.ended),
+                "seconds": float(len(wav16) / 16000),
+            }
+        )
+    hyps = asr.transcribe_batch(wavs16)
+    emb = encoder.embed_batch(wavs16) if speakers else None
+    for i, (item, hyp) in enumerate(zip(items, hyps, strict=True)):
+        item["hypothesis"] = hyp.text
+        ref_n, hyp_n = _norm(item["text"]), _norm(hyp.text)
+        item["wer"] = float(jiwer.wer(ref_n, hyp_n)) if hyp_n else 1.0
+        if emb is not None and speakers:
+            a = emb[i] / (np.linalg.norm(emb[i]) + 1e-9)
+            b = speakers[i % len(speakers)][1]
+            b = b / (np.linalg.norm(b) + 1e-9)
+            item["speaker_similarity"] = float(a @ b)
+    report = {
+        "checkpoint": str(final_dir),
+        "stage": recipe.stage,
+        "asr": ev.asr,
+        "codec": refs["codec"],
+        "speaker_encoder": refs["speaker"],
+        "codec_random_weights": bool(getattr(codec, "random_weights", False)),
+        "n": len(items),
+        "wer": float(np.mean([it["wer"] for it in items])),
+        "speaker_similarity": (
+            float(np.mean([it["speaker_similarity"] for it in items]))
+            if items and "speaker_similarity" in items[0]
+            else None
+        ),
+        "items": items,
+        "seconds": time.perf_counter() - t0,
+        "note": "debug-scale model: numbers are not meaningful, the pipeline is",
+    }
+    write_json_atomic(out_json, report)
+    return {k: v for k, v in report.items() if k != "items"}

@@ -1,0 +1,123 @@
+"""One shard sample -> one training :class:`~accord.train.data.Example` under a stage's conditioning.
+
+Every random choice (which ASR transcript, whether rate/quality tokens are dropped, whether
+the prompt embedding comes from an augmented copy) is drawn from a generator keyed on
+``(seed, epoch, clip_id, purpose)``: a new draw each epoch, identical on every rank and
+after a resume, independent of batch order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from accord.model.sequence import build_sequence, control_tokens
+from accord.tokenize.vocab import DEFAULT_VOCAB, Vocab
+from accord.train.data import Example, rng_for
+from accord.train.recipe import ConditioningConfig
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def pick_transcript(meta: dict[str, Any], rng: np.random.Generator) -> str | None:
+    """One of the clip's ASR transcripts (raw text, normalised as a fallback), uniformly."""
+    texts = []
+    for t in meta.get("transcripts") or []:
+        text = (t.get("text") or t.get("normalized") or "").strip()
+        if text:
+            texts.append(text)
+    if not texts:
+        return None
+    return texts[int(rng.integers(len(texts)))]
+
+
+def is_top_quality(meta: dict[str, Any], cond: ConditioningConfig) -> bool:
+    agr = _finite(meta.get("agreement"))
+    snr = _finite((meta.get("features") or {}).get("snr_db"))
+    return (
+        agr is not None
+        and agr >= cond.quality_mode_min_agreement
+        and snr is not None
+        and snr >= cond.quality_mode_min_snr_db
+    )
+
+
+@dataclass
+class ExampleBuilder:
+    """Callable for :class:`~accord.train.data.StageLoader`: ``(sample, epoch) -> Example | None``."""
+
+    cond: ConditioningConfig
+    seed: int = 1234
+    vocab: Vocab = DEFAULT_VOCAB
+
+    def controls(self, meta: dict[str, Any], rng: np.random.Generator) -> list[int]:
+        c = self.cond
+        feats = meta.get("features") or {}
+        rate = None
+        if c.rate and rng.random() >= c.rate_drop_p:
+            rate = _finite(feats.get("speaking_rate"))
+        quality = None
+        if c.quality and rng.random() >= c.quality_drop_p:
+            quality = {
+                name: _finite(meta.get(name) if name == "agreement" else feats.get(name))
+                for name in self.vocab.config.quality_edges
+            }
+            quality = {k: v for k, v in quality.items() if v is not None}
+        qmode = c.quality_mode and is_top_quality(meta, c)
+        return control_tokens(self.vocab, speaking_rate=rate, quality=quality, quality_mode=qmode)
+
+    def speaker(self, sample: dict[str, Any], rng: np.random.Generator) -> np.ndarray | None:
+        c = self.cond
+        if c.speaker == "none":
+            return None
+        if c.speaker == "full":
+            return sample.get("spk.npy")
+        if c.speaker != "crop":
+            raise ValueError(f"unknown speaker source {c.speaker!r}; expected none, crop or full")
+        aug = sample.get("spkaug.npy")
+        has_aug = aug is not None and aug.ndim == 2 and len(aug) > 0
+        if c.aug_prompt_prob > 0 and has_aug and rng.random() < c.aug_prompt_prob:
+            return aug[int(rng.integers(len(aug)))]
+        crop = sample.get("spkcrop.npy")
+        return crop if crop is not None else sample.get("spk.npy")
+
+    def __call__(self, sample: dict[str, Any], epoch: int) -> Example | None:
+        meta = sample["json"]
+        clip_id = str(sample["clip_id"])
+        rng = rng_for(self.seed, "example", epoch, clip_id)
+        text = pick_transcript(meta, rng)
+        if text is None:
+            return None
+        controls = self.controls(meta, rng)
+        spk = self.speaker(sample, rng)
+        codes_KT = torch.from_numpy(np.asarray(sample["codes.npy"]).astype(np.int64))
+        seq = build_sequence(codes_KT, text, controls, self.vocab)
+        mask_TK = seq.loss_mask_TK.clone()
+        if self.cond.mask_crop and meta.get("speaker_crop"):
+            f0, f1 = (int(v) for v in meta["speaker_crop"])
+            mask_crop_frames(mask_TK, seq.audio_start, f0, f1)
+        speaker = None if spk is None else torch.as_tensor(np.asarray(spk, dtype=np.float32))
+        return Example(clip_id=clip_id, ids_TC=seq.ids_TC, mask_TK=mask_TK, speaker_S=speaker)
+
+
+def mask_crop_frames(mask_TK: torch.Tensor, audio_start: int, f0: int, f1: int) -> None:
+    """No loss on codec frames [f0, f1) the prompt embedding was computed from.
+
+    Under the delay pattern codebook ``j``'s frame ``f`` sits at row ``audio_start + f + j``
+    and is predicted by the logit one row earlier.
+    """
+    T, K = mask_TK.shape
+    for j in range(K):
+        lo = max(0, audio_start + f0 + j - 1)
+        hi = min(T, audio_start + f1 + j - 1)
+        if hi > lo:
+            mask_TK[lo:hi, j] = False
