@@ -1,0 +1,147 @@
+"""``accord manifest stats|show|filter|plot``: views over an ingest output (eligibility re-applied)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+_common = [
+    click.argument("out_uri"),
+    click.option(
+        "--stage", default=None, help="Only clips eligible for this stage (re-applied at read time)."
+    ),
+    click.option("--lang", default=None, help="Only this language (ISO 639-1)."),
+    click.option(
+        "--thresholds",
+        default=None,
+        help="YAML with eligibility thresholds (an 'eligibility:' section or the mapping itself) "
+        "overriding the defaults.",
+    ),
+]
+
+
+def common(f):
+    for deco in reversed(_common):
+        f = deco(f)
+    return f
+
+
+def _read(out_uri: str, stage: str | None, lang: str | None, thresholds: str | None):
+    from accord.pipeline.io.fs import Store, redact_uri
+    from accord.pipeline.manifest.read import read_manifest
+
+    store = Store(out_uri)
+    if not (store.exists("manifest") or store.exists("errors")):
+        raise click.ClickException(f"no ingest output at {redact_uri(out_uri)} (no manifest/ or errors/)")
+
+    return read_manifest(out_uri, stage=stage, lang=lang, thresholds=thresholds)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def manifest() -> None:
+    """Inspect agreement-filtered manifests: stats, show, filter, plot."""
+
+
+@manifest.command()
+@common
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def stats(out_uri, stage, lang, thresholds, as_json) -> None:
+    """Hours and clips per stage and language, agreement histogram, errors by reason."""
+    from accord.pipeline.manifest.read import read_errors
+    from accord.pipeline.manifest.stats import AGREEMENT_BINS, summary_dict
+    from rich.console import Console
+    from rich.table import Table
+
+    table = _read(out_uri, stage, lang, thresholds)
+    summary = summary_dict(table, read_errors(out_uri))
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    console = Console()
+    t = Table(title=f"{summary['clips']} clips, {summary['hours']:.3f} h")
+    for col in ("stage", "language", "clips", "hours"):
+        t.add_column(col, justify="right" if col in ("clips", "hours") else "left")
+    for s, per_lang in summary["by_stage_language"].items():
+        for language, v in per_lang.items():
+            t.add_row(s, language, str(v["clips"]), f"{v['hours']:.3f}")
+    console.print(t)
+    counts = summary["agreement_histogram"]["counts"].get("*", [])
+    if counts:
+        h = Table(title="agreement histogram (all languages)")
+        h.add_column("agreement")
+        h.add_column("clips", justify="right")
+        h.add_column("")
+        top = max(counts) or 1
+        for i, (a, b, n) in enumerate(zip(AGREEMENT_BINS[:-1], AGREEMENT_BINS[1:], counts, strict=True)):
+            close = "]" if i == len(counts) - 1 else ")"  # numpy's last bin includes 1.0
+            h.add_row(f"[{a:.1f}, {b:.1f}{close}", str(n), "█" * round(30 * n / top))
+        console.print(h)
+    if summary["errors_by_reason"]:
+        e = Table(title="errors by reason")
+        e.add_column("step:error_type")
+        e.add_column("count", justify="right")
+        for k, n in summary["errors_by_reason"].items():
+            e.add_row(k, str(n))
+        console.print(e)
+
+
+@manifest.command()
+@common
+@click.option(
+    "--disagree", is_flag=True, help="Only clips whose systems disagree, worst first, side by side."
+)
+@click.option(
+    "--below", default=0.8, show_default=True, help="Agreement under which a clip counts as disagreeing."
+)
+@click.option("--limit", default=20, show_default=True)
+def show(out_uri, stage, lang, thresholds, disagree, below, limit) -> None:
+    """Clips with all their transcripts (side by side with --disagree)."""
+    from accord.pipeline.manifest.stats import disagreeing
+    from rich.console import Console
+    from rich.table import Table
+
+    table = _read(out_uri, stage, lang, thresholds)
+    rows = disagreeing(table, below=below, limit=limit) if disagree else table.slice(0, limit).to_pylist()
+    systems = sorted({t["system"] for r in rows for t in r["transcripts"]})
+    t = Table(
+        title=f"{len(rows)} clips" + (f" with agreement < {below}" if disagree else ""), show_lines=True
+    )
+    for col in ("clip", "s", "lang", "agreement", *systems):
+        t.add_column(col)
+    for r in rows:
+        by = {tr["system"]: tr["text"] for tr in r["transcripts"]}
+        t.add_row(
+            r["clip_id"],
+            f"{r['start_s']:.2f}-{r['end_s']:.2f}",
+            r["language"] or "?",
+            "" if r["agreement"] is None else f"{r['agreement']:.2f}",
+            *[by.get(s, "") for s in systems],
+        )
+    Console(width=200).print(t)
+
+
+@manifest.command(name="filter")
+@common
+@click.option(
+    "--output", "-o", required=True, help="Destination .parquet file or dataset directory (any URI)."
+)
+def filter_(out_uri, stage, lang, thresholds, output) -> None:
+    """Write the clips that pass --stage/--lang (eligibility re-applied) as Parquet."""
+    from accord.pipeline.manifest.read import write_filtered
+
+    table = _read(out_uri, stage, lang, thresholds)
+    path = write_filtered(table, output)
+    click.echo(f"{len(table)} clips -> {path}")
+
+
+@manifest.command()
+@common
+@click.option("--output", "-o", required=True, help="Directory for manifest.png and manifest.html.")
+def plot(out_uri, stage, lang, thresholds, output) -> None:
+    """Hours per stage and language and agreement histograms as PNG + HTML."""
+    from accord.pipeline.manifest.plot import plot_manifest
+
+    table = _read(out_uri, stage, lang, thresholds)
+    png, page = plot_manifest(table, output, title=f"accord manifest: {out_uri}")
+    click.echo(f"{png}\n{page}")

@@ -1,0 +1,139 @@
+"""List the audio files of a raw bucket (folder, ``file://``, ``s3://``, ``gs://``) as sources.
+
+A :class:`Source` carries what resuming needs: the full URI, a cheap content fingerprint
+(size plus mtime, ETag or generation, from the listing alone) and a ``key`` — a hash of the
+URI used for every output name, so no input name (``../x``, ``/etc/x``, unicode, very long)
+decides where anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+from accord.pipeline.io.fs import _is_local, open_fs, redact_uri
+
+DEFAULT_EXTENSIONS: tuple[str, ...] = ("wav", "flac", "mp3", "ogg", "opus", "m4a", "aac", "webm", "mp4")
+
+# Listing fields that change when the object's bytes change, by filesystem.
+_VERSION_FIELDS = ("ETag", "etag", "md5Hash", "crc32c", "generation", "mtime", "LastModified", "updated")
+
+
+def source_key(uri: str) -> str:
+    """Stable, path-safe name for everything derived from ``uri``."""
+    return hashlib.sha256(uri.encode("utf-8")).hexdigest()[:24]
+
+
+@dataclass(frozen=True, order=True)
+class Source:
+    uri: str  # absolute local path or a full URL (with protocol)
+    size: int = 0
+    fingerprint: str = ""
+    key: str = field(default="", compare=False)
+
+    @classmethod
+    def make(cls, uri: str, size: int, fingerprint: str) -> Source:
+        return cls(uri=uri, size=int(size), fingerprint=fingerprint, key=source_key(uri))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uri": self.uri, "size": self.size, "fingerprint": self.fingerprint, "key": self.key}
+
+
+@dataclass
+class ListingResult:
+    sources: list[Source]
+    errors: list[dict[str, Any]]  # ERROR_SCHEMA-shaped rows (without run_id) for bad list entries
+
+
+def _fingerprint(info: dict[str, Any]) -> str:
+    parts = [str(info.get("size", ""))]
+    for name in _VERSION_FIELDS:
+        if info.get(name) not in (None, ""):
+            parts.append(f"{name}={info[name]}")
+            break
+    return ";".join(parts)
+
+
+def _full_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    return path if _is_local(fs) else fs.unstrip_protocol(path)
+
+
+def _ext_ok(path: str, exts: tuple[str, ...]) -> bool:
+    name = posixpath.basename(path).lower()
+    return not name.startswith(".") and any(name.endswith("." + e) for e in exts)
+
+
+def _error(uri: str, error_type: str, reason: str) -> dict[str, Any]:
+    return {"input_uri": uri, "clip_id": None, "step": "list", "error_type": error_type, "reason": reason}
+
+
+def _read_list_file(list_file: str) -> list[str]:
+    fs, path = open_fs(list_file)
+    with fs.open(path, "rt", encoding="utf-8") as f:
+        lines = [ln.strip() for ln in f]
+    return [ln for ln in lines if ln and not ln.startswith("#")]
+
+
+def _resolve_entry(fs: fsspec.AbstractFileSystem, root: str, entry: str) -> tuple[str | None, str]:
+    """``(path in fs or None, reason)``: a URL or absolute path as given, else relative to root."""
+    if "://" in entry:
+        efs, epath = open_fs(entry)
+        if type(efs) is not type(fs):
+            return None, "list entry is on a different filesystem than RAW_URI"
+        return epath, ""
+    if entry.startswith("/") and _is_local(fs):
+        return posixpath.normpath(entry), ""
+    joined = posixpath.normpath(posixpath.join(root, entry.lstrip("/")))
+    if not (joined == root or joined.startswith(root.rstrip("/") + "/")):
+        return None, "relative list entry escapes RAW_URI"
+    return joined, ""
+
+
+def list_sources(
+    raw_uri: str,
+    extensions: tuple[str, ...] | list[str] = DEFAULT_EXTENSIONS,
+    list_file: str | None = None,
+) -> ListingResult:
+    """Every matching audio file under ``raw_uri`` (recursive), or the entries of ``list_file``.
+
+    Sorted by URI so runs and dry-runs see the same order. Missing or out-of-root list entries
+    become error rows, not exceptions.
+    """
+    exts = tuple(e.lower().lstrip(".") for e in extensions)
+    fs, root = open_fs(raw_uri)
+    sources: dict[str, Source] = {}
+    errors: list[dict[str, Any]] = []
+    if list_file is None:
+        if not fs.exists(root):
+            raise FileNotFoundError(f"input not found: {redact_uri(raw_uri)}")
+        entries = {root: fs.info(root)} if fs.isfile(root) else fs.find(root, detail=True)
+        for path, info in entries.items():
+            if info.get("type", "file") != "file" or not _ext_ok(path, exts):
+                continue
+            if path != root and any(p.startswith(".") for p in posixpath.relpath(path, root).split("/")):
+                continue
+            uri = _full_uri(fs, path)
+            sources[uri] = Source.make(uri, info.get("size") or 0, _fingerprint(info))
+    else:
+        for entry in _read_list_file(list_file):
+            path, reason = _resolve_entry(fs, root, entry)
+            if path is None:
+                errors.append(_error(entry, "bad_list_entry", reason))
+                continue
+            uri = _full_uri(fs, path)
+            if not _ext_ok(path, exts):
+                errors.append(_error(uri, "extension_filtered", f"extension not in {','.join(exts)}"))
+                continue
+            try:
+                info = fs.info(path)
+            except FileNotFoundError:
+                errors.append(_error(uri, "not_found", "listed file does not exist"))
+                continue
+            if info.get("type", "file") != "file":
+                errors.append(_error(uri, "not_a_file", "listed entry is a directory"))
+                continue
+            sources[uri] = Source.make(uri, info.get("size") or 0, _fingerprint(info))
+    return ListingResult(sources=sorted(sources.values()), errors=errors)

@@ -1,0 +1,77 @@
+"""Which step classes an ingest composes, in order, from an :class:`IngestConfig`.
+
+Three groups, matching how Ray runs them: *source* steps (decode + VAD, CPU tasks, one
+source in, many clips out), *ASR* steps (one actor pool per system, batched), and *post*
+steps (agreement, features, eligibility; light CPU tasks). Step classes live in
+``accord.pipeline.steps``; the job only knows their import paths and config classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from accord.pipeline.job.config import IngestConfig, StepSpec
+
+_STEPS = "accord.pipeline.steps"
+
+# step name -> (Step class, its config dataclass or None when the step takes plain kwargs)
+SOURCE_STEPS: dict[str, tuple[str, str | None]] = {
+    "decode": (f"{_STEPS}.decode:DecodeStep", f"{_STEPS}.decode:DecodeConfig"),
+    "vad": (f"{_STEPS}.vad:VadStep", "accord.pipeline.vad:VadConfig"),
+}
+ASR_STEP = f"{_STEPS}.asr:AsrStep"
+POST_STEPS: dict[str, tuple[str, str | None]] = {
+    "agreement": (f"{_STEPS}.score:AgreementStep", None),
+    "features": (f"{_STEPS}.score:FeatureStep", "accord.pipeline.features:FeatureConfig"),
+    "eligibility": (f"{_STEPS}.score:EligibilityStep", None),
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    source: list[StepSpec]
+    asr: dict[str, StepSpec]  # pool name -> step (one actor pool each)
+    post: list[StepSpec] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": [s.target for s in self.source],
+            "asr": {k: v.kwargs.get("backends") for k, v in self.asr.items()},
+            "post": [s.target for s in self.post],
+        }
+
+
+def _spec(name: str, paths: tuple[str, str | None], cfg: IngestConfig) -> StepSpec:
+    target, config_target = paths
+    target = cfg.step_targets.get(name, target)
+    return StepSpec(target=target, config_target=config_target, kwargs=dict(cfg.steps.get(name, {})))
+
+
+def asr_backend(cfg: IngestConfig, system: str) -> dict[str, Any]:
+    """The AsrStep backend entry for one system; options from ``steps: {"asr:<system>": {...}}``."""
+    return {
+        "backend": system,
+        "model": cfg.asr_models[system],
+        "options": dict(cfg.steps.get(f"asr:{system}", {})),
+    }
+
+
+def build_plan(cfg: IngestConfig) -> Plan:
+    cfg.validate()
+    unknown = set(cfg.step_targets) - set(SOURCE_STEPS) - set(POST_STEPS)
+    if unknown:
+        known = [*SOURCE_STEPS, *POST_STEPS]
+        raise ValueError(f"step_targets: unknown step(s) {sorted(unknown)}; known: {known}")
+    source = [_spec(n, p, cfg) for n, p in SOURCE_STEPS.items()]
+    if cfg.asr_pools == "shared":  # one actor runs every system on each batch
+        asr = {"asr": StepSpec(ASR_STEP, None, {"backends": [asr_backend(cfg, s) for s in cfg.asr]})}
+    else:  # one actor pool per system: the systems run concurrently on different batches
+        asr = {s: StepSpec(ASR_STEP, None, {"backends": [asr_backend(cfg, s)]}) for s in cfg.asr}
+    post = []
+    for name, paths in POST_STEPS.items():
+        spec = _spec(name, paths, cfg)
+        if name == "eligibility" and cfg.eligibility:
+            spec = StepSpec(spec.target, None, {"thresholds": cfg.eligibility})
+        post.append(spec)
+    return Plan(source=source, asr=asr, post=post)

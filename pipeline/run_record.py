@@ -1,0 +1,145 @@
+"""The run record: what one ingest run did, written to ``OUT/runs/<run_id>.json``.
+
+Config, software versions, counts, timings, hours in and kept per stage and language, and
+errors by reason. URIs are redacted (no user info or query strings) and no environment
+variable is ever copied in, so a record can be shared without leaking credentials.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from accord.stages import STAGES
+
+VERSIONED_PACKAGES = (
+    "accord",
+    "ray",
+    "torch",
+    "numpy",
+    "pyarrow",
+    "faster-whisper",
+    "ctranslate2",
+    "moonshine-voice",
+    "silero-vad",
+    "onnxruntime",
+    "jiwer",
+    "nemo-toolkit",
+)
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time plus a random suffix."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+@dataclass
+class RunStats:
+    """Accumulates per-source results on the driver as sources are committed."""
+
+    sources_committed: int = 0
+    sources_failed: int = 0  # committed with no clip and at least one error
+    source_seconds: float = 0.0  # decoded/probed duration of committed sources
+    clips: int = 0
+    clip_seconds: float = 0.0
+    kept_seconds: dict[str, dict[str, float]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(float))
+    )
+    kept_clips: dict[str, dict[str, int]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(int))
+    )
+    errors: Counter = field(default_factory=Counter)
+    step_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def add_source(
+        self, summary: dict[str, Any], clip_rows: list[dict[str, Any]], error_rows: list[dict[str, Any]]
+    ):
+        self.sources_committed += 1
+        if not clip_rows and error_rows:
+            self.sources_failed += 1
+        dur = summary.get("source_duration_s")
+        if isinstance(dur, (int, float)) and dur == dur:
+            self.source_seconds += float(dur)
+        for name, s in (summary.get("timings") or {}).items():
+            self.step_seconds[name] += s
+        for row in clip_rows:
+            d = row.get("duration_s") or 0.0
+            lang = row.get("language") or "?"
+            self.clips += 1
+            self.clip_seconds += d
+            for stage in ("all", *STAGES):
+                if stage == "all" or row.get(f"eligible_{stage}"):
+                    self.kept_seconds[stage][lang] += d
+                    self.kept_clips[stage][lang] += 1
+        for e in error_rows:
+            self.errors[f"{e['step']}:{e['error_type']}"] += 1
+
+    def add_item_timings(self, timings: dict[str, float]) -> None:
+        for name, s in timings.items():
+            self.step_seconds[name] += s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sources_committed": self.sources_committed,
+            "sources_failed": self.sources_failed,
+            "clips": self.clips,
+            "hours_in": self.source_seconds / 3600,
+            "hours_clipped": self.clip_seconds / 3600,
+            "hours_kept": {
+                s: {lang: v / 3600 for lang, v in sorted(self.kept_seconds[s].items())}
+                for s in ("all", *STAGES)
+            },
+            "clips_kept": {s: dict(sorted(self.kept_clips[s].items())) for s in ("all", *STAGES)},
+            "errors_by_reason": dict(sorted(self.errors.items())),
+            "step_seconds": {k: round(v, 3) for k, v in sorted(self.step_seconds.items())},
+        }
+
+
+def build_record(
+    run_id: str,
+    *,
+    raw_uri: str,
+    out_uri: str,
+    config: dict[str, Any],
+    plan: dict[str, Any],
+    counts: dict[str, Any],
+    timings: dict[str, float],
+    stats: RunStats,
+    started_at: float,
+    status: str,
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
+    from accord.pipeline.io.fs import redact_uri
+
+    return {
+        "run_id": run_id,
+        "kind": "ingest",
+        "status": status,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_at)),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "raw_uri": redact_uri(raw_uri),
+        "out_uri": redact_uri(out_uri),
+        "argv": [redact_uri(a) for a in (argv or [])],
+        "config": config,
+        "plan": plan,
+        "versions": versions(),
+        "counts": counts,
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "results": stats.to_dict(),
+    }

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The main job end to end on a generated sample bucket, on this machine (embedded Ray, CPU):
+# samples -> ingest -> manifest stats/plots -> tokenize -> LDA -> train curriculum (debug
+# model, a few steps per stage) -> synth -> HTML report. Output: demo-out/report.html.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${DEMO_OUT:-demo-out}
+STEPS=${DEMO_STEPS_PER_STAGE:-40}
+A=.venv/bin/accord
+rm -rf "$OUT"
+mkdir -p "$OUT"
+t0=$(date +%s)
+step() { printf '\n== [%4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
+
+step "doctor"
+$A doctor
+
+step "generate the sample bucket"
+$A samples bucket "$OUT/bucket"
+
+step "ingest (embedded local Ray)"
+$A ingest "$OUT/bucket/bucket" --out "$OUT/ingest"
+
+step "manifest stats and plots"
+$A manifest stats "$OUT/ingest"
+$A manifest stats "$OUT/ingest" --stage anneal1
+$A manifest plot "$OUT/ingest" -o "$OUT/plots"
+
+step "tokenize: DAC codes, ECAPA embeddings, shards"
+$A tokenize "$OUT/ingest" --out "$OUT/shards" --min-stage pretrain --speaker ecapa:auralis
+$A tokenize fit-lda "$OUT/shards"
+
+step "train the curriculum (debug model, $STEPS steps per stage)"
+$A train curriculum --shards "$OUT/shards" --model debug --run "$OUT/train" --steps-per-stage "$STEPS"
+
+step "synthesize one sentence"
+ref=$(ls "$OUT"/bucket/bucket/* | head -n 1)
+$A synth "$OUT/train/anneal2/final" "Hello from accord." --speaker "$ref" --max-seconds 3 --out "$OUT/synth.wav"
+
+step "report"
+$A report "$OUT" --out "$OUT/report.html"
+step "done: open $OUT/report.html"

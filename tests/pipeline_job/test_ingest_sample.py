@@ -1,0 +1,278 @@
+"""``accord ingest`` end to end on the generated sample bucket with an embedded local Ray.
+
+One full run (module-shared) is checked against the bucket's truth; a second process is
+killed midway and re-run, and must converge to the same manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import jiwer
+import pyarrow.parquet as pq
+import pytest
+from accord.pipeline.manifest import read_errors, read_manifest
+from accord.pipeline.text_norm import normalize
+
+from accord.schema import SCHEMA_VERSION
+
+pytestmark = pytest.mark.integration
+
+TOL_S = 0.3
+
+
+@pytest.fixture(scope="module")
+def ingested(sample_bucket, tmp_path_factory, run_accord):
+    out = tmp_path_factory.mktemp("ingest") / "out"
+    proc = run_accord(
+        "ingest", str(sample_bucket.path), "--out", str(out), "--num-cpus", "2", "--no-progress"
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out, proc
+
+
+def _json_out(stdout: str) -> dict:
+    """The JSON document the command printed (worker log lines may precede it)."""
+    i = stdout.find("{") if stdout.startswith("{") else stdout.find("\n{") + 1
+    return json.JSONDecoder().raw_decode(stdout[i:])[0]
+
+
+def _rows_by_file(out: Path) -> dict[str, list[dict]]:
+    by: dict[str, list[dict]] = {}
+    for r in read_manifest(str(out)).to_pylist():
+        by.setdefault(Path(r["source_uri"]).name, []).append(r)
+    return by
+
+
+def _truth_sentence(entry: dict, clip: dict) -> dict | None:
+    """The true sentence whose boundaries match the clip's within the tolerance."""
+    for s in entry["sentences"]:
+        if abs(clip["start_s"] - s["start_s"]) <= TOL_S and abs(clip["end_s"] - s["end_s"]) <= TOL_S:
+            return s
+    return None
+
+
+def test_sentences_covered_within_tolerance(ingested, sample_bucket) -> None:
+    out, _ = ingested
+    by = _rows_by_file(out)
+    total = covered = 0
+    for name, entry in sample_bucket.truth.items():
+        for s in entry["sentences"]:
+            total += 1
+            covered += any(_truth_sentence({"sentences": [s]}, c) for c in by.get(name, []))
+    assert total >= 20
+    assert covered / total >= 0.9, f"only {covered}/{total} sentences covered within {TOL_S} s"
+
+
+def test_both_asr_systems_transcribe_every_clip(ingested) -> None:
+    out, _ = ingested
+    rows = read_manifest(str(out)).to_pylist()
+    assert rows
+    for r in rows:
+        models = {(t["system"], t["model"]) for t in r["transcripts"]}
+        assert models == {("faster-whisper", "whisper:base"), ("moonshine", "moonshine:tiny-en")}, r[
+            "clip_id"
+        ]
+        assert len(r["pairs"]) == 1 and 0.0 <= r["agreement"] <= 1.0
+    whisper_texts = [t["text"] for r in rows for t in r["transcripts"] if t["system"] == "faster-whisper"]
+    assert sum(bool(t.strip()) for t in whisper_texts) >= 0.9 * len(rows)
+
+
+def test_clean_correct_speech_passes_anneal_and_the_rest_does_not(ingested, sample_bucket) -> None:
+    out, _ = ingested
+    by = _rows_by_file(out)
+    clean_ok = clean_pass = 0
+    disagreeing = 0
+    for name, entry in sample_bucket.truth.items():
+        for c in by.get(name, []):
+            if c["agreement"] < 0.6:  # the systems disagree: never good enough to anneal on
+                disagreeing += 1
+                assert not c["eligible_anneal1"] and not c["eligible_anneal2"], c["clip_id"]
+            s = _truth_sentence(entry, c)
+            if entry["background"] != "clean" or entry["language"] != "en" or s is None:
+                continue
+            ref = normalize(s["text"], "en")
+            wers = [jiwer.wer(ref, normalize(t["text"], "en")) for t in c["transcripts"]]
+            if max(wers) <= 0.1:  # clean speech both systems got right
+                clean_ok += 1
+                clean_pass += bool(c["eligible_anneal1"])
+    assert clean_ok >= 5, "too few clean, correctly transcribed clips to judge"
+    assert clean_pass == clean_ok, f"{clean_ok - clean_pass} clean clips failed anneal1"
+    assert disagreeing >= 1, "the bucket has non-English/noisy clips the systems must disagree on"
+    for name, entry in sample_bucket.truth.items():
+        if not entry["has_speech"]:  # noise/music only: no clip at all, an explained error instead
+            assert name not in by
+    errors = read_errors(str(out)).to_pylist()
+    no_speech = {Path(e["input_uri"]).name for e in errors if e["error_type"] == "no_speech"}
+    assert {n for n, e in sample_bucket.truth.items() if not e["has_speech"]} <= no_speech
+
+
+def test_manifest_is_plain_parquet_with_schema_version(ingested) -> None:
+    import duckdb
+    import pandas as pd
+
+    out, _ = ingested
+    n = len(read_manifest(str(out)))
+    df = pd.read_parquet(out / "manifest")
+    assert len(df) == n and "transcripts" in df.columns
+    con = duckdb.connect()
+    got = con.execute(
+        f"SELECT count(*), sum(duration_s) FROM read_parquet('{out}/manifest/*.parquet')"
+    ).fetchone()
+    assert got[0] == n and got[1] == pytest.approx(df["duration_s"].sum())
+    for part in (out / "manifest").glob("*.parquet"):
+        meta = pq.read_schema(part).metadata
+        assert meta[b"accord.schema_version"] == str(SCHEMA_VERSION).encode()
+
+
+def test_run_record_and_no_secret_anywhere(ingested, sample_bucket, secret) -> None:
+    out, proc = ingested
+    records = list((out / "runs").glob("*.json"))
+    assert len(records) == 1
+    rec = json.loads(records[0].read_text())
+    assert rec["status"] == "succeeded"
+    assert rec["counts"]["sources_listed"] == len(sample_bucket.truth)
+    res = rec["results"]
+    true_s = sum(e["duration_s"] for e in sample_bucket.truth.values())
+    assert res["hours_in"] * 3600 == pytest.approx(true_s, rel=0.02)
+    assert res["clips"] == len(read_manifest(str(out)))
+    assert res["errors_by_reason"].get("vad:no_speech", 0) >= 2
+    assert set(res["hours_kept"]) == {"all", "pretrain", "midtrain", "anneal1", "anneal2"}
+    assert {"asr:faster-whisper", "asr:moonshine", "vad"} <= set(res["step_seconds"])
+    assert rec["versions"]["ray"] and rec["config"]["asr"] == ["faster-whisper", "moonshine"]
+    assert "hours kept" in proc.stderr and "errors by reason" in proc.stderr  # the summary table
+    for p in out.rglob("*"):
+        if p.is_file():
+            assert secret.encode() not in p.read_bytes(), p
+    assert secret not in proc.stdout + proc.stderr
+
+
+def test_same_command_again_skips_everything(ingested, sample_bucket, run_accord) -> None:
+    out, _ = ingested
+    before = _comparable(out)
+    t0 = time.perf_counter()
+    proc = run_accord("ingest", str(sample_bucket.path), "--out", str(out), "--no-progress", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = _json_out(proc.stdout)
+    assert rec["counts"]["sources_to_process"] == 0
+    assert rec["counts"]["sources_skipped_done"] == len(sample_bucket.truth)
+    assert "ray_init" not in rec["timings_s"]  # nothing to do: Ray is not even started
+    assert time.perf_counter() - t0 < 60
+    assert _comparable(out) == before
+
+
+def test_dry_run_lists_and_estimates(ingested, sample_bucket, run_accord, tmp_path) -> None:
+    out, _ = ingested
+    proc = run_accord("ingest", str(sample_bucket.path), "--out", str(out), "--dry-run", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _json_out(proc.stdout)["to_process"] == []
+    fresh = tmp_path / "fresh"
+    proc = run_accord("ingest", str(sample_bucket.path), "--out", str(fresh), "--dry-run", "--json")
+    plan = _json_out(proc.stdout)
+    assert len(plan["to_process"]) == len(sample_bucket.truth)
+    true_s = sum(e["duration_s"] for e in sample_bucket.truth.values())
+    assert plan["estimates"]["hours"] * 3600 == pytest.approx(true_s, rel=0.05)
+    assert plan["estimates"]["clips"] > 0 and plan["estimates"]["core_hours"] > 0
+    assert not fresh.exists() or not any((fresh / "manifest").glob("*")), "a dry run must not write clips"
+
+
+def _nan_safe(v):
+    if isinstance(v, float) and math.isnan(v):
+        return "nan"  # NaN != NaN: make missing floats comparable
+    if isinstance(v, list):
+        return [_nan_safe(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _nan_safe(x) for k, x in v.items()}
+    return v
+
+
+def _comparable(out: Path) -> list[dict]:
+    return _nan_safe(read_manifest(str(out)).drop_columns(["run_id"]).to_pylist())
+
+
+def test_killed_run_resumes_to_the_same_manifest(ingested, sample_bucket, tmp_path, cmd, make_env) -> None:
+    """SIGKILL the whole process group after some sources are committed, re-run, compare."""
+    out, _ = ingested
+    killed = tmp_path / "killed"
+    args = cmd("ingest", str(sample_bucket.path), "--out", str(killed), "--num-cpus", "2", "--no-progress")
+    proc = subprocess.Popen(
+        args, env=make_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    done_dir = killed / "_state" / "done"
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if done_dir.exists() and len(list(done_dir.glob("*.json"))) >= 3:
+                break
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        proc.wait(timeout=60)
+    n_done = len(list(done_dir.glob("*.json")))
+    assert 3 <= n_done < len(sample_bucket.truth), f"kill landed at {n_done} committed sources"
+    rerun = subprocess.run(
+        [*args, "--json"], env=make_env(), capture_output=True, text=True, timeout=600, cwd=Path.cwd()
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    rec = _json_out(rerun.stdout)
+    assert rec["counts"]["sources_skipped_done"] == n_done
+    assert _comparable(killed) == _comparable(out)
+    assert not list(killed.rglob(".tmp-*")), "temp files of the killed run must be cleaned"
+
+
+def test_manifest_commands(ingested, run_accord, tmp_path) -> None:
+    out, _ = ingested
+    table = read_manifest(str(out))
+    proc = run_accord("manifest", "stats", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stats = _json_out(proc.stdout)
+    assert stats["clips"] == len(table)
+    assert stats["by_stage_language"]["all"]["*"]["clips"] == len(table)
+    n_anneal1 = sum(table.column("eligible_anneal1").to_pylist())
+    assert stats["by_stage_language"]["anneal1"]["*"]["clips"] == n_anneal1
+    assert sum(stats["agreement_histogram"]["counts"]["*"]) == len(table)
+    assert stats["errors_by_reason"]["vad:no_speech"] >= 2
+
+    proc = run_accord("manifest", "stats", str(out), "--stage", "anneal1", "--lang", "en")
+    assert proc.returncode == 0 and "anneal1" in proc.stdout
+
+    proc = run_accord("manifest", "show", str(out), "--disagree", "--below", "0.6")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    worst = min(table.to_pylist(), key=lambda r: r["agreement"])
+    assert worst["clip_id"] in proc.stdout and "faster-whisper" in proc.stdout and "moonshine" in proc.stdout
+
+    dest = tmp_path / "anneal1_en.parquet"
+    proc = run_accord("manifest", "filter", str(out), "--stage", "anneal1", "--lang", "en", "-o", str(dest))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    filtered = pq.read_table(dest)
+    assert 0 < len(filtered) <= n_anneal1
+    assert all(filtered.column("eligible_anneal1").to_pylist())
+    assert set(filtered.column("language").to_pylist()) == {"en"}
+
+    proc = run_accord("manifest", "plot", str(out), "-o", str(tmp_path / "plots"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    png, page = tmp_path / "plots" / "manifest.png", tmp_path / "plots" / "manifest.html"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "data:image/png;base64" in page.read_text()
+
+
+def test_thresholds_change_at_read_time_without_reingest(ingested, run_accord, tmp_path) -> None:
+    out, _ = ingested
+    written = {p: p.stat().st_mtime_ns for p in (out / "manifest").glob("*.parquet")}
+    base = read_manifest(str(out))
+    lenient = read_manifest(str(out), thresholds={"anneal1": {"min_agreement": 0.0, "min_snr_db": -1e9}})
+    strict = read_manifest(str(out), thresholds={"anneal1": {"min_agreement": 1.01}})
+    n = lambda t: sum(t.column("eligible_anneal1").to_pylist())  # noqa: E731
+    assert n(strict) == 0 < n(base) < n(lenient)
+    assert base.column("eligible_anneal2").equals(strict.column("eligible_anneal2"))  # other stages untouched
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("eligibility:\n  anneal1:\n    min_agreement: 1.01\n")
+    proc = run_accord("manifest", "stats", str(out), "--stage", "anneal1", "--thresholds", str(cfg), "--json")
+    assert _json_out(proc.stdout)["clips"] == 0
+    assert written == {p: p.stat().st_mtime_ns for p in (out / "manifest").glob("*.parquet")}

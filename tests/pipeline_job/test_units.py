@@ -1,0 +1,235 @@
+"""Fast tests of the job machinery without Ray: accounting, commits, config, plan, cluster helpers."""
+
+from __future__ import annotations
+
+import json
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from accord.pipeline.cluster import SubmitConfig, build_runtime_env, dashboard_address, strip_option
+from accord.pipeline.io import Source
+from accord.pipeline.job.config import IngestConfig
+from accord.pipeline.job.dry_run import estimate
+from accord.pipeline.job.execute import (
+    CLIP,
+    ERROR,
+    SOURCE,
+    SourceTracker,
+    finish_rows,
+    pack,
+    process_rows,
+    process_source,
+    unpack,
+)
+from accord.pipeline.job.plan import build_plan
+from accord.pipeline.manifest import ManifestStore, clip_row, read_errors, read_manifest
+from accord.pipeline.steps.base import ItemError, Step
+
+
+class Split(Step):
+    """Source step: one source -> ``n`` clips (``n`` from the URI), or a failure."""
+
+    name = "split"
+
+    def process(self, item):
+        uri = item["source_uri"]
+        if "bad" in uri:
+            raise ItemError("decode", "not_audio", "no demuxer")
+        n = int(Path(uri).stem.split("_")[-1])
+        return [{**item, "clip_id": f"{uri}#{i}", "start_s": float(i), "end_s": i + 0.5, "audio": [0.0] * 4}
+                for i in range(n)]  # fmt: skip
+
+
+class Flaky(Step):
+    """A post-VAD step with every behaviour a real one may show: fail, crash, drop, split."""
+
+    name = "flaky"
+
+    def process(self, item):
+        i = int(item["clip_id"].rsplit("#", 1)[1])
+        if i == 1:
+            raise ItemError("asr:x", "timeout", "too slow")
+        if i == 2:
+            raise ZeroDivisionError("boom")
+        if i == 3:
+            return []
+        if i == 4:
+            return [{**item, "part": 0}, {**item, "part": 1}]
+        return [{**item, "text": "ok"}]
+
+    def process_batch(self, items):
+        if any(it["clip_id"].endswith(("#1", "#2")) for it in items):
+            raise RuntimeError("one bad clip spoils the batch")
+        return [self.process(it)[0] for it in items]
+
+
+def _src(uri: str) -> dict:
+    return {"uri": uri, "size": 1, "fingerprint": "1", "key": Source.make(uri, 1, "1").key}
+
+
+def test_per_item_failures_are_isolated_and_every_source_completes() -> None:
+    rows = process_source([Split()], _src("/b/a_6.wav")) + process_source([Split()], _src("/b/bad_3.wav"))
+    rows = process_rows(Flaky(), rows, batched=True)
+    rows = finish_rows(rows)
+    tracker = SourceTracker()
+    done = [k for r in reversed(rows) if (k := tracker.add(r))]  # any arrival order works
+    assert len(done) == 2
+    a = Source.make("/b/a_6.wav", 1, "1").key
+    summary, items, errors = tracker.pop(a)
+    assert summary["n_expected"] == 6
+    s_bad, items_bad, errors_bad = tracker.pop(Source.make("/b/bad_3.wav", 1, "1").key)
+    assert (
+        s_bad["n_expected"] == 1
+        and items_bad == []
+        and [e["error_type"] for e in errors_bad] == ["not_audio"]
+    )
+    kinds = sorted((e["step"], e["error_type"]) for e in errors)
+    assert kinds == [("asr:x", "timeout"), ("flaky", "ZeroDivisionError"), ("flaky", "dropped")]
+    crash = next(e for e in errors if e["error_type"] == "ZeroDivisionError")
+    assert "boom" in crash["reason"] and crash["clip_id"] == "/b/a_6.wav#2"
+    assert sorted(it["clip_id"][-1] + str(it.get("part", "")) for it in items) == ["0", "40", "41", "5"]
+    assert all("audio" in it for it in items)  # lists are kept; arrays are what finish_rows drops
+    assert tracker.incomplete() == set()
+
+
+def test_a_source_is_not_complete_until_its_last_clip() -> None:
+    rows = process_source([Split()], _src("/b/a_2.wav"))
+    kinds = [r["kind"] for r in rows]
+    assert kinds == [CLIP, CLIP, SOURCE]
+    tracker = SourceTracker()
+    assert tracker.add(rows[2]) is None and tracker.add(rows[0]) is None
+    assert tracker.add(rows[1]) is not None
+    half = pack("k", CLIP, ({"clip_id": "x"}, Fraction(1, 2)))
+    t2 = SourceTracker()
+    t2.add(pack("k", SOURCE, {"n_expected": 1}))
+    assert t2.add(half) is None and t2.add(pack("k", ERROR, ({"step": "s"}, Fraction(1, 2)))) == "k"
+
+
+def test_finish_rows_drops_arrays() -> None:
+    import numpy as np
+
+    row = pack(
+        "k", CLIP, ({"clip_id": "c", "audio_16k": np.zeros(10, np.float32), "_tmp": 1, "x": 2}, Fraction(1))
+    )
+    item, w = unpack(finish_rows([row])[0])
+    assert item == {"clip_id": "c", "x": 2} and w == 1
+
+
+def _clip(uri: str, i: int, **kw) -> dict:
+    return clip_row(
+        {"clip_id": f"{uri}#{i}", "source_uri": uri, "start_s": float(i), "end_s": i + 1.0, "duration_s": 1.0,
+         "language": "en", "agreement": 0.95, "speaking_rate": 15.0, **kw},
+        "run1",
+    )  # fmt: skip
+
+
+def test_commit_resume_and_changed_sources(tmp_path: Path) -> None:
+    out = str(tmp_path / "out")
+    ms = ManifestStore(out)
+    a, b = Source.make("/r/a.wav", 10, "10;mtime=1"), Source.make("/r/b.wav", 10, "10;mtime=1")
+    ms.commit(b, [_clip(b.uri, 1), _clip(b.uri, 0)], [], "run1")
+    ms.commit(a, [_clip(a.uri, 0)], [{**_err(a.uri)}], "run1")
+    todo, done = ManifestStore(out).pending([a, b])
+    assert todo == [] and done == [a, b]
+    t = read_manifest(out, reapply=False)
+    names = [Path(u).name for u in t["source_uri"].to_pylist()]
+    assert list(zip(names, t["start_s"].to_pylist(), strict=True)) == [
+        ("a.wav", 0.0),
+        ("b.wav", 0.0),
+        ("b.wav", 1.0),
+    ]
+    assert len(read_errors(out)) == 1
+    # a changes: pending again; committing it replaces its part and clears its old errors
+    a2 = Source.make(a.uri, 12, "12;mtime=2")
+    ms2 = ManifestStore(out)
+    assert ms2.pending([a2, b])[0] == [a2]
+    ms2.commit(a2, [_clip(a.uri, 0), _clip(a.uri, 1)], [], "run2")
+    assert len(read_manifest(out, reapply=False)) == 4 and len(read_errors(out)) == 0
+    markers = list((tmp_path / "out" / "_state" / "done").glob("*.json"))
+    assert len(markers) == 2 and ManifestStore(out).pending([a2, b])[0] == []
+    assert (
+        json.loads(next(m for m in markers if a.key in m.name).read_text())["fingerprint"] == a2.fingerprint
+    )
+    (tmp_path / "out" / "manifest" / ".tmp-dead-part.parquet").write_bytes(b"half")
+    assert len(read_manifest(out, reapply=False)) == 4  # readers never see temp files
+    assert ms2.clean_temp() == 1
+
+
+def _err(uri: str) -> dict:
+    return {
+        "input_uri": uri,
+        "clip_id": None,
+        "step": "vad",
+        "error_type": "x",
+        "reason": "r",
+        "run_id": "run1",
+    }
+
+
+def test_reapplied_eligibility_uses_current_thresholds(tmp_path: Path) -> None:
+    out = str(tmp_path / "o")
+    s = Source.make("/r/a.wav", 1, "1")
+    ms = ManifestStore(out)
+    rows = [_clip(s.uri, 0, eligible_anneal2=True), _clip(s.uri, 1, agreement=0.2, eligible_anneal2=True)]
+    ms.commit(s, rows, [], "r")
+    t = read_manifest(out)  # the recorded True flags are recomputed (both lack SNR etc.)
+    assert t["eligible_anneal2"].to_pylist() == [False, False]
+    t = read_manifest(out, thresholds={"pretrain": {"min_agreement": 0.9}})
+    assert t["eligible_pretrain"].to_pylist() == [True, False]
+    assert len(read_manifest(out, stage="pretrain", thresholds={"pretrain": {"min_agreement": 0.9}})) == 1
+    assert len(read_manifest(out, lang="de")) == 0
+    with pytest.raises(ValueError, match="unknown stage"):
+        read_manifest(out, stage="finetune")
+
+
+def test_config_from_yaml_and_validation(tmp_path: Path) -> None:
+    p = tmp_path / "run.yaml"
+    p.write_text("ingest:\n  asr: faster-whisper\n  asr_batch_size: 4\n  steps: {vad: {pad_s: 0.1}}\n")
+    cfg = IngestConfig.from_yaml(str(p))
+    assert cfg.asr == ("faster-whisper",) and cfg.asr_batch_size == 4 and cfg.steps["vad"]["pad_s"] == 0.1
+    with pytest.raises(ValueError, match="unknown ingest config keys"):
+        IngestConfig.from_dict({"asr_batchsize": 3})
+    with pytest.raises(ValueError, match="unknown ASR system"):
+        IngestConfig(asr=("whisperx",)).validate()
+    with pytest.raises(ValueError, match="nemo"):
+        IngestConfig(asr=("nemo",)).validate()
+
+
+def test_plan_pools_and_step_configs() -> None:
+    cfg = IngestConfig(steps={"vad": {"pad_s": 0.1}, "asr:faster-whisper": {"batch_size": 4}},
+                       eligibility={"anneal1": {"min_agreement": 0.9}})  # fmt: skip
+    plan = build_plan(cfg)
+    assert list(plan.asr) == ["faster-whisper", "moonshine"]
+    fw = plan.asr["faster-whisper"].kwargs["backends"][0]
+    assert fw == {"backend": "faster-whisper", "model": "whisper:base", "options": {"batch_size": 4}}
+    vad = plan.source[1].build()
+    assert vad.config.pad_s == 0.1
+    elig = plan.post[-1].build()
+    assert elig.thresholds["anneal1"].min_agreement == 0.9
+    cfg.asr_pools = "shared"
+    shared = build_plan(cfg)
+    assert list(shared.asr) == ["asr"] and len(shared.asr["asr"].kwargs["backends"]) == 2
+
+
+def test_cluster_helpers_never_forward_secrets() -> None:
+    assert dashboard_address("http://h:8265") == "http://h:8265"
+    assert dashboard_address("ray://head:10001") == "http://head:8265"
+    assert dashboard_address("h:9000") == "http://h:9000"
+    with pytest.raises(ValueError):
+        dashboard_address("grpc://h:1")
+    assert strip_option(["a", "--address", "x", "--address=y", "b"], "--address") == ["a", "b"]
+    environ = {"AWS_SECRET_ACCESS_KEY": "s", "RAY_AUTH_TOKEN": "t", "ACCORD_MODELS": "/m", "HOME": "/root"}
+    env = build_runtime_env(SubmitConfig(address="http://h:8265", env={"X": "1"}), environ)
+    assert env == {"env_vars": {"ACCORD_MODELS": "/m", "X": "1"}}
+
+
+def test_dry_run_estimate_math() -> None:
+    cfg = IngestConfig(
+        rtfx={"decode+vad": 50.0, "faster-whisper": 25.0, "moonshine": 20.0}, clips_per_hour=600
+    )
+    e = estimate(3600.0, cfg, cpus=2)
+    assert e["hours"] == 1.0 and e["clips"] == 600
+    assert e["core_seconds_by_step"] == {"decode+vad": 72.0, "faster-whisper": 144.0, "moonshine": 180.0}
+    assert math.isclose(e["wall_hours_at_cpus"], (72 + 144 + 180) / 3600 / 2)
