@@ -83,7 +83,11 @@ def check_ray(address: str | None, timeout_s: float = 3.0) -> dict[str, object]:
                 return {"address": address, "reachable": True, "note": r.read(200).decode(errors="replace")}
         except urllib.error.HTTPError as e:
             # 401/403: the Jobs endpoint is up and wants authentication (token auth on).
-            return {"address": address, "reachable": True, "note": f"HTTP {e.code} (authentication required?)"}
+            return {
+                "address": address,
+                "reachable": True,
+                "note": f"HTTP {e.code} (authentication required?)",
+            }
         except Exception as e:
             return {"address": address, "reachable": False, "note": f"{type(e).__name__}: {e}"}
     host, port = parsed.hostname or "127.0.0.1", parsed.port or (10001 if parsed.scheme == "ray" else 6379)

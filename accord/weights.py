@@ -30,7 +30,7 @@ WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c00719685
 WHISPER_BASE_SIZE = 145_217_532
 
 
-class ModelNotFound(FileNotFoundError):
+class ModelNotFound(FileNotFoundError):  # noqa: N818 - reads as what happened
     """A model reference that does not resolve to local files; the message says what to do."""
 
 
@@ -71,7 +71,8 @@ NAMED: dict[str, NamedModel] = {
             "silero-vad",
             "silero-vad",
             "silero VAD v6 (ONNX + JIT)",
-            "pip install silero-vad==6.2.3 (accord[pipeline]), or put silero_vad.onnx at $ACCORD_MODELS/silero-vad/",
+            "pip install silero-vad==6.2.3 (accord[pipeline]), or put silero_vad.onnx at "
+            "$ACCORD_MODELS/silero-vad/",
         ),
         NamedModel(
             "dac:44khz",
@@ -127,7 +128,11 @@ def _whisper_base_from_packages() -> Path | None:
         return None
     out = cache_dir() / "models" / "whisper-base-ct2"
     model_bin = out / "model.bin"
-    if model_bin.is_file() and model_bin.stat().st_size == WHISPER_BASE_SIZE and (out / ".verified").is_file():
+    if (
+        model_bin.is_file()
+        and model_bin.stat().st_size == WHISPER_BASE_SIZE
+        and (out / ".verified").is_file()
+    ):
         return out
     out.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
@@ -201,11 +206,15 @@ def resolve(ref: str | os.PathLike) -> Path:
         found = _from_env(named) or _from_packages(text)
         if found is None:
             extra = f" Architecture without weights: {named.architecture}." if named.architecture else ""
-            raise ModelNotFound(f"model {text!r} ({named.description}) is not available offline.{extra} "
-                                f"To provide it: {named.how_to}.")
+            raise ModelNotFound(
+                f"model {text!r} ({named.description}) is not available offline.{extra} "
+                f"To provide it: {named.how_to}."
+            )
         return found
     kind, sep, rest = text.partition(":")
-    candidate = Path(rest if sep and kind in {"whisper", "moonshine", "ecapa", "nemo", "dac", "silero"} else text)
+    candidate = Path(
+        rest if sep and kind in {"whisper", "moonshine", "ecapa", "nemo", "dac", "silero"} else text
+    )
     candidate = candidate.expanduser()
     if candidate.exists():
         if kind == "nemo" and candidate.suffix != ".nemo":

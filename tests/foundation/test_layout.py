@@ -1,4 +1,4 @@
-"""The PEP 420 layout decision holds: stdlib ``tokenize`` is never shadowed, and the wheel ships every module."""
+"""The PEP 420 layout holds: stdlib ``tokenize`` is never shadowed; the wheel ships every module."""
 
 from __future__ import annotations
 
@@ -68,7 +68,11 @@ def test_wheel_contains_every_module(tmp_path: Path) -> None:
     # Build from a copy: setuptools writes build/ and *.egg-info into the source tree.
     src = tmp_path / "src"
     shutil.copytree(
-        ROOT, src, ignore=shutil.ignore_patterns(".venv", ".cache", ".git", "build", "dist", "*.egg-info", "__pycache__")
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".cache", ".git", "build", "dist", "*.egg-info", "__pycache__"
+        ),
     )
     out = subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(src)],
@@ -80,7 +84,9 @@ def test_wheel_contains_every_module(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("accord-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         in_wheel = {
-            n[: -len(".py")].replace("/", ".") for n in zf.namelist() if n.endswith(".py") and n.startswith("accord/")
+            n[: -len(".py")].replace("/", ".")
+            for n in zf.namelist()
+            if n.endswith(".py") and n.startswith("accord/")
         }
         top = {n.split("/")[0] for n in zf.namelist()}
     missing = _code_modules() - in_wheel

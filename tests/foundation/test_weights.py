@@ -58,7 +58,7 @@ def test_explicit_paths(tmp_path: Path) -> None:
     assert resolve(str(tmp_path)) == tmp_path
     bad = tmp_path / "m.ckpt"
     bad.write_bytes(b"")
-    with pytest.raises(ModelNotFound, match=".nemo"):
+    with pytest.raises(ModelNotFound, match=r"\.nemo"):
         resolve(f"nemo:{bad}")
     with pytest.raises(ModelNotFound):
         resolve(f"ecapa:{tmp_path / 'nope'}")
