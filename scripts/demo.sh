@@ -39,4 +39,6 @@ $A synth "$OUT/train/anneal2/final" "Hello from accord." --speaker "$ref" --max-
 
 step "report"
 $A report "$OUT" --out "$OUT/report.html"
+# Open it as a person would: headless Chromium must decode every plot and load the audio.
+.venv/bin/python -m accord.report.browser "$OUT/report.html"
 step "done: open $OUT/report.html"

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from ._artifacts import make_run
+from accord.report.browser import chromium_path, run_chromium
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-    "--virtual-time-budget=8000",
-]  # fmt: skip
+from ._artifacts import make_run
 
 
 @dataclass
@@ -42,13 +35,7 @@ def built_report(tmp_path_factory) -> BuiltReport:
 
 
 def chromium(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run headless Chromium with a throwaway profile; skips when it is not installed."""
-    if not Path(CHROMIUM).exists():
+    """Headless Chromium (accord.report.browser); skips when it is not installed."""
+    if chromium_path() is None:
         pytest.skip("chromium is not installed (scripts/setup.sh installs it)")
-    with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run(
-            [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+    return run_chromium(*args, timeout=timeout)

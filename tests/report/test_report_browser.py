@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
-
 import numpy as np
 import pytest
 import soundfile as sf
+
+from accord.report.browser import problems, rendered_elements
 
 from .conftest import chromium
 
 pytestmark = pytest.mark.integration
 
 
-class _Elements(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.found: list[tuple[str, dict[str, str | None]]] = []
-
-    def handle_starttag(self, tag, attrs) -> None:
-        self.found.append((tag, dict(attrs)))
-
-
 def _dom(html_path) -> list[tuple[str, dict]]:
-    out = chromium("--dump-dom", html_path.as_uri())
-    assert out.returncode == 0, out.stderr[-2000:]
-    parser = _Elements()
-    parser.feed(out.stdout)
-    return parser.found
+    chromium("--version")  # skips when Chromium is absent
+    return rendered_elements(html_path)
 
 
 def test_plots_decode_and_audio_loads_in_chromium(built_report) -> None:
@@ -61,3 +49,12 @@ def test_screenshot_shows_the_report(built_report, tmp_path) -> None:
     assert (px < 100).mean() > 0.01 and px.std() > 20
     # The first plot sits in the upper part of the page: its area is not uniform.
     assert px[400:1000, 50:650].std() > 20
+
+
+def test_problems_is_empty_for_a_good_report_and_names_what_is_missing(built_report, tmp_path) -> None:
+    assert problems(built_report.html, min_plots=4) == []
+    broken = tmp_path / "broken.html"
+    html = built_report.html.read_text()
+    broken.write_text(html.replace("data:audio/wav;base64,", "data:audio/wav;base64,AAAA"))
+    assert any("did not load" in p for p in problems(broken))
+    assert any("expected at least 9" in p for p in problems(built_report.html, min_plots=9))
