@@ -23,8 +23,8 @@ CLI = [sys.executable, "-m", "accord.cli.main", "train"]
 
 # Golden losses of the debug model, seed 1234, on the synthetic fixture shards (pretrain debug
 # recipe, 10 steps, ZeRO 1, one thread). A change in the model, the data path or the
-# optimizer moves them; update them deliberately.
-GOLDEN_FIRST, GOLDEN_LAST, GOLDEN_TOL = 6.9508, 5.6756, 0.02
+# optimizer moves them; update them deliberately (last: text_vocab 475 -> 474, ZONOS2 control tail).
+GOLDEN_FIRST, GOLDEN_LAST, GOLDEN_TOL = 6.9443, 5.7347, 0.02
 
 
 def _run(args: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
