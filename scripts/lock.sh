@@ -10,7 +10,7 @@ python3.11 -m venv "$tmp/venv"
 "$tmp/venv/bin/pip" install -q "torch==2.11.0" "torchaudio==2.11.0" -e ".[pipeline,train,nemo,models,dev]"
 {
   echo "# Lock: every Python package of the dev install, pinned (pip freeze of one resolve). Regenerate with scripts/lock.sh."
-  "$tmp/venv/bin/pip" freeze --exclude-editable | grep -v -E "^(accord|descript-audio)"
+  "$tmp/venv/bin/pip" freeze --all --exclude-editable | grep -v -E "^(accord|descript-audio|pip)=="
   echo "descript-audio-codec==1.0.0"
   echo "descript-audiotools==0.7.2"
 } > requirements/constraints.txt

@@ -60,9 +60,14 @@ def _stop_group(proc: subprocess.Popen, temp_dir: str) -> None:
     deadline = time.monotonic() + 10
     while alive() and time.monotonic() < deadline:
         time.sleep(0.5)
-    for p in alive():
-        with contextlib.suppress(psutil.Error):
-            p.kill()
+    # SIGKILL what is left until none remains: under load a killed process can still read as
+    # running for a moment, and a raylet may fork a worker while it is being torn down.
+    deadline = time.monotonic() + 30
+    while (left := alive()) and time.monotonic() < deadline:
+        for p in left:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        time.sleep(0.5)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=10)
     assert not alive(), "processes of the test cluster survived"
