@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accord.tokenize.batching import length_batches
 
 log = logging.getLogger(__name__)
 
@@ -151,28 +152,10 @@ class DacCodec:
         ``max_batch_seconds`` of audio; padding is zeros at the end, trimmed off per item.
         """
         out: list[np.ndarray] = [np.zeros((self.n_codebooks, 0), np.int16)] * len(wavs)
-        order = sorted(range(len(wavs)), key=lambda i: len(wavs[i]))
-        max_samples = int(self.max_batch_seconds * self.sample_rate)
-        group: list[int] = []
-
-        def flush() -> None:
-            if not group:
-                return
-            longest = max(len(wavs[i]) for i in group)
-            wav_BT = torch.zeros(len(group), longest)
-            for b, i in enumerate(group):
-                wav_BT[b, : len(wavs[i])] = torch.as_tensor(wavs[i], dtype=torch.float32)
+        for idx, wav_BT, _ in length_batches(wavs, int(self.max_batch_seconds * self.sample_rate)):
             codes_BKT = self.encode(wav_BT)
-            for b, i in enumerate(group):
+            for b, i in enumerate(idx):
                 out[i] = codes_BKT[b, :, : n_frames_for(len(wavs[i]))].numpy()
-            group.clear()
-
-        for i in order:
-            longest = len(wavs[i])  # sorted ascending: the newest item is the longest
-            if group and longest * (len(group) + 1) > max_samples:
-                flush()
-            group.append(i)
-        flush()
         return out
 
     @torch.inference_mode()

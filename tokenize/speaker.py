@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from accord.tokenize.batching import length_batches
 
 SAMPLE_RATE = 16000
 
@@ -168,28 +169,8 @@ class SpeakerEncoder:
     def embed_batch(self, wavs: list[np.ndarray]) -> np.ndarray:
         """Embeddings ``[N, D]`` (float32) of variable-length 16 kHz waveforms, batched by length."""
         out = np.zeros((len(wavs), self.dim), np.float32)
-        order = sorted(range(len(wavs)), key=lambda i: len(wavs[i]))
-        max_samples = int(self.max_batch_seconds * SAMPLE_RATE)
-        group: list[int] = []
-
-        def flush() -> None:
-            if not group:
-                return
-            longest = max(len(wavs[i]) for i in group)
-            wav_BT = torch.zeros(len(group), longest)
-            for b, i in enumerate(group):
-                wav_BT[b, : len(wavs[i])] = torch.as_tensor(wavs[i], dtype=torch.float32)
-            lengths_B = torch.tensor([len(wavs[i]) for i in group])
-            emb_BD = self.embed(wav_BT, lengths_B).numpy()
-            for b, i in enumerate(group):
-                out[i] = emb_BD[b]
-            group.clear()
-
-        for i in order:
-            if group and len(wavs[i]) * (len(group) + 1) > max_samples:
-                flush()
-            group.append(i)
-        flush()
+        for idx, wav_BT, lengths_B in length_batches(wavs, int(self.max_batch_seconds * SAMPLE_RATE)):
+            out[idx] = self.embed(wav_BT, lengths_B).numpy()
         return out
 
 
