@@ -58,19 +58,22 @@ def default_model_path() -> Path:
     return Path(get_assets_path()) / "silero_vad_v6.onnx"
 
 
+def _session(model_path: str | Path, threads: int):
+    import onnxruntime
+
+    opts = onnxruntime.SessionOptions()
+    opts.inter_op_num_threads = 1
+    opts.intra_op_num_threads = threads
+    opts.log_severity_level = 4
+    providers = ["CPUExecutionProvider"]
+    return onnxruntime.InferenceSession(str(model_path), providers=providers, sess_options=opts)
+
+
 class SileroVad:
     """Streaming frame probabilities; call :meth:`reset` between sources."""
 
     def __init__(self, model_path: str | Path | None = None, threads: int = 1) -> None:
-        import onnxruntime
-
-        opts = onnxruntime.SessionOptions()
-        opts.inter_op_num_threads = 1
-        opts.intra_op_num_threads = threads
-        opts.log_severity_level = 4
-        self.session = onnxruntime.InferenceSession(
-            str(model_path or default_model_path()), providers=["CPUExecutionProvider"], sess_options=opts
-        )
+        self.session = _session(model_path or default_model_path(), threads)
         self.reset()
 
     def reset(self) -> None:
@@ -79,17 +82,22 @@ class SileroVad:
         self._context = np.zeros(CONTEXT, np.float32)
         self._rest = np.zeros(0, np.float32)
 
-    def __call__(self, audio: np.ndarray, last: bool = False) -> np.ndarray:
-        """Probabilities of the complete 512-sample frames in ``rest + audio`` (pad at ``last``)."""
+    def _frames(self, audio: np.ndarray, last: bool) -> np.ndarray:
+        """Complete 512-sample frames ``[n, FRAME]`` of ``rest + audio`` (zero-padded at ``last``);
+        the remainder waits for the next call."""
         x = np.concatenate([self._rest, np.asarray(audio, np.float32)])
         n = len(x) // FRAME
         if last and len(x) % FRAME:
             x = np.pad(x, (0, FRAME - len(x) % FRAME))
             n += 1
         self._rest = x[n * FRAME :].copy()
-        if n == 0:
+        return x[: n * FRAME].reshape(n, FRAME)
+
+    def __call__(self, audio: np.ndarray, last: bool = False) -> np.ndarray:
+        """Probabilities of the complete 512-sample frames in ``rest + audio`` (pad at ``last``)."""
+        frames = self._frames(audio, last)
+        if len(frames) == 0:
             return np.zeros(0, np.float32)
-        frames = x[: n * FRAME].reshape(n, FRAME)
         ctx = np.concatenate([self._context[None], frames[:-1, -CONTEXT:]], axis=0)
         self._context = frames[-1, -CONTEXT:].copy()
         batch = np.ascontiguousarray(np.concatenate([ctx, frames], axis=1))
@@ -105,19 +113,11 @@ class StreamingSileroVad(SileroVad):
     """
 
     def __init__(self, model_path: str | Path | None = None, threads: int = 1) -> None:
-        import onnxruntime
-
         if model_path is None:
             from accord.weights import resolve
 
             model_path = resolve("silero-vad") / "silero_vad.onnx"
-        opts = onnxruntime.SessionOptions()
-        opts.inter_op_num_threads = 1
-        opts.intra_op_num_threads = threads
-        opts.log_severity_level = 4
-        self.session = onnxruntime.InferenceSession(
-            str(model_path), providers=["CPUExecutionProvider"], sess_options=opts
-        )
+        self.session = _session(model_path, threads)
         self._sr = np.array(RATE, dtype=np.int64)
         self.reset()
 
@@ -127,15 +127,9 @@ class StreamingSileroVad(SileroVad):
         self._rest = np.zeros(0, np.float32)
 
     def __call__(self, audio: np.ndarray, last: bool = False) -> np.ndarray:
-        x = np.concatenate([self._rest, np.asarray(audio, np.float32)])
-        n = len(x) // FRAME
-        if last and len(x) % FRAME:
-            x = np.pad(x, (0, FRAME - len(x) % FRAME))
-            n += 1
-        self._rest = x[n * FRAME :].copy()
-        out = np.empty(n, np.float32)
-        for i in range(n):
-            frame = x[i * FRAME : (i + 1) * FRAME]
+        frames = self._frames(audio, last)
+        out = np.empty(len(frames), np.float32)
+        for i, frame in enumerate(frames):
             inp = np.concatenate([self._context, frame])[None]
             p, self._state = self.session.run(None, {"input": inp, "state": self._state, "sr": self._sr})
             self._context = frame[-CONTEXT:]
