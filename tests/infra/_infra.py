@@ -36,7 +36,8 @@ def k8s_objects() -> Iterator[tuple[Path, dict]]:
 
 @cache
 def kuberay_validator(kind: str):
-    """A Draft 2020-12 validator for a vendored KubeRay schema, pod templates resolved to strict core k8s."""
+    """A Draft 2020-12 validator for ``kind`` from infra/schemas/kuberay-v1.yaml (accord's own
+    schema of the KubeRay fields it uses), pod templates resolved to the strict core k8s schema."""
     import importlib.resources
 
     import jsonschema
@@ -45,11 +46,12 @@ def kuberay_validator(kind: str):
     pkg = importlib.resources.files("kubernetes_validate") / "kubernetes-json-schema"
     core_dir = f"v{K8S_VERSION}.0-local-strict"
     core = json.loads((pkg / core_dir / "_definitions.json").read_text())
-    schema = json.loads((SCHEMAS / f"kuberay-{kind.lower()}-v1.json").read_text())
+    schema = yaml.safe_load((SCHEMAS / "kuberay-v1.yaml").read_text())
     registry = Registry().with_resources(
         [(CORE_DEFS_ID, Resource.from_contents(core)), (schema["$id"], Resource.from_contents(schema))]
     )
-    return jsonschema.Draft202012Validator(schema, registry=registry)
+    root = {"$schema": schema["$schema"], "$ref": f"{schema['$id']}#/$defs/{kind}"}
+    return jsonschema.Draft202012Validator(root, registry=registry)
 
 
 def pod_templates(obj: dict) -> Iterator[tuple[str, dict]]:
