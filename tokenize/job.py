@@ -18,7 +18,7 @@ import math
 import pickle
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -268,7 +268,31 @@ def _charge(items: list[Item], seconds: float) -> None:
         it["model_s"] = it.get("model_s", 0.0) + seconds / max(1, len(items))
 
 
-class CodecStage:
+def _batch_or_each(run_all: Callable[[], list], units: list, run_one: Callable, fail: Callable) -> list:
+    """``run_all()``; if the batch fails, run each unit alone so one bad item cannot sink the
+    batch: a unit that fails again gets ``fail(unit, error)`` and ``None`` in its place."""
+    try:
+        return run_all()
+    except Exception:
+        out = []
+        for unit in units:
+            try:
+                out.append(run_one(unit))
+            except Exception as e:
+                fail(unit, e)
+                out.append(None)
+        return out
+
+
+class _ModelStage:
+    step: str
+    run_id: str
+
+    def _fail(self, it: Item, e: Exception) -> None:
+        it["error"] = error_row(it, self.step, type(e).__name__, str(e), self.run_id)
+
+
+class CodecStage(_ModelStage):
     """DAC codes for a batch; also leaves the 16 kHz copy the speaker stage needs."""
 
     step = "tokenize:dac"
@@ -283,16 +307,12 @@ class CodecStage:
 
         ok = [it for it in items if "error" not in it]
         t0 = time.perf_counter()
-        try:
-            codes = self.codec.encode_batch([it["wav44"] for it in ok]) if ok else []
-        except Exception:  # one bad item must not sink the batch: retry one by one
-            codes = []
-            for it in ok:
-                try:
-                    codes.append(self.codec.encode_batch([it["wav44"]])[0])
-                except Exception as e:
-                    it["error"] = error_row(it, self.step, type(e).__name__, str(e), self.run_id)
-                    codes.append(None)
+        codes = _batch_or_each(
+            lambda: self.codec.encode_batch([it["wav44"] for it in ok]) if ok else [],
+            ok,
+            lambda it: self.codec.encode_batch([it["wav44"]])[0],
+            self._fail,
+        )
         _charge(ok, time.perf_counter() - t0)
         for it, c in zip(ok, codes, strict=True):
             wav44 = it.pop("wav44")
@@ -310,7 +330,7 @@ class CodecStage:
         return items
 
 
-class SpeakerStage:
+class SpeakerStage(_ModelStage):
     """ECAPA embeddings per clip: full clip, the speaker crop, and each augmented copy."""
 
     step = "tokenize:speaker"
@@ -341,17 +361,17 @@ class SpeakerStage:
             views.extend(v)
             crops.append(crop)
         t0 = time.perf_counter()
-        try:
+
+        def embed_all() -> list[np.ndarray]:
             emb = self.encoder.embed_batch(views) if views else np.zeros((0, 0), np.float32)
-            per_clip = [emb[a:b] for _, a, b in spans]
-        except Exception:  # one bad clip must not sink the batch: retry clip by clip
-            per_clip = []
-            for it, a, b in spans:
-                try:
-                    per_clip.append(self.encoder.embed_batch(views[a:b]))
-                except Exception as e:
-                    it["error"] = error_row(it, self.step, type(e).__name__, str(e), self.run_id)
-                    per_clip.append(None)
+            return [emb[a:b] for _, a, b in spans]
+
+        per_clip = _batch_or_each(
+            embed_all,
+            spans,
+            lambda span: self.encoder.embed_batch(views[span[1] : span[2]]),
+            lambda span, e: self._fail(span[0], e),
+        )
         _charge([it for it, _, _ in spans], time.perf_counter() - t0)
         for (it, _, _), crop, e in zip(spans, crops, per_clip, strict=True):
             it.pop("wav16")

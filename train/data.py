@@ -21,7 +21,6 @@ integers and resuming is exact:
 from __future__ import annotations
 
 import io
-import json
 import logging
 import tarfile
 import zlib
@@ -34,6 +33,7 @@ import fsspec
 import numpy as np
 import pyarrow.parquet as pq
 import torch
+from accord.tokenize.shards import decode_member
 
 from accord.stages import stage_index
 
@@ -67,14 +67,6 @@ def shard_url(root: str, shard: str) -> str:
 
 
 # --- reading ----------------------------------------------------------------------------------
-
-
-def _decode_member(name: str, data: bytes) -> Any:
-    if name.endswith(".npy"):
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    if name == "json" or name.endswith(".json"):
-        return json.loads(data)
-    return data
 
 
 def read_shard(url: str) -> tuple[list[dict[str, Any]], int]:
@@ -119,7 +111,7 @@ def read_shard(url: str) -> tuple[list[dict[str, Any]], int]:
         try:
             if "codes.npy" not in members or "json" not in members:
                 raise ValueError(f"missing members, have {sorted(members)}")
-            s = {name: _decode_member(name, members[name]) for name in MEMBERS if name in members}
+            s = {name: decode_member(name, members[name]) for name in MEMBERS if name in members}
             codes = s["codes.npy"]
             if codes.ndim != 2:
                 raise ValueError(f"codes.npy has shape {codes.shape}, expected [K, T]")
