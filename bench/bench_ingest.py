@@ -120,7 +120,7 @@ def run(quick: bool) -> list[dict]:
     acc_t, peer_t = [], []
     for _ in range(rounds):
         peer_t.append(_peer_batched(files, peer))
-        acc_t.append(_accord_vad_whisper(files, whisper, cfg.asr_batch_size))
+        acc_t.append(_accord_vad_whisper(files, whisper, cfg.asr_batch_size or 16))
     acc, base = total_s / statistics.median(acc_t), total_s / statistics.median(peer_t)
     rows = [
         {
@@ -148,8 +148,8 @@ def run(quick: bool) -> list[dict]:
         full_t, w_t, m_t = [], [], []
         for _ in range(rounds):
             full_t.append(_full_ingest(bucket.path, cfg))
-            w_t.append(_model_alone(whisper, audios, cfg.asr_batch_size))
-            m_t.append(_model_alone(moonshine, audios, cfg.asr_batch_size))
+            w_t.append(_model_alone(whisper, audios, cfg.asr_batch_size or 16))
+            m_t.append(_model_alone(moonshine, audios, cfg.asr_batch_size or 16))
     finally:
         ray.shutdown()
     slowest_name, slowest_t = max(

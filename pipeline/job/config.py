@@ -75,7 +75,10 @@ class IngestConfig:
     asr_num_gpus: float = 0.0
     asr_pools: str = "per-system"  # "per-system": one actor pool per ASR system; "shared": one pool
     asr_concurrency: int = 1  # actors per pool
-    asr_batch_size: int = 16  # clips per actor call
+    # Clips per actor call. None (default): one source's clips per call, so the packed Whisper
+    # windows, and with them the transcripts, never depend on how Ray cut the stream into
+    # batches: a killed and resumed run yields the same manifest as an uninterrupted one.
+    asr_batch_size: int | None = None
     post_num_cpus: float = 0.25
     # Retries when a worker process dies (segfault, OOM kill) on an item. Ray Data's default is
     # to retry forever, so one poison file would hang the job; after these many the block is
@@ -130,5 +133,5 @@ class IngestConfig:
                 raise ValueError("ASR 'nemo' needs a model: set asr_models.nemo to nemo:<path>.nemo")
         if self.asr_pools not in ("per-system", "shared"):
             raise ValueError(f"asr_pools must be 'per-system' or 'shared', not {self.asr_pools!r}")
-        if self.asr_batch_size < 1 or self.asr_concurrency < 1:
+        if (self.asr_batch_size is not None and self.asr_batch_size < 1) or self.asr_concurrency < 1:
             raise ValueError("asr_batch_size and asr_concurrency must be >= 1")
