@@ -25,8 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _shards(tmp: Path, quick: bool) -> Path:
-    sys.path.insert(0, str(REPO / "tests" / "train"))
-    from synth_shards import write_synthetic_shards  # the test fixture's writer
+    from accord.train.synthetic import write_synthetic_shards
 
     return write_synthetic_shards(tmp / "shards", n_clips=48 if quick else 160, n_shards=4, frames=(60, 240))
 

@@ -4,21 +4,17 @@ integration tests) and the environment for trainer subprocesses."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from synth_shards import write_synthetic_shards
+from accord.train.synthetic import write_synthetic_shards
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
 def synthetic_shards(tmp_path_factory) -> Path:
-    """TEST FIXTURE: 24 patterned clips in 3 shards, written by accord.tokenize.shards."""
+    """TEST FIXTURE: 24 patterned clips in 3 shards (accord.train.synthetic)."""
     return write_synthetic_shards(tmp_path_factory.mktemp("synthetic_shards"))
 
 

@@ -1,23 +1,30 @@
-"""TEST FIXTURE: tiny shards in the tokenize contract format, written with accord.tokenize's writer.
+"""Synthetic tokenized shards: the real shard layout without running the codec or speaker model.
 
-The codes follow a per-clip arithmetic pattern (learnable, so a falling loss means the trainer
-works); embeddings are random. Used for fast data-layer and engine tests; the integration
-tests use shards tokenized from the generated sample bucket.
+For benchmarks and tests that need shards in the ``accord.tokenize.shards`` contract (tars,
+``samples.parquet``, ``index.parquet``, ``lda.npz``) quickly and without model weights; they
+are written with tokenize's own writers. Codes follow a per-clip arithmetic pattern
+(learnable: a falling loss means the trainer works), embeddings are random, and agreement,
+SNR, speaking rate and source dataset vary across clips so stage selection and dataset
+weights have something to choose between.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from accord.tokenize.lda import LdaProjection
 from accord.tokenize.shards import write_index, write_shard
 
 from accord.stages import STAGES
 
-D_SPK = 192
+D_SPK = 192  # ECAPA embedding width
+FRAMES_PER_SECOND = 86.13  # approximate DAC 44.1 kHz frame rate (kept fixed: golden losses use it)
 
 
-def clip_sample(i: int, rng: np.random.Generator, n_frames: int) -> dict:
+def clip_sample(i: int, rng: np.random.Generator, n_frames: int) -> dict[str, Any]:
+    """Clip ``i`` as a shard sample (``codes``, ``spk``, ``spkcrop``, ``spkaug``, ``json``)."""
     clip_id = f"clip{i:04d}"
     base = int(rng.integers(0, 64))
     t = np.arange(n_frames)
@@ -55,8 +62,8 @@ def clip_sample(i: int, rng: np.random.Generator, n_frames: int) -> dict:
         "source_uri": f"file:///data/{'setA' if i % 3 else 'setB'}/f{i // 4}.wav",
         "source_sha256": "0" * 64,
         "start_s": 0.0,
-        "end_s": n_frames / 86.13,
-        "duration_s": n_frames / 86.13,
+        "end_s": n_frames / FRAMES_PER_SECOND,
+        "duration_s": n_frames / FRAMES_PER_SECOND,
         "n_frames": n_frames,
         "speaker_crop": [f0, min(n_frames, f0 + max(1, n_frames // 3))],
         "augmentations": ["noise", "reverb"],
@@ -71,8 +78,15 @@ def clip_sample(i: int, rng: np.random.Generator, n_frames: int) -> dict:
 
 
 def write_synthetic_shards(
-    root: Path, n_clips: int = 24, n_shards: int = 3, seed: int = 0, frames: tuple[int, int] = (20, 60)
+    root: str | Path,
+    n_clips: int = 24,
+    n_shards: int = 3,
+    seed: int = 0,
+    frames: tuple[int, int] = (20, 60),
 ) -> Path:
+    """Write ``n_clips`` clips (``frames`` = [low, high) code frames each) in ``n_shards`` shards
+    plus their index and a random LDA projection under local directory ``root``; returns it."""
+    root = Path(root)
     rng = np.random.default_rng(seed)
     samples = [clip_sample(i, rng, int(rng.integers(*frames))) for i in range(n_clips)]
     per = (n_clips + n_shards - 1) // n_shards
@@ -81,5 +95,6 @@ def write_synthetic_shards(
         write_shard(str(root), s, [p["json"]["clip_id"] for p in part], part)
     write_index(str(root), n_shards)
     W = rng.standard_normal((8, D_SPK)).astype(np.float32) / np.sqrt(D_SPK)
-    np.savez(root / "lda.npz", weight=W, bias=np.zeros(8, np.float32), mean=np.zeros(D_SPK, np.float32))
+    lda = LdaProjection(W, np.zeros(8, np.float32), np.zeros(D_SPK, np.float32), np.zeros(8, np.float32))
+    lda.save(root / "lda.npz")
     return root
