@@ -110,15 +110,30 @@ def snr_db(
     return float(min(80.0, max(-10.0, value)))
 
 
+def welch_psd(x: np.ndarray, sample_rate: int, nperseg: int) -> tuple[np.ndarray, np.ndarray]:
+    """``scipy.signal.welch`` with its defaults (periodic Hann, 50% overlap, per-segment mean
+    removed, density scaling), as one batched FFT: scipy's generic STFT path costs more than
+    the FFTs themselves on clip-sized inputs (~5x slower here)."""
+    x = np.asarray(x, np.float64)
+    step = nperseg - nperseg // 2  # scipy: noverlap = nperseg // 2
+    segs = np.lib.stride_tricks.sliding_window_view(x, nperseg)[::step]
+    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(nperseg) / nperseg)
+    spec = np.fft.rfft((segs - segs.mean(axis=1, keepdims=True)) * win, axis=1)
+    p = np.square(spec.real) + np.square(spec.imag)
+    p *= 1.0 / (sample_rate * np.sum(win**2))
+    if nperseg % 2:
+        p[:, 1:] *= 2
+    else:
+        p[:, 1:-1] *= 2
+    return np.fft.rfftfreq(nperseg, 1.0 / sample_rate), p.mean(axis=0)
+
+
 def bandwidth_hz(audio: np.ndarray, sample_rate: int, floor_db: float = 50.0) -> float:
     """Highest frequency within ``floor_db`` of the spectral peak (smoothed Welch PSD)."""
-    from scipy.signal import welch
-
     x = np.asarray(audio, np.float64)
     if len(x) < 256 or not np.any(x):
         return 0.0
-    nper = min(2048, len(x))
-    f, psd = welch(x, fs=sample_rate, nperseg=nper)
+    f, psd = welch_psd(x, sample_rate, min(2048, len(x)))
     k = max(1, len(psd) // 128)
     smooth = np.convolve(psd, np.ones(k) / k, mode="same")
     db = 10 * np.log10(smooth + 1e-20)

@@ -31,6 +31,9 @@ class AsrBackend(ABC):
     """One ASR system. Subclasses set ``name`` and take ``model_ref`` + options."""
 
     name: str = "asr"
+    # The option that sets the backend's intra-op CPU threads (None: it has no such knob).
+    # The ingest job sets it from the actor's CPU reservation unless the run config does.
+    thread_option: str | None = None
 
     def __init__(self, model_ref: str, **options: Any) -> None:
         self.model_ref = model_ref
@@ -74,12 +77,18 @@ def available_backends() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_backend(name: str, model_ref: str | None = None, **options: Any) -> AsrBackend:
-    """Instantiate the backend registered as ``name`` (not loaded yet)."""
+def backend_class(name: str) -> type[AsrBackend]:
+    """The class registered as ``name`` (imports its module, not its model libraries)."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown ASR backend {name!r}; available: {', '.join(available_backends())}")
     module, cls = _REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def create_backend(name: str, model_ref: str | None = None, **options: Any) -> AsrBackend:
+    """Instantiate the backend registered as ``name`` (not loaded yet)."""
+    cls = backend_class(name)
     ref = model_ref or DEFAULT_MODELS.get(name)
     if ref is None:
         raise ValueError(f"ASR backend {name!r} needs a model reference")
-    return getattr(importlib.import_module(module), cls)(ref, **options)
+    return cls(ref, **options)

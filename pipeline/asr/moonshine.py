@@ -1,14 +1,21 @@
-"""Moonshine (moonshine-voice 0.0.73, bundled tiny-en ONNX): a second, independent model family.
+"""Moonshine tiny-en (moonshine-voice 0.0.73's bundled ONNX): a second, independent model family.
 
-English only. Clips are passed to the C library as a float buffer directly; the package's
-own ``transcribe_without_streaming`` builds a ctypes array from a Python list, which costs
-~5% of its time (ANCHORS.md).
+English only. Two engines over the same model files:
+
+- ``onnx`` (default): :mod:`accord.pipeline.asr.moonshine_onnx`, each clip encoded alone and
+  ``batch_size`` clips decoded greedily together: ~3x the library's throughput at the same WER.
+- ``library``: the package's C library, one clip per call; the reference the tests compare
+  against. Clips go to it as a float buffer directly; the package's own
+  ``transcribe_without_streaming`` builds a ctypes array from a Python list, which costs ~5%
+  of its time (ANCHORS.md).
 """
 
 from __future__ import annotations
 
 import ctypes
+import math
 from collections.abc import Hashable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,35 +25,85 @@ RATE = 16000
 MIN_SAMPLES = RATE  # 1 s
 
 
+@dataclass(frozen=True)
+class MoonshineOptions:
+    engine: str = "onnx"  # "onnx" (batched, accord's decoder) or "library" (moonshine-voice's C library)
+    threads: int = 2  # onnx engine: intra-op threads per session
+    spin: bool = False  # onnx engine: let idle threads spin (faster alone, slower beside other actors)
+    batch_size: int = 16  # onnx engine: clips per decoder batch (similar lengths together)
+    # Token budget per clip: speech stays below ~6 tokens/s (Moonshine's reference decoding
+    # uses 6.5); the budget bounds a repetition loop on noise.
+    tokens_per_s: float = 6.5
+    arch: str = "TINY"  # library engine: moonshine_api.ModelArch
+    library_options: dict[str, str] = field(default_factory=dict)
+
+
 class MoonshineBackend(AsrBackend):
     name = "moonshine"
+    thread_option = "threads"
 
     def __init__(self, model_ref: str = "moonshine:tiny-en", **options: Any) -> None:
         super().__init__(model_ref, **options)
-        self.arch = str(options.get("arch", "TINY")).upper()
-        # Clips are already VAD-cut. Moonshine's own VAD keeps a look-behind buffer across
+        self.opts = MoonshineOptions(**options)
+        if self.opts.engine not in ("onnx", "library"):
+            raise ValueError(f"moonshine engine must be 'onnx' or 'library', not {self.opts.engine!r}")
+        # Clips are already VAD-cut. The library's own VAD keeps a look-behind buffer across
         # calls that leaked the previous clip's tail ("You", "Thank") into the next text;
         # threshold 0 makes each clip one segment and the calls independent.
-        self.library_options = {"vad_threshold": "0", **dict(options.get("library_options", {}))}
-        self.transcriber: Any = None
+        self.library_options = {"vad_threshold": "0", **self.opts.library_options}
+        self.model: Any = None
 
     def load(self) -> None:
-        if self.transcriber is not None:
+        if self.model is not None:
             return
-        from moonshine_voice.moonshine_api import ModelArch
-        from moonshine_voice.transcriber import Transcriber
-
         from accord.weights import resolve
 
-        self.transcriber = Transcriber(
-            str(resolve(self.model_ref)), getattr(ModelArch, self.arch), options=self.library_options
-        )
+        path = resolve(self.model_ref)
+        if self.opts.engine == "onnx":
+            from accord.pipeline.asr.moonshine_onnx import MoonshineOnnx
 
-    def _transcribe(self, audio: np.ndarray) -> str:
+            self.model = MoonshineOnnx(path, threads=self.opts.threads, spin=self.opts.spin)
+        else:
+            from moonshine_voice.moonshine_api import ModelArch
+            from moonshine_voice.transcriber import Transcriber
+
+            arch = getattr(ModelArch, self.opts.arch.upper())
+            self.model = Transcriber(str(path), arch, options=self.library_options)
+
+    def transcribe_batch(
+        self, audios: list[np.ndarray], groups: list[Hashable] | None = None
+    ) -> list[Transcript]:
+        self.load()
+        if self.opts.engine == "library":
+            return [Transcript(text=self._library(a), language="en") for a in audios]
+        return self._onnx(audios)
+
+    def _onnx(self, audios: list[np.ndarray]) -> list[Transcript]:
+        """Encode each clip, then decode in batches of similar length (stable order, so a given
+        list of clips always forms the same batches and gives the same text)."""
+        out: list[Transcript | None] = [None] * len(audios)
+        nonempty = [i for i, a in enumerate(audios) if len(a)]
+        for i in set(range(len(audios))) - set(nonempty):
+            out[i] = Transcript(text="", language="en")
+        order = sorted(nonempty, key=lambda i: (len(audios[i]), i))
+        bs = max(1, self.opts.batch_size)
+        for k in range(0, len(order), bs):
+            idx = order[k : k + bs]
+            states = [self.model.encode(audios[i]) for i in idx]
+            budget = [self._budget(len(audios[i])) for i in idx]
+            for i, dec in zip(idx, self.model.decode(states, budget), strict=True):
+                text = self.model.tokenizer.decode(dec.ids)
+                out[i] = Transcript(text=text, language="en", avg_logprob=dec.avg_logprob)
+        return out  # type: ignore[return-value]
+
+    def _budget(self, n_samples: int) -> int:
+        return max(1, math.ceil(max(n_samples, MIN_SAMPLES) / RATE * self.opts.tokens_per_s))
+
+    def _library(self, audio: np.ndarray) -> str:
         from moonshine_voice.moonshine_api import TranscriptC
         from moonshine_voice.transcriber import check_error
 
-        tr = self.transcriber
+        tr = self.model
         x = np.ascontiguousarray(audio, dtype=np.float32)
         if len(x) == 0:
             return ""
@@ -59,9 +116,3 @@ class MoonshineBackend(AsrBackend):
         check_error(err)
         lines = tr._parse_transcript(out).lines
         return " ".join(line.text.strip() for line in lines if line.text.strip())
-
-    def transcribe_batch(
-        self, audios: list[np.ndarray], groups: list[Hashable] | None = None
-    ) -> list[Transcript]:
-        self.load()
-        return [Transcript(text=self._transcribe(a), language="en") for a in audios]

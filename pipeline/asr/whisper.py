@@ -73,6 +73,7 @@ class _Lazy:
 
 class WhisperBackend(AsrBackend):
     name = "faster-whisper"
+    thread_option = "cpu_threads"
 
     def __init__(self, model_ref: str = "whisper:base", **options: Any) -> None:
         super().__init__(model_ref, **options)

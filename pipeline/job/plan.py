@@ -49,12 +49,20 @@ def _spec(name: str, paths: tuple[str, str | None], cfg: IngestConfig) -> StepSp
 
 
 def asr_backend(cfg: IngestConfig, system: str) -> dict[str, Any]:
-    """The AsrStep backend entry for one system; options from ``steps: {"asr:<system>": {...}}``."""
-    return {
-        "backend": system,
-        "model": cfg.asr_models[system],
-        "options": dict(cfg.steps.get(f"asr:{system}", {})),
-    }
+    """The AsrStep backend entry for one system; options from ``steps: {"asr:<system>": {...}}``.
+
+    The backend's intra-op threads default to its actor's CPU reservation (at least one):
+    actors that each spin up a thread per core oversubscribe a small machine (on 2 cores,
+    whisper + moonshine at 2 threads each ran the job ~15% slower than at 1 each) and a
+    large node's cores are shared out by the reservations anyway.
+    """
+    from accord.pipeline.asr.base import backend_class
+
+    options = dict(cfg.steps.get(f"asr:{system}", {}))
+    thread_option = backend_class(system).thread_option
+    if thread_option and thread_option not in options:
+        options[thread_option] = max(1, round(cfg.asr_num_cpus))
+    return {"backend": system, "model": cfg.asr_models[system], "options": options}
 
 
 def build_plan(cfg: IngestConfig) -> Plan:

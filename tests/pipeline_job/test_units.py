@@ -203,7 +203,17 @@ def test_plan_pools_and_step_configs() -> None:
     plan = build_plan(cfg)
     assert list(plan.asr) == ["faster-whisper", "moonshine"]
     fw = plan.asr["faster-whisper"].kwargs["backends"][0]
-    assert fw == {"backend": "faster-whisper", "model": "whisper:base", "options": {"batch_size": 4}}
+    # threads follow the actor's CPU reservation (0.5 -> 1) unless the config sets them
+    assert fw == {
+        "backend": "faster-whisper",
+        "model": "whisper:base",
+        "options": {"batch_size": 4, "cpu_threads": 1},
+    }
+    ms = plan.asr["moonshine"].kwargs["backends"][0]
+    assert ms["options"] == {"threads": 1}
+    big = build_plan(IngestConfig(asr_num_cpus=4, steps={"asr:moonshine": {"threads": 2}}))
+    assert big.asr["faster-whisper"].kwargs["backends"][0]["options"] == {"cpu_threads": 4}
+    assert big.asr["moonshine"].kwargs["backends"][0]["options"] == {"threads": 2}
     vad = plan.source[1].build()
     assert vad.config.pad_s == 0.1
     elig = plan.post[-1].build()

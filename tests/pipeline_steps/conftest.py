@@ -35,6 +35,16 @@ def moonshine_tiny():
 
 
 @pytest.fixture(scope="session")
+def moonshine_library():
+    """The same model through moonshine-voice's own C library: the reference engine."""
+    from accord.pipeline.asr import create_backend
+
+    backend = create_backend("moonshine", "moonshine:tiny-en", engine="library")
+    backend.load()
+    return backend
+
+
+@pytest.fixture(scope="session")
 def bucket_clips(sample_bucket):
     """file name -> list of clip items (DecodeStep + VadStep), or the ItemError it raised."""
     from accord.pipeline.steps import DecodeStep, ItemError, VadStep

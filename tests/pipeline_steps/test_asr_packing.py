@@ -63,10 +63,10 @@ def test_groups_are_never_packed_together(sample_bucket, bucket_clips, whisper_b
     assert all(t.extra["packed"] == 2 for t in out)
 
 
-def test_moonshine_has_no_state_between_clips(english_sentences, moonshine_tiny):
+def test_moonshine_library_has_no_state_between_clips(english_sentences, moonshine_library):
     audios = [a for a, _ in english_sentences[:3]]
-    alone = [moonshine_tiny.transcribe_batch([a])[0].text for a in audios]
-    together = [t.text for t in moonshine_tiny.transcribe_batch(audios[::-1])][::-1]
+    alone = [moonshine_library.transcribe_batch([a])[0].text for a in audios]
+    together = [t.text for t in moonshine_library.transcribe_batch(audios[::-1])][::-1]
     assert alone == together
 
 
@@ -76,9 +76,9 @@ def test_registry():
         create_backend("nope")
 
 
-def test_empty_and_tiny_clips_get_a_transcript_not_a_crash(whisper_base, moonshine_tiny):
+def test_empty_and_tiny_clips_get_a_transcript_not_a_crash(whisper_base, moonshine_tiny, moonshine_library):
     clips = [np.zeros(0, np.float32), np.zeros(800, np.float32), np.zeros(16000, np.float32)]
-    for backend in (whisper_base, moonshine_tiny):
+    for backend in (whisper_base, moonshine_tiny, moonshine_library):
         out = backend.transcribe_batch(clips)
         assert len(out) == 3 and out[0].text == ""
     assert whisper_base.transcribe_batch([]) == [] and moonshine_tiny.transcribe_batch([]) == []

@@ -79,3 +79,16 @@ def test_compute_fills_every_schema_feature():
     out = F.compute(x, "hello there", np.full(len(x) // 512, 0.9))
     assert set(out) == {name for name, _ in FEATURE_FIELDS}
     assert all(np.isfinite(v) for v in out.values())
+
+
+@pytest.mark.parametrize(
+    ("n", "nperseg", "rate"), [(44100, 2048, 44100), (3001, 2048, 16000), (700, 700, 8000), (999, 333, 22050)]
+)
+def test_welch_psd_equals_scipy(n, nperseg, rate):
+    from scipy.signal import welch
+
+    x = np.random.default_rng(n).standard_normal(n) + 0.3
+    f_ref, p_ref = welch(x, fs=rate, nperseg=nperseg)
+    f, p = F.welch_psd(x, rate, nperseg)
+    np.testing.assert_allclose(f, f_ref)
+    np.testing.assert_allclose(p, p_ref, rtol=1e-9, atol=1e-15)
