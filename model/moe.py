@@ -7,15 +7,29 @@ training give the same numbers as a lone forward.
 Expert weights use ZONOS2's SonicMoE layout: ``w13`` [E, 2I, D] with the gate projection on
 even rows and the up projection on odd rows, ``w2`` [E, D, I].
 
-Kernels (``GroupedExperts.impl``; "auto" picks per call):
+Kernels (``GroupedExperts.impl``; "auto" picks per call, see ``GroupedExperts._impl``):
 - ``grouped_mm``: ``torch._grouped_mm`` over the expert-sorted rows with group offsets, no
-  padding. Auto on CUDA sm90+. torch 2.11 also runs it on the CPU (probed once per
-  device/dtype, forward and backward), but there it measured ~2x slower than ``padded``
-  (bench/bench_moe.py), so the CPU uses it only when routing is so skewed that padding
-  would more than double the work.
+  padding; empty experts cost nothing. Auto on CUDA sm90+, and on the CPU (torch 2.11 runs
+  it there; probed once per device/dtype, forward and backward) for training and for large
+  or skewed batches. It needs every row stride to be a multiple of 16 bytes (``dim`` and
+  ``hidden`` multiples of 4 in fp32, 8 in bf16), else auto falls back to ``padded``.
 - ``padded``: one ``torch.bmm`` per projection over an [E, max_count, D] zero-padded layout
-  (no Python loop per expert). Auto on the CPU.
+  (no Python loop per expert). Touches every expert's weights and pays for the padding.
 - ``loop``: per-expert Python loop; the reference for tests and the benchmark peer only.
+
+CPU measurements behind the auto choice (2-core Zen4, 2 threads, shared machine; padded
+time / grouped_mm time, median of 9-41 alternating reps; shapes of the ``debug`` (D=64
+I=128 E=4), ``small`` (D=512 I=1024 E=8) flavours and bench/bench_moe.py (D=512 I=1024 E=16),
+top-1 and top-2):
+- forward+backward, fp32, N=64..4096 tokens, mildly unbalanced routing: grouped_mm 1.1-2.2x
+  faster for small and bench (most at N <= 1024; 1.1-1.2x at N=4096), 1.0-1.4x for debug
+  (ties within noise: 0.98x at N=256 top-1, 0.97x at N=4096 top-2); 3-15x with skewed routing
+  (one expert taking most tokens), where padding multiplies the work. bf16 forward+backward
+  (bench shape, N=1024): 1.7-2.2x.
+- inference (no grad): grouped_mm wins 2-7x when many experts are empty (decoding, N=1-8:
+  padded still reads all E experts' weights), ~1.0-1.2x with >= 128 rows per expert, but
+  loses up to 1.5x (0.67x) at N=8-128 with nearly every expert holding a few rows, where
+  bmm's batched tiny GEMMs beat the per-group ones. Auto keeps ``padded`` there.
 """
 
 from __future__ import annotations
@@ -69,16 +83,33 @@ class GroupedExperts(nn.Module):
         nn.init.normal_(self.w13, std=1.0 / math.sqrt(self.dim))
         nn.init.normal_(self.w2, std=out_std or 1.0 / math.sqrt(self.hidden))
 
+    def _gmm_aligned(self, dtype: torch.dtype) -> bool:
+        """``torch._grouped_mm`` wants row strides (D, I and 2I elements) in multiples of 16 bytes."""
+        return (self.dim * dtype.itemsize) % 16 == 0 and (self.hidden * dtype.itemsize) % 16 == 0
+
     def _impl(self, x: torch.Tensor, counts_E: torch.Tensor | None = None) -> str:
+        """The kernel "auto" runs for these rows (``counts_E``: rows per expert, if known).
+
+        CPU rule (measurements in the module docstring): ``grouped_mm`` when autograd records
+        the call (training), when the batch is large (>= 128 rows per expert on average) or
+        when padding would more than double the rows (skewed routing, decoding's few tokens);
+        ``padded`` for small no-grad batches spread over all experts, and whenever
+        ``grouped_mm`` does not run here or the shapes break its 16-byte stride rule.
+        """
         if self.impl != "auto":
             return self.impl
-        has_gmm = grouped_mm_supported(x.device.type, x.dtype)
-        if x.device.type == "cuda":
-            return "grouped_mm" if has_gmm else "padded"
-        if counts_E is None or not has_gmm:
+        if not (grouped_mm_supported(x.device.type, x.dtype) and self._gmm_aligned(x.dtype)):
             return "padded"
-        padded_rows = int(counts_E.max()) * self.n_experts
-        return "grouped_mm" if padded_rows > 2 * int(counts_E.sum()) else "padded"
+        if x.device.type == "cuda":
+            return "grouped_mm"
+        if torch.is_grad_enabled() and (x.requires_grad or self.w13.requires_grad):
+            return "grouped_mm"
+        rows = x.shape[0] if counts_E is None else int(counts_E.sum())
+        if rows >= 128 * self.n_experts:
+            return "grouped_mm"
+        if counts_E is None:
+            return "padded"
+        return "grouped_mm" if int(counts_E.max()) * self.n_experts > 2 * rows else "padded"
 
     def forward_sorted(
         self, x_MD: torch.Tensor, counts_E: torch.Tensor, impl: str | None = None
@@ -127,14 +158,21 @@ class GroupedExperts(nn.Module):
     def _forward_loop(
         self, x_ND: torch.Tensor, experts_NK: torch.Tensor, weights_NK: torch.Tensor
     ) -> torch.Tensor:
-        """Per-expert Python loop (HF-Mixtral style). Reference and benchmark peer only."""
+        """Per-expert Python loop (HF-Mixtral style). Reference and benchmark peer only.
+
+        The stacked weights are split once with ``unbind``, as if each expert were its own
+        ``nn.Linear``: indexing ``w13[e]`` inside the loop would make autograd build and add
+        a full-size [E, 2I, D] gradient per expert, a cost that belongs to no sensible loop
+        (it made this peer ~2x slower and the grouped kernels look better than they are).
+        """
         out_ND = torch.zeros_like(x_ND)
+        w13_E, w2_E = self.w13.unbind(0), self.w2.unbind(0)
         for e in range(self.n_experts):
             token_idx, slot_idx = torch.where(experts_NK == e)
             if token_idx.numel() == 0:
                 continue
-            h = x_ND[token_idx] @ self.w13[e].T.to(x_ND.dtype)
-            y = _swiglu_interleaved(h) @ self.w2[e].T.to(x_ND.dtype)
+            h = x_ND[token_idx] @ w13_E[e].T.to(x_ND.dtype)
+            y = _swiglu_interleaved(h) @ w2_E[e].T.to(x_ND.dtype)
             out_ND = out_ND.index_add(0, token_idx, y * weights_NK[token_idx, slot_idx, None].to(y.dtype))
         return out_ND
 
