@@ -106,10 +106,10 @@ def run(quick: bool) -> list[dict]:
         flops = 3 * 2 * n_tokens * topk * 3 * dim * hidden  # fwd + bwd, three GEMMs of D x I
         gfs = {i: flops / m / 1e9 for i, m in med.items()}
         shape = f"D={dim} I={hidden} E={n_experts} N={n_tokens} fp32, 2 threads, median of {reps}"
-        for impl in impls[:-1]:  # names kept stable for results.md readers; the note says what auto picks
+        for impl in impls[:-1]:
             rows.append(
                 {
-                    "name": f"moe fwd+bwd {impl}{' (CPU default)' if impl == 'padded' else ''} "
+                    "name": f"moe fwd+bwd {impl}{' (auto in training)' if impl == auto else ''} "
                     f"vs per-expert loop (top-{topk})",
                     "value": n_tokens / med[impl],
                     "unit": "tokens/s",
