@@ -220,4 +220,8 @@ def build_engine(
     engine, opt, _, sched = deepspeed.initialize(
         model=model, optimizer=opt, lr_scheduler=sched, config=ds_cfg, dist_init_required=False
     )
+    if dist_info.world == 1 and eng.zero_stage == 0:
+        # One process: nothing to average. DeepSpeed would still copy every gradient into
+        # flat buckets, all-reduce them with itself, divide by 1 and copy them back each step.
+        engine.enable_backward_allreduce = False
     return engine, opt, sched, ds_cfg
