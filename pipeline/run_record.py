@@ -66,6 +66,7 @@ class RunStats:
     )
     errors: Counter = field(default_factory=Counter)
     step_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    result_blocks: int = 0  # Ray Data blocks the driver received (a long source spans several)
 
     def add_source(
         self, summary: dict[str, Any], clip_rows: list[dict[str, Any]], error_rows: list[dict[str, Any]]
@@ -108,6 +109,7 @@ class RunStats:
             "clips_kept": {s: dict(sorted(self.kept_clips[s].items())) for s in ("all", *STAGES)},
             "errors_by_reason": dict(sorted(self.errors.items())),
             "step_seconds": {k: round(v, 3) for k, v in sorted(self.step_seconds.items())},
+            "result_blocks": self.result_blocks,
         }
 
 

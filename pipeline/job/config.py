@@ -80,6 +80,10 @@ class IngestConfig:
     # batches: a killed and resumed run yields the same manifest as an uninterrupted one.
     asr_batch_size: int | None = None
     post_num_cpus: float = 0.25
+    # Ray Data's target block size in MiB (None: Ray's default, 128). A source's rows stream
+    # out of its decode+VAD task in blocks of about this size, which bounds the clip audio a
+    # worker holds for an hour-long file; a smaller value also splits shorter sources.
+    block_mb: float | None = None
     # Retries when a worker process dies (segfault, OOM kill) on an item. Ray Data's default is
     # to retry forever, so one poison file would hang the job; after these many the block is
     # dropped, its sources are recorded as incomplete (no marker) and the job goes on.
@@ -133,5 +137,7 @@ class IngestConfig:
                 raise ValueError("ASR 'nemo' needs a model: set asr_models.nemo to nemo:<path>.nemo")
         if self.asr_pools not in ("per-system", "shared"):
             raise ValueError(f"asr_pools must be 'per-system' or 'shared', not {self.asr_pools!r}")
+        if self.block_mb is not None and self.block_mb <= 0:
+            raise ValueError("block_mb must be > 0 (or null for Ray's default)")
         if (self.asr_batch_size is not None and self.asr_batch_size < 1) or self.asr_concurrency < 1:
             raise ValueError("asr_batch_size and asr_concurrency must be >= 1")

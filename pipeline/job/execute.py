@@ -19,7 +19,7 @@ from __future__ import annotations
 import pickle
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -62,50 +62,64 @@ def _step_name(step: Step) -> str:
 
 
 def process_source(steps: list[Step], source: dict[str, Any]) -> list[dict[str, Any]]:
-    """Run the source steps (decode, VAD...) on one source; rows for its clips, errors, and itself.
+    """All rows of :func:`iter_source` as a list (tests, and callers without streaming)."""
+    return list(iter_source(steps, source))
 
-    The first step gets ``{"source_uri", "source_size", "source_fingerprint", "source_key"}``.
-    Each step maps every item it is given (one source item, then the items it produced).
+
+def iter_source(steps: list[Step], source: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Run the source steps (decode, VAD...) on one source, yielding a row per clip and per
+    error as each is made, then one source row with the weight to expect.
+
+    The first step gets ``{"source_uri", "source_size", "source_fingerprint", "source_key"}``;
+    each step's items go through the next one lazily (``Step.iter_process``), so an hour-long
+    source's clips leave the worker in blocks instead of all at once. A step failing after it
+    has yielded some items keeps those and adds an error row.
     """
     key, uri = source["key"], source["uri"]
     t0 = time.perf_counter()
-    items: list[Item] = [
-        {
-            "source_uri": uri,
-            "source_size": source.get("size"),
-            "source_fingerprint": source.get("fingerprint"),
-            "source_key": key,
-        }
-    ]
-    rows: list[dict[str, Any]] = []
+    item0: Item = {
+        "source_uri": uri,
+        "source_size": source.get("size"),
+        "source_fingerprint": source.get("fingerprint"),
+        "source_key": key,
+    }
     timings: dict[str, float] = {}
     meta: dict[str, Any] = {}
-    for step in steps:
-        name = _step_name(step)
-        nxt: list[Item] = []
-        for item in items:
+    n = 0
+
+    def run(item: Item, i: int) -> Iterator[dict[str, Any]]:
+        if i == len(steps):
+            yield pack(key, CLIP, (item, Fraction(1)))
+            return
+        step, name = steps[i], _step_name(steps[i])
+        outputs = step.iter_process(item)
+        while True:
             s0 = time.perf_counter()
             try:
-                nxt.extend(step.process(item))
+                out = next(outputs)
+            except StopIteration:
+                break
             except Exception as e:
-                rows.append(pack(key, ERROR, (_error(uri, name, e, item.get("clip_id")), Fraction(1))))
-            timings[name] = timings.get(name, 0.0) + time.perf_counter() - s0
-        items = nxt
-        for it in items:  # keep what the source steps learnt about the file for the run record
+                yield pack(key, ERROR, (_error(uri, name, e, item.get("clip_id")), Fraction(1)))
+                break
+            finally:
+                timings[name] = timings.get(name, 0.0) + time.perf_counter() - s0
             for k in ("source_duration_s", "source_sample_rate", "source_channels", "source_sha256"):
-                if k in it:
-                    meta[k] = it[k]
-    for item in items:
-        rows.append(pack(key, CLIP, (item, Fraction(1))))
+                if k in out:  # what the source steps learnt about the file, for the run record
+                    meta[k] = out[k]
+            yield from run(out, i + 1)
+
+    for row in run(item0, 0):
+        n += 1  # each clip and each source-level error retires weight 1
+        yield row
     summary = {
         **source,
         **meta,
-        "n_expected": len(rows),  # each clip and each source-level error retires weight 1
+        "n_expected": n,
         "timings": timings,
         "wall_s": time.perf_counter() - t0,
     }
-    rows.append(pack(key, SOURCE, summary))
-    return rows
+    yield pack(key, SOURCE, summary)
 
 
 def process_rows(

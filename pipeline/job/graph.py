@@ -6,12 +6,13 @@ Steps are built once per worker process (tasks) or per actor and reused across b
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 from accord.pipeline.io.listing import Source
 from accord.pipeline.job.config import IngestConfig, StepSpec
-from accord.pipeline.job.execute import finish_rows, process_rows, process_source
+from accord.pipeline.job.execute import finish_rows, iter_source, process_rows
 from accord.pipeline.job.plan import Plan
 from accord.pipeline.steps.base import Step
 
@@ -32,10 +33,12 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
 
 
-def source_fn(row: dict[str, Any], specs: list[StepSpec]) -> list[dict[str, Any]]:
-    """flat_map: one source -> its clip rows, error rows and one source row."""
+def source_fn(row: dict[str, Any], specs: list[StepSpec]) -> Iterator[dict[str, Any]]:
+    """flat_map: one source -> its clip rows, error rows and one source row, lazily: Ray Data
+    cuts the rows into blocks of ``target_max_block_size`` as they come, so a long source's
+    clip audio is never all in the worker at once."""
     src = {k: row[k] for k in ("uri", "size", "fingerprint", "key")}
-    return process_source(_steps(specs), src)
+    yield from iter_source(_steps(specs), src)
 
 
 def post_fn(batch: pa.Table, specs: list[StepSpec]) -> pa.Table:
@@ -78,6 +81,8 @@ def configure_data_context(cfg: IngestConfig) -> None:
     # A block that fails outright (worker died, OOM) must not end the job: its sources are
     # reported as incomplete, left without a completion marker, and retried by the next run.
     ctx.max_errored_blocks = -1
+    if cfg.block_mb is not None:
+        ctx.target_max_block_size = int(cfg.block_mb * 2**20)
 
 
 def build_dataset(sources: list[Source], plan: Plan, cfg: IngestConfig):

@@ -97,6 +97,7 @@ def run_sources(
     committed: set[str] = set()
     ds = build_dataset(sources, plan, cfg)
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        stats.result_blocks += 1
         for row in batch.to_pylist():
             key = tracker.add(row)
             if key is None:

@@ -9,6 +9,7 @@ turns it into a row of the errors manifest and carries on with the other items.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any
 
 Item = dict[str, Any]
@@ -35,6 +36,12 @@ class Step(ABC):
     @abstractmethod
     def process(self, item: Item) -> list[Item]:
         """Return the items this one becomes (``[]`` drops it, more than one splits it)."""
+
+    def iter_process(self, item: Item) -> Iterator[Item]:
+        """Lazy form of :meth:`process`. Steps whose output is large (every clip of an
+        hour-long source) override it to yield items as they are made, so the job streams
+        them out in bounded blocks instead of holding them all."""
+        yield from self.process(item)
 
     def process_batch(self, items: list[Item]) -> list[Item]:
         """Batched form; model steps override it to run one forward over the batch."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 from accord.pipeline import audio_io, errors
@@ -55,6 +56,11 @@ class VadStep(Step):
         return np.concatenate(probs), n / RATE, audio
 
     def process(self, item: Item) -> list[Item]:
+        return list(self.iter_process(item))
+
+    def iter_process(self, item: Item) -> Iterator[Item]:
+        """Scan the source (frame probabilities only), then yield its clips one at a time:
+        a long source's clips are cut in a second decoding pass and never held together."""
         uri = source_uri(item)
         probs, duration_s, audio = self._scan(uri)
         segs = segment(probs, duration_s, self.config)
@@ -64,41 +70,47 @@ class VadStep(Step):
             )
         sha = item.get("source_sha256") or ""
         base = {k: item[k] for k in _SOURCE_KEYS if k in item}
-        clips: list[Item] = []
-        cuts = self._cut(uri, segs, audio)
-        for seg, x in zip(segs, cuts, strict=True):
+        for seg, x in zip(segs, self._cuts(uri, segs, audio), strict=True):
             f0, f1 = int(seg.start_s * RATE) // FRAME, math.ceil(seg.end_s * RATE / FRAME)
-            clips.append(
-                {
-                    **base,
-                    "clip_id": clip_id(uri, sha, seg.start_s, seg.end_s),
-                    "source_uri": uri,
-                    "source_sha256": sha,
-                    "source_duration_s": duration_s,
-                    "start_s": seg.start_s,
-                    "end_s": seg.end_s,
-                    "duration_s": round(seg.end_s - seg.start_s, 3),
-                    "audio_16k": x,
-                    "vad_probs": probs[f0:f1].copy(),
-                }
-            )
-        return clips
+            yield {
+                **base,
+                "clip_id": clip_id(uri, sha, seg.start_s, seg.end_s),
+                "source_uri": uri,
+                "source_sha256": sha,
+                "source_duration_s": duration_s,
+                "start_s": seg.start_s,
+                "end_s": seg.end_s,
+                "duration_s": round(seg.end_s - seg.start_s, 3),
+                "audio_16k": x,
+                "vad_probs": probs[f0:f1].copy(),
+            }
 
-    def _cut(self, uri: str, segs: list, audio: np.ndarray | None) -> list[np.ndarray]:
+    def _cuts(self, uri: str, segs: list, audio: np.ndarray | None) -> Iterator[np.ndarray]:
+        """Each segment's samples, in order, as soon as they are decoded."""
         if audio is not None:
-            return [audio[round(s.start_s * RATE) : round(s.end_s * RATE)].copy() for s in segs]
-        # Second pass over the windows; clips are sorted and never overlap.
-        out: list[list[np.ndarray]] = [[] for _ in segs]
-        i0 = 0
+            for s in segs:
+                yield audio[round(s.start_s * RATE) : round(s.end_s * RATE)].copy()
+            return
+        # Second pass over the windows; clips are sorted and never overlap. Parts of the
+        # clips under way are the only audio kept between windows.
+        parts: dict[int, list[np.ndarray]] = {}
+        done = 0  # clips yielded so far
         for w in audio_io.iter_windows(uri, self.config.window_s, RATE):
             w0 = round(w.start_s * RATE)
             w1 = w0 + len(w.audio)
-            for i in range(i0, len(segs)):
+            for i in range(done, len(segs)):
                 a, b = round(segs[i].start_s * RATE), round(segs[i].end_s * RATE)
                 if a >= w1:
                     break
                 if b > w0:
-                    out[i].append(w.audio[max(a, w0) - w0 : min(b, w1) - w0])
-                if b <= w1 and i == i0:
-                    i0 += 1
-        return [np.concatenate(p) if p else np.zeros(0, np.float32) for p in out]
+                    parts.setdefault(i, []).append(w.audio[max(a, w0) - w0 : min(b, w1) - w0])
+            while done < len(segs) and round(segs[done].end_s * RATE) <= w1:
+                yield _join(parts.pop(done, []))
+                done += 1
+        while done < len(segs):  # the second decode ended early: what it gave
+            yield _join(parts.pop(done, []))
+            done += 1
+
+
+def _join(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)  # a copy: windows are freed

@@ -18,6 +18,7 @@ from accord.pipeline.job.execute import (
     SOURCE,
     SourceTracker,
     finish_rows,
+    iter_source,
     pack,
     process_rows,
     process_source,
@@ -243,3 +244,40 @@ def test_dry_run_estimate_math() -> None:
     assert e["hours"] == 1.0 and e["clips"] == 600
     assert e["core_seconds_by_step"] == {"decode+vad": 72.0, "faster-whisper": 144.0, "moonshine": 180.0}
     assert math.isclose(e["wall_hours_at_cpus"], (72 + 144 + 180) / 3600 / 2)
+
+
+class Streaming(Step):
+    """Yields clips one by one, logging each; fails after two when the name says so."""
+
+    name = "stream"
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def process(self, item):
+        return list(self.iter_process(item))
+
+    def iter_process(self, item):
+        for i in range(3):
+            if i == 2 and "bad" in item["source_uri"]:
+                raise RuntimeError("decoder died mid-file")
+            self.log.append(f"made {i}")
+            yield {**item, "clip_id": f"{item['source_uri']}#{i}"}
+
+
+def test_source_rows_stream_out_as_steps_yield_them() -> None:
+    step = Streaming()
+    rows = iter_source([step], _src("/b/long.wav"))
+    first = next(rows)
+    assert first["kind"] == CLIP and step.log == ["made 0"]  # nothing made ahead of demand
+    rest = list(rows)
+    assert [r["kind"] for r in rest] == [CLIP, CLIP, SOURCE] and unpack(rest[-1])["n_expected"] == 3
+
+
+def test_a_step_failing_mid_source_keeps_what_it_yielded() -> None:
+    rows = process_source([Streaming()], _src("/b/bad_long.wav"))
+    assert [r["kind"] for r in rows] == [CLIP, CLIP, ERROR, SOURCE]
+    err, w = unpack(rows[2])
+    assert (err["step"], err["error_type"], w) == ("stream", "RuntimeError", 1)
+    tracker = SourceTracker()
+    assert [k for r in rows if (k := tracker.add(r))] == [Source.make("/b/bad_long.wav", 1, "1").key]

@@ -156,3 +156,34 @@ def test_streaming_is_chunk_invariant_and_backends_agree(sample_bucket, backend)
     vad = load_vad(VadConfig(backend="batched" if backend == "silero" else "silero"))
     other = vad(x, last=True)
     assert ((whole > 0.5) == (other > 0.5)).mean() > 0.9
+
+
+@pytest.mark.integration
+def test_long_source_clips_stream_out_without_holding_the_source(sample_bucket, tmp_path):
+    """Past ``max_in_memory_s`` clips are cut in a second pass and yielded one by one: the
+    peak memory of iterating them stays well below the audio of all the clips."""
+    import tracemalloc
+
+    import soundfile as sf
+    from accord.pipeline.steps import DecodeStep, VadStep
+
+    from accord.samples.encode import load_mono
+
+    english = [n for n in sorted(sample_bucket.truth) if sample_bucket.truth[n]["language"] == "en"]
+    long_x = np.concatenate([load_mono(sample_bucket.path / n, 16000) for n in english] * 2)
+    assert len(long_x) > 200 * 16000
+    sf.write(tmp_path / "long.wav", long_x, 16000)
+    item = DecodeStep().process({"uri": str(tmp_path / "long.wav")})[0]
+    step = VadStep(VadConfig(window_s=5.0, max_in_memory_s=20.0))
+    step.setup()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        n, clip_bytes = 0, 0
+        for clip in step.iter_process(item):
+            n, clip_bytes = n + 1, clip_bytes + clip["audio_16k"].nbytes
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert n >= 30
+    assert peak < 0.4 * clip_bytes, (peak, clip_bytes)
