@@ -71,7 +71,7 @@ def iter_source(steps: list[Step], source: dict[str, Any]) -> Iterator[dict[str,
     error as each is made, then one source row with the weight to expect.
 
     The first step gets ``{"source_uri", "source_size", "source_fingerprint", "source_key"}``;
-    each step's items go through the next one lazily (``Step.iter_process``), so an hour-long
+    each step's items go through the next one lazily (``Step.outputs``), so an hour-long
     source's clips leave the worker in blocks instead of all at once. A step failing after it
     has yielded some items keeps those and adds an error row.
     """
@@ -92,7 +92,7 @@ def iter_source(steps: list[Step], source: dict[str, Any]) -> Iterator[dict[str,
             yield pack(key, CLIP, (item, Fraction(1)))
             return
         step, name = steps[i], _step_name(steps[i])
-        outputs = step.iter_process(item)
+        outputs = step.outputs(item)
         while True:
             s0 = time.perf_counter()
             try:

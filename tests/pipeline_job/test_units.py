@@ -281,3 +281,14 @@ def test_a_step_failing_mid_source_keeps_what_it_yielded() -> None:
     assert (err["step"], err["error_type"], w) == ("stream", "RuntimeError", 1)
     tracker = SourceTracker()
     assert [k for r in rows if (k := tracker.add(r))] == [Source.make("/b/bad_long.wav", 1, "1").key]
+
+
+def test_a_subclass_overriding_process_of_a_streaming_step_is_honoured() -> None:
+    class Custom(Streaming):
+        def process(self, item):
+            return [{**item, "clip_id": "custom"}]
+
+    assert [c["clip_id"] for c in Custom().outputs({"source_uri": "/b/x.wav"})] == ["custom"]
+    assert len(list(Streaming().outputs({"source_uri": "/b/x.wav"}))) == 3
+    rows = process_source([Custom()], _src("/b/x.wav"))
+    assert [unpack(r)[0]["clip_id"] for r in rows if r["kind"] == CLIP] == ["custom"]
