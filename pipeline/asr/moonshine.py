@@ -20,9 +20,7 @@ from typing import Any
 
 import numpy as np
 from accord.pipeline.asr.base import AsrBackend, Transcript
-
-RATE = 16000
-MIN_SAMPLES = RATE  # 1 s
+from accord.pipeline.asr.moonshine_onnx import MIN_SAMPLES, RATE, MoonshineOnnx, as_input
 
 
 @dataclass(frozen=True)
@@ -60,8 +58,6 @@ class MoonshineBackend(AsrBackend):
 
         path = resolve(self.model_ref)
         if self.opts.engine == "onnx":
-            from accord.pipeline.asr.moonshine_onnx import MoonshineOnnx
-
             self.model = MoonshineOnnx(path, threads=self.opts.threads, spin=self.opts.spin)
         else:
             from moonshine_voice.moonshine_api import ModelArch
@@ -104,11 +100,9 @@ class MoonshineBackend(AsrBackend):
         from moonshine_voice.transcriber import check_error
 
         tr = self.model
-        x = np.ascontiguousarray(audio, dtype=np.float32)
-        if len(x) == 0:
+        if len(audio) == 0:
             return ""
-        if len(x) < MIN_SAMPLES:  # the library fails ("Failed to transcribe: -1") on very short input
-            x = np.pad(x, (0, MIN_SAMPLES - len(x)))
+        x = as_input(audio)  # the library fails ("Failed to transcribe: -1") on very short input
         out = ctypes.POINTER(TranscriptC)()
         err = tr._lib.moonshine_transcribe_without_streaming(
             tr._handle, x.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), len(x), RATE, 0, ctypes.byref(out)

@@ -24,6 +24,12 @@ _SPECIAL = re.compile(rb"^<<ST_\d+>>$|^<unk>$|^<s>$|^</s>$")
 _SPACE = "\u2581"  # SentencePiece's word-boundary marker
 
 
+def as_input(audio: np.ndarray) -> np.ndarray:
+    """Contiguous float32 samples, zero-padded to ``MIN_SAMPLES`` (both engines need it)."""
+    x = np.ascontiguousarray(audio, dtype=np.float32)
+    return np.pad(x, (0, MIN_SAMPLES - len(x))) if len(x) < MIN_SAMPLES else x
+
+
 class MoonshineTokenizer:
     """The package's ``tokenizer.bin``: token byte strings, each prefixed by its length in one byte.
 
@@ -106,9 +112,7 @@ class MoonshineOnnx:
 
     def encode(self, audio: np.ndarray) -> np.ndarray:
         """``[frames, dim]`` encoder states of one 16 kHz clip (padded to 1 s if shorter)."""
-        x = np.ascontiguousarray(audio, dtype=np.float32)
-        if len(x) < MIN_SAMPLES:
-            x = np.pad(x, (0, MIN_SAMPLES - len(x)))
+        x = as_input(audio)
         mask = np.ones((1, len(x)), np.int64)
         return self.encoder.run(None, {"input_values": x[None], "attention_mask": mask})[0][0]
 
