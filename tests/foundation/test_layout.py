@@ -1,20 +1,15 @@
-"""The PEP 420 layout holds: stdlib ``tokenize`` is never shadowed; the wheel ships every module."""
+"""PEP 420 layout: stdlib ``tokenize`` is never shadowed; the wheel ships every module and data file."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-PORTIONS: dict[str, str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
-    "package-dir"
-]
+from .conftest import PORTIONS, ROOT
 
 
 def test_code_folders_are_namespace_portions() -> None:
@@ -63,26 +58,21 @@ def _code_modules() -> set[str]:
     return names
 
 
+def _code_data_files() -> set[str]:
+    """Every non-Python file of the code folders (recipes, ...), as its path inside the wheel."""
+    names = set()
+    for package, folder in PORTIONS.items():
+        for path in (ROOT / folder).rglob("*"):
+            rel = path.relative_to(ROOT / folder)
+            hidden = any(part.startswith(".") or part == "__pycache__" for part in rel.parts)
+            if path.is_file() and path.suffix not in (".py", ".pyc") and not hidden:
+                names.add("/".join([*package.split("."), *rel.parts]))
+    return names
+
+
 @pytest.mark.integration
-def test_wheel_contains_every_module(tmp_path: Path) -> None:
-    # Build from a copy: setuptools writes build/ and *.egg-info into the source tree.
-    src = tmp_path / "src"
-    shutil.copytree(
-        ROOT,
-        src,
-        ignore=shutil.ignore_patterns(
-            ".venv", ".cache", ".git", "build", "dist", "*.egg-info", "__pycache__"
-        ),
-    )
-    out = subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(src)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    (wheel,) = tmp_path.glob("accord-*.whl")
-    with zipfile.ZipFile(wheel) as zf:
+def test_wheel_contains_every_module(built_wheel: Path) -> None:
+    with zipfile.ZipFile(built_wheel) as zf:
         in_wheel = {
             n[: -len(".py")].replace("/", ".")
             for n in zf.namelist()
@@ -93,3 +83,13 @@ def test_wheel_contains_every_module(tmp_path: Path) -> None:
     assert not missing, f"modules missing from the wheel: {sorted(missing)}"
     # Nothing lands at the top level of site-packages except the accord package and metadata.
     assert top <= {"accord", *(t for t in top if t.endswith(".dist-info"))}, top
+
+
+@pytest.mark.integration
+def test_wheel_ships_every_data_file(built_wheel: Path) -> None:
+    # An installed accord reads these at run time (train/recipes/*.yaml): pyproject's package-data.
+    data = _code_data_files()
+    assert any(n.startswith("accord/train/recipes/") for n in data), "the audit found no recipes"
+    with zipfile.ZipFile(built_wheel) as zf:
+        missing = data - set(zf.namelist())
+    assert not missing, f"data files missing from the wheel (add them to package-data): {sorted(missing)}"

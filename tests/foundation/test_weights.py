@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from accord import weights
-from accord.weights import ModelNotFound, resolve
+from accord.weights import ModelNotFound, choose_weights, resolve
 
 
 @pytest.mark.parametrize(
@@ -62,3 +62,44 @@ def test_explicit_paths(tmp_path: Path) -> None:
         resolve(f"nemo:{bad}")
     with pytest.raises(ModelNotFound):
         resolve(f"ecapa:{tmp_path / 'nope'}")
+
+
+@pytest.mark.parametrize(
+    ("ref", "random_ref", "where"),
+    [("dac:44khz", "dac:random", "dac-44khz"), ("ecapa:voxceleb", "ecapa:random", "ecapa-voxceleb")],
+)
+def test_missing_weights_fail_closed_unless_opted_in(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ref: str, random_ref: str, where: str
+) -> None:
+    """One rule for every model that exists as an architecture without weights."""
+    monkeypatch.setenv("ACCORD_MODELS", str(tmp_path))
+    with pytest.raises(ModelNotFound) as e:
+        choose_weights(ref)  # the default refuses
+    msg = str(e.value)
+    assert f"$ACCORD_MODELS/{where}" in msg, "how to provide the weights"
+    assert "--allow-random-weights" in msg and repr(random_ref) in msg, "how to opt in"
+    with pytest.warns(UserWarning, match="RANDOM"):
+        assert choose_weights(ref, allow_random=True) == weights.ModelWeights(random_ref, None, True)
+    with pytest.warns(UserWarning, match="RANDOM"):
+        assert choose_weights(random_ref) == weights.ModelWeights(random_ref, None, True)
+    (tmp_path / where).mkdir()  # trained weights present: the opt-in never replaces them
+    assert choose_weights(ref, allow_random=True) == weights.ModelWeights(ref, tmp_path / where, False)
+    with pytest.raises(ModelNotFound, match="seeded random weights, not files"):
+        resolve(random_ref)
+
+
+def test_opt_in_is_only_for_architectures(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFound, match="neither a known name"):
+        choose_weights("whisper:huge-v9", allow_random=True)
+    with pytest.raises(ModelNotFound) as e:
+        choose_weights(f"dac:{tmp_path / 'absent.pth'}", allow_random=True)  # a path is never replaced
+    assert "absent.pth" in str(e.value)
+
+
+def test_doctor_says_tokenize_refuses_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ACCORD_MODELS", str(tmp_path))
+    rows = {a.ref: a for a in weights.availability()}
+    for ref, random_ref in (("dac:44khz", "dac:random"), ("ecapa:voxceleb", "ecapa:random")):
+        assert not rows[ref].available
+        note = rows[ref].note
+        assert "refuses" in note and "--allow-random-weights" in note and repr(random_ref) in note, note
