@@ -7,7 +7,9 @@ A reference is one of:
   ``dac:44khz``, ``ecapa:auralis``, ``ecapa:voxceleb``;
 - ``ecapa:<dir>`` / ``nemo:<file>.nemo`` with a path;
 - ``hub:<org>/<name>``: fetched from the Hugging Face hub, the only reference that touches
-  the network, and only because the user asked for it.
+  the network, and only because the user asked for it;
+- ``dac:random``, ``ecapa:random``: the architecture of ``dac:44khz`` / ``ecapa:voxceleb`` with
+  seeded random weights (tests, demos). See :func:`choose_weights`.
 
 Named models are looked up, in order, in ``$ACCORD_MODELS/<dir name>`` (what production
 users and images set), then in the weights that pip packages ship (see README "Models").
@@ -20,11 +22,15 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
 import shutil
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 WHISPER_BASE_SIZE = 145_217_532
@@ -41,6 +47,7 @@ class NamedModel:
     description: str
     how_to: str
     architecture: str | None = None  # what exists without trained weights
+    random_ref: str | None = None  # the explicit opt-in to ``architecture`` with seeded random weights
 
 
 NAMED: dict[str, NamedModel] = {
@@ -81,6 +88,7 @@ NAMED: dict[str, NamedModel] = {
             "download the DAC 44khz weights file (weights.pth) on a machine with network and place it at "
             "$ACCORD_MODELS/dac-44khz/weights.pth, or pass its path",
             architecture="dac.DAC (descript-audio-codec)",
+            random_ref="dac:random",
         ),
         NamedModel(
             "ecapa:auralis",
@@ -95,9 +103,13 @@ NAMED: dict[str, NamedModel] = {
             "copy speechbrain's spkrec-ecapa-voxceleb dir (embedding_model.ckpt, hyperparams.yaml) to "
             "$ACCORD_MODELS/ecapa-voxceleb, or pass ecapa:<dir>",
             architecture="speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN",
+            random_ref="ecapa:random",
         ),
     )
 }
+
+# ``dac:random`` -> ``dac:44khz``: each explicit random-weights reference and the model it stands in for.
+RANDOM_REFS: dict[str, str] = {m.random_ref: m.ref for m in NAMED.values() if m.random_ref}
 
 
 def cache_dir() -> Path:
@@ -199,6 +211,11 @@ def _from_hub(repo_id: str) -> Path:
 def resolve(ref: str | os.PathLike) -> Path:
     """Local path of the model ``ref`` names; raises :class:`ModelNotFound` with a how-to."""
     text = os.fspath(ref)
+    if text in RANDOM_REFS:
+        raise ModelNotFound(
+            f"{text!r} names seeded random weights, not files: load it through the model's loader "
+            "(DacCodec.load / SpeakerEncoder.load), which builds them (accord.weights.choose_weights)"
+        )
     if text.startswith("hub:"):
         return _from_hub(text[4:])
     if text in NAMED:
@@ -220,10 +237,58 @@ def resolve(ref: str | os.PathLike) -> Path:
         if kind == "nemo" and candidate.suffix != ".nemo":
             raise ModelNotFound(f"{text!r}: a NeMo model reference must point to a .nemo file")
         return candidate
-    known = ", ".join(sorted(NAMED))
+    known = ", ".join(sorted([*NAMED, *RANDOM_REFS]))
     raise ModelNotFound(
         f"model reference {text!r} is neither a known name ({known}), an existing path, nor hub:<org>/<name>"
     )
+
+
+def _opt_in_hint(named: NamedModel) -> str:
+    """How to run without ``named``'s trained weights: the words of every refusal and of doctor."""
+    return (
+        f"only for tests and demos, opt in to the {named.architecture} architecture with seeded random "
+        f"weights: --allow-random-weights (allow_random=True) or the reference {named.random_ref!r}; "
+        "the run records it under 'random_weights'"
+    )
+
+
+@dataclass(frozen=True)
+class ModelWeights:
+    """What a loader should load for a reference: trained files, or seeded random weights."""
+
+    ref: str  # reproduces these weights: the ``<kind>:random`` reference when random
+    path: Path | None  # trained weights on disk; None: build the architecture's seeded random weights
+    random: bool
+
+
+def choose_weights(ref: str, allow_random: bool = False) -> ModelWeights:
+    """The one rule for every model that exists as an architecture without trained weights.
+
+    Trained weights when ``ref`` resolves. Random weights only on an explicit opt-in: a
+    ``<kind>:random`` reference, or ``allow_random`` for a named model whose trained weights are
+    absent; the returned ``ref`` is then the ``<kind>:random`` one, so whatever records it (a
+    ``tokenize.json``, a checkpoint) reproduces the same weights later. Otherwise the
+    :class:`ModelNotFound` says how to provide the weights, and how to opt in.
+    """
+    if ref not in RANDOM_REFS:
+        try:
+            return ModelWeights(ref, resolve(ref), False)
+        except ModelNotFound as e:
+            named = NAMED.get(ref)
+            if named is None or named.random_ref is None:
+                raise
+            if not allow_random:
+                raise ModelNotFound(
+                    f"{e} Refusing to continue without trained weights; {_opt_in_hint(named)}."
+                ) from None
+            ref = named.random_ref
+    msg = (
+        f"{ref}: the {NAMED[RANDOM_REFS[ref]].architecture} architecture with SEEDED RANDOM weights; its "
+        "outputs carry no meaning (tests and demos only)"
+    )
+    warnings.warn(msg, stacklevel=2)
+    log.warning("!" * 20 + " " + msg)
+    return ModelWeights(ref, None, True)
 
 
 @dataclass(frozen=True)
@@ -243,7 +308,11 @@ def availability() -> list[Availability]:
             rows.append(Availability(ref, True, str(path), named.description))
         except ModelNotFound:
             note = "absent"
-            if named.architecture:
-                note += f" (architecture available: {named.architecture}; random weights for tests)"
+            if named.random_ref:
+                note += (
+                    ": accord tokenize refuses to run without it (architecture available: "
+                    f"{named.architecture}; opt in to seeded random weights, tests and demos only: "
+                    f"--allow-random-weights or {named.random_ref!r})"
+                )
             rows.append(Availability(ref, False, None, note))
     return rows

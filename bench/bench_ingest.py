@@ -134,7 +134,7 @@ def _full_vs_alone(bucket_path: Path, cfg, backends: dict, rounds: int, goal: fl
     }
 
 
-def run(quick: bool) -> list[dict]:
+def run(quick: bool, device: str = "cpu") -> list[dict]:
     import ray
     import torch
     from accord.pipeline.asr.base import create_backend

@@ -35,7 +35,7 @@ def _setup(quick: bool):
     )
     tmp = Path(tempfile.mkdtemp(prefix="bench-tokenize-"))
     manifest = write_manifest(rows, tmp / "ingest")
-    return tmp, manifest, rows, DacCodec.load("dac:44khz"), SpeakerEncoder.load("ecapa:auralis")
+    return tmp, manifest, rows, DacCodec.load("dac:random"), SpeakerEncoder.load("ecapa:auralis")
 
 
 def _bare_inputs(rows, cfg):
@@ -81,7 +81,7 @@ def _job(manifest, out, codec, encoder, cfg) -> tuple[float, float]:
     return wall, res.model_s
 
 
-def run(quick: bool) -> list[dict]:
+def run(quick: bool, device: str = "cpu") -> list[dict]:
     from accord.tokenize.job import TokenizeConfig
     from accord.tokenize.speaker import SpeakerConfig
 
@@ -122,9 +122,15 @@ def run(quick: bool) -> list[dict]:
             },
         ]
         if not quick:
+            from accord.tokenize.codec import CodecConfig
             from accord.tokenize.job import run_tokenize
 
-            ray_cfg = TokenizeConfig(speaker=SpeakerConfig(ref="ecapa:auralis"), executor="ray", batch_size=4)
+            ray_cfg = TokenizeConfig(
+                codec=CodecConfig(ref="dac:random"),  # no trained DAC offline: the explicit opt-in
+                speaker=SpeakerConfig(ref="ecapa:auralis"),
+                executor="ray",
+                batch_size=4,
+            )
             shutil.rmtree(tmp / "shards-ray", ignore_errors=True)
             t0 = time.perf_counter()
             res = run_tokenize(str(manifest), str(tmp / "shards-ray"), "pretrain", ray_cfg)

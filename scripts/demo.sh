@@ -27,7 +27,10 @@ $A manifest stats "$OUT/ingest" --stage anneal1
 $A manifest plot "$OUT/ingest" -o "$OUT/plots"
 
 step "tokenize: DAC codes, ECAPA embeddings, shards"
-$A tokenize "$OUT/ingest" --out "$OUT/shards" --min-stage pretrain --speaker ecapa:auralis
+# No trained DAC ships offline: the demo opts in to seeded random codec weights, explicitly
+# (recorded as random_weights in shards/tokenize.json and the index). With trained weights at
+# $ACCORD_MODELS/dac-44khz the same command uses them.
+$A tokenize "$OUT/ingest" --out "$OUT/shards" --min-stage pretrain --speaker ecapa:auralis --allow-random-weights
 $A tokenize fit-lda "$OUT/shards"
 
 step "train the curriculum (debug model, $STEPS steps per stage)"

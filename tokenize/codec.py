@@ -1,20 +1,18 @@
 """Descript Audio Codec (44.1 kHz, 9 codebooks, hop 512): waveforms <-> int16 codes ``[9, T]``.
 
-Weights come from ``accord.weights.resolve`` (``dac:44khz`` or a path to a DAC ``weights.pth``).
-No package ships trained DAC weights, so when ``dac:44khz`` does not resolve and
-``allow_random`` is set, the real ``dac.DAC()`` architecture is initialised from a fixed seed,
-saved once as a weights file in the cache and loaded back through the same ``DAC.load`` path a
-trained checkpoint takes — with a loud warning, and ``DacCodec.random_weights`` set so that
-``tokenize.json`` records it.
+Weights come from :func:`accord.weights.choose_weights` (``dac:44khz`` or a path to a DAC
+``weights.pth``), which fails closed when no trained weights are installed. No package ships
+trained DAC weights, so tests and demos opt in to ``dac:random`` (or ``allow_random``): the real
+``dac.DAC()`` architecture initialised from a fixed seed, saved once as a weights file in the
+cache and loaded back through the same ``DAC.load`` path a trained checkpoint takes.
+``DacCodec.random_weights`` says so, for ``tokenize.json`` and the shard index to record.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,20 +20,22 @@ import numpy as np
 import torch
 from accord.tokenize.batching import length_batches
 
-log = logging.getLogger(__name__)
+from accord.weights import NAMED, cache_dir, choose_weights
 
 SAMPLE_RATE = 44100
 HOP_LENGTH = 512
 FRAME_RATE = SAMPLE_RATE / HOP_LENGTH  # 86.1328125
 RANDOM_SEED = 20260101
+DEFAULT_REF = "dac:44khz"
+RANDOM_REF = NAMED[DEFAULT_REF].random_ref  # the explicit opt-in to seeded random weights
 
 
 @dataclass
 class CodecConfig:
     """How the codec is found and run."""
 
-    ref: str = "dac:44khz"
-    allow_random: bool = True  # only for ``dac:44khz`` when no trained weights are installed
+    ref: str = DEFAULT_REF
+    allow_random: bool = False  # absent dac:44khz -> seeded random weights (tests, demos); recorded
     device: str = "cpu"
     max_batch_seconds: float = 60.0  # padded seconds per forward (memory bound)
 
@@ -46,8 +46,6 @@ def n_frames_for(n_samples: int) -> int:
 
 
 def _random_weights_file() -> Path:
-    from accord.weights import cache_dir
-
     return cache_dir() / "models" / f"dac-44khz-random-seed{RANDOM_SEED}.pth"
 
 
@@ -73,30 +71,24 @@ def _ensure_random_weights() -> Path:
     return path
 
 
-def resolve_codec_weights(ref: str, allow_random: bool = True) -> tuple[Path, bool]:
-    """Weights file for ``ref`` and whether it holds random (untrained) weights."""
-    from accord.weights import ModelNotFound, resolve
+def resolve_codec_weights(ref: str, allow_random: bool = False) -> tuple[str, Path]:
+    """``(effective ref, weights file)`` for ``ref``; the ref is ``dac:random`` for random weights.
 
-    try:
-        path = resolve(ref)
-    except ModelNotFound:
-        if ref != "dac:44khz" or not allow_random:
-            raise
-        path = _ensure_random_weights()
-        msg = (
-            "DAC: no trained dac:44khz weights are installed; using the real DAC architecture with RANDOM "
-            f"weights from {path}. Codes will not reconstruct speech. Provide trained weights at "
-            "$ACCORD_MODELS/dac-44khz/weights.pth for real runs."
-        )
-        warnings.warn(msg, stacklevel=2)
-        log.warning("!" * 20 + " " + msg)
-        return path, True
+    Fails closed (:class:`accord.weights.ModelNotFound`, with how to provide the weights and how
+    to opt in) unless trained weights resolve or random ones were asked for.
+    """
+    chosen = choose_weights(ref, allow_random)
+    if chosen.random:
+        if chosen.ref != RANDOM_REF:
+            raise ValueError(f"{ref!r} names random weights of another model; the codec's is {RANDOM_REF!r}")
+        return chosen.ref, _ensure_random_weights()
+    path = chosen.path
     if path.is_dir():
         candidates = sorted(path.glob("*.pth"))
         if not candidates:
             raise FileNotFoundError(f"DAC weights dir {path} holds no *.pth file")
         path = candidates[0]
-    return path, False
+    return chosen.ref, path
 
 
 class DacCodec:
@@ -105,11 +97,13 @@ class DacCodec:
     def __init__(
         self,
         model: torch.nn.Module,
+        ref: str,
         random_weights: bool,
         weights_path: Path | None = None,
         max_batch_seconds: float = 60.0,
     ) -> None:
         self.model = model.eval()
+        self.ref = ref  # reproduces these weights (``dac:random`` when random)
         self.max_batch_seconds = max_batch_seconds
         self.random_weights = random_weights
         self.weights_path = weights_path
@@ -120,15 +114,18 @@ class DacCodec:
         self.codebook_size = int(model.codebook_size)
 
     @classmethod
-    def load(cls, ref: str = "dac:44khz", config: CodecConfig | None = None) -> DacCodec:
+    def load(cls, ref: str = DEFAULT_REF, config: CodecConfig | None = None) -> DacCodec:
         cfg = config or CodecConfig(ref=ref)
         import dac
 
-        path, random_weights = resolve_codec_weights(cfg.ref, cfg.allow_random)
+        ref, path = resolve_codec_weights(cfg.ref, cfg.allow_random)
         model = dac.DAC.load(str(path), strict=True)
         if model.sample_rate != SAMPLE_RATE:
             raise ValueError(f"{path}: DAC sample rate {model.sample_rate}, accord needs {SAMPLE_RATE}")
-        return cls(model.to(cfg.device), random_weights, path, cfg.max_batch_seconds)
+        # A path to a file _ensure_random_weights wrote is still random weights: say so.
+        marker = (getattr(model, "metadata", None) or {}).get("accord") or {}
+        random_weights = ref == RANDOM_REF or bool(marker.get("random_weights"))
+        return cls(model.to(cfg.device), ref, random_weights, path, cfg.max_batch_seconds)
 
     @property
     def device(self) -> torch.device:

@@ -7,18 +7,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accord.tokenize.codec import CodecConfig, DacCodec
+from accord.tokenize.codec import DEFAULT_REF, DacCodec
 from accord.tokenize.shards import read_sample
 
 
 def codec_ref_of(shards_uri: str) -> str:
-    """The codec reference the shards were written with (``tokenize.json``), else ``dac:44khz``."""
+    """The codec reference the shards were written with (``tokenize.json``), else ``dac:44khz``.
+
+    Shards encoded with random weights record ``dac:random``, so decoding them loads the same
+    seeded weights, and no opt-in is needed to listen to them.
+    """
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(f"{shards_uri.rstrip('/')}/tokenize.json")
     if fs.exists(path):
-        return json.loads(fs.cat_file(path)).get("codec", {}).get("ref") or "dac:44khz"
-    return "dac:44khz"
+        return json.loads(fs.cat_file(path)).get("codec", {}).get("ref") or DEFAULT_REF
+    return DEFAULT_REF
 
 
 def decode_clip(shards_uri: str, clip_id: str, out_wav: str | Path, codec: DacCodec | None = None) -> Path:
@@ -26,7 +30,7 @@ def decode_clip(shards_uri: str, clip_id: str, out_wav: str | Path, codec: DacCo
     import soundfile as sf
 
     sample = read_sample(shards_uri, clip_id)
-    codec = codec or DacCodec.load(config=CodecConfig(ref=codec_ref_of(shards_uri)))
+    codec = codec or DacCodec.load(codec_ref_of(shards_uri))
     codes_KT = torch.from_numpy(sample["codes.npy"].astype(np.int64))
     wav_T = codec.decode(codes_KT[None])[0].numpy()
     out = Path(out_wav)

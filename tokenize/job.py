@@ -29,6 +29,7 @@ from accord.tokenize.augment import rng_for as _rng_for
 from accord.tokenize.codec import HOP_LENGTH, CodecConfig, DacCodec, n_frames_for
 from accord.tokenize.codec import SAMPLE_RATE as CODEC_RATE
 from accord.tokenize.shards import (
+    RANDOM_WEIGHTS_KEY,
     ShardConfig,
     ShardWriter,
     atomic_write_bytes,
@@ -44,6 +45,7 @@ from accord.tokenize.vocab import DEFAULT_VOCAB, Vocab, VocabConfig
 
 from accord.schema import FEATURE_FIELDS, SCHEMA_VERSION
 from accord.stages import STAGES, stage_index
+from accord.weights import choose_weights
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +286,12 @@ def _batch_or_each(run_all: Callable[[], list], units: list, run_one: Callable, 
         return out
 
 
+def _tag_random(it: Item, refs: list[str]) -> None:
+    """Record on the item which of the models that touched it had random weights, so the driver
+    can check the workers loaded what ``tokenize.json`` says (a cluster's nodes may differ)."""
+    it[RANDOM_WEIGHTS_KEY] = sorted({*it.get(RANDOM_WEIGHTS_KEY, ()), *refs})
+
+
 class _ModelStage:
     step: str
     run_id: str
@@ -301,6 +309,7 @@ class CodecStage(_ModelStage):
         _set_threads(cfg.torch_threads)
         self.cfg, self.run_id = cfg, run_id
         self.codec = codec or DacCodec.load(config=cfg.codec)
+        self.random_refs = [self.codec.ref] if self.codec.random_weights else []
 
     def __call__(self, items: list[Item]) -> list[Item]:
         import soxr
@@ -315,6 +324,7 @@ class CodecStage(_ModelStage):
         )
         _charge(ok, time.perf_counter() - t0)
         for it, c in zip(ok, codes, strict=True):
+            _tag_random(it, self.random_refs)
             wav44 = it.pop("wav44")
             if c is None:
                 continue
@@ -339,6 +349,7 @@ class SpeakerStage(_ModelStage):
         _set_threads(cfg.torch_threads)
         self.cfg, self.run_id = cfg, run_id
         self.encoder = encoder or SpeakerEncoder.load(config=cfg.speaker)
+        self.random_refs = [self.encoder.ref] if self.encoder.random_weights else []
 
     def _views(self, it: Item) -> tuple[list[np.ndarray], tuple[int, int]]:
         x = it["wav16"]
@@ -374,6 +385,7 @@ class SpeakerStage(_ModelStage):
         )
         _charge([it for it, _, _ in spans], time.perf_counter() - t0)
         for (it, _, _), crop, e in zip(spans, crops, per_clip, strict=True):
+            _tag_random(it, self.random_refs)
             it.pop("wav16")
             if e is None:
                 it.pop("codes")
@@ -477,13 +489,31 @@ def _run_local(
 # ---------------------------------------------------------------- job
 
 
-def _tokenize_json(cfg: TokenizeConfig, codec_info: Item, speaker_info: Item, extra: Item) -> Item:
+def _tokenize_json(cfg: TokenizeConfig, codec: DacCodec, speaker: SpeakerEncoder, extra: Item) -> Item:
+    """The run's metadata: which models (with ``random_weights``), vocabulary, crops, shard limits."""
     vocab = Vocab(cfg.vocab)
+    codec_info = {
+        "ref": codec.ref,
+        "weights_path": str(codec.weights_path),
+        "sample_rate": codec.sample_rate,
+        "hop_length": codec.hop_length,
+        "frame_rate": codec.frame_rate,
+        "n_codebooks": codec.n_codebooks,
+        "codebook_size": codec.codebook_size,
+    }
+    speaker_info = {
+        **speaker.info,
+        "ref": speaker.ref,
+        "dim": speaker.dim,
+        "sample_rate": speaker.sample_rate,
+    }
+    random_refs = [m.ref for m in (codec, speaker) if m.random_weights]
     return _clean(
         {
             "schema_version": SCHEMA_VERSION,
             "codec": codec_info,
             "speaker": speaker_info,
+            RANDOM_WEIGHTS_KEY: sorted(set(random_refs)),
             "augmentations": list(cfg.augment.names),
             "crop": {"fraction": cfg.crop_fraction, "seconds": list(cfg.crop_seconds)},
             "vocab": {
@@ -498,7 +528,8 @@ def _tokenize_json(cfg: TokenizeConfig, codec_info: Item, speaker_info: Item, ex
 
 
 def _check_compatible(shards_uri: str, new: Item) -> None:
-    """Refuse to mix shards written with a different codec, speaker model or crop/augment setup."""
+    """Refuse to mix shards written with a different codec, speaker model, random/trained
+    weights, or crop/augment setup."""
     import fsspec
 
     uri = f"{shards_uri.rstrip('/')}/tokenize.json"
@@ -506,16 +537,27 @@ def _check_compatible(shards_uri: str, new: Item) -> None:
     if not fs.exists(path):
         return
     old = json.loads(fs.cat_file(path))
-    for key in ("codec", "speaker", "augmentations", "crop"):
+    for key in ("codec", "speaker", RANDOM_WEIGHTS_KEY, "augmentations", "crop"):
         a, b = old.get(key), new.get(key)
         if key in ("codec", "speaker") and a and b:
-            a = {k: a.get(k) for k in ("ref", "random_weights", "format", "dim", "frame_rate")}
-            b = {k: b.get(k) for k in ("ref", "random_weights", "format", "dim", "frame_rate")}
+            a = {k: a.get(k) for k in ("ref", "format", "dim", "frame_rate")}
+            b = {k: b.get(k) for k in ("ref", "format", "dim", "frame_rate")}
         if a != b:
             raise ValueError(
                 f"{shards_uri} holds shards written with a different {key} ({a} vs now {b}); "
                 "write to a new --out or remove the old shards"
             )
+
+
+def check_weights(cfg: TokenizeConfig) -> list[str]:
+    """Fail now, before hours of work that would end in a tokenize run, if its models would be
+    refused (:class:`accord.weights.ModelNotFound` with the how-to); else the refs that will load
+    random weights. Resolves references only; loads nothing."""
+    chosen = [
+        choose_weights(cfg.codec.ref, cfg.codec.allow_random),
+        choose_weights(cfg.speaker.ref, cfg.speaker.allow_random),
+    ]
+    return sorted({w.ref for w in chosen if w.random})
 
 
 @dataclass
@@ -547,18 +589,43 @@ def run_tokenize(
 ) -> TokenizeResult:
     """Tokenize every clip of ``manifest_uri`` eligible for ``min_stage`` into ``shards_uri``.
 
-    ``codec``/``encoder`` reuse already-loaded models (local executor only).
+    ``codec``/``encoder`` reuse already-loaded models (local executor only). Models without
+    trained weights are refused (``ModelNotFound``) before anything under ``shards_uri`` is
+    written or removed, unless the config opts in to random weights (``allow_random`` or a
+    ``<kind>:random`` ref); ``tokenize.json`` and the index record such refs as ``random_weights``.
     """
     t0 = time.perf_counter()
     cfg = config or TokenizeConfig()
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     clips = read_clips(manifest_uri, min_stage, thresholds=thresholds, reapply=reapply)
     plan = plan_shards(clips, cfg.shards)
+    pending = {i: ids for i, ids in enumerate(plan) if not is_done(shards_uri, i, ids)}
+    log.info("%d clips in %d shards, %d to write", len(clips), len(plan), len(pending))
+
+    meta: Item = {}
+    if pending:
+        # Model identity for tokenize.json: loaded here once (cheap next to encoding) so that
+        # missing weights or a mismatch with existing shards fail before any write or removal
+        # (the speaker first: it loads in a fraction of DAC's time).
+        # With Ray the actors hold the models (maybe on GPUs); the driver loads CPU copies only here.
+        on_driver = cfg.executor == "ray"
+        speaker_model = encoder or SpeakerEncoder.load(
+            config=replace(cfg.speaker, device="cpu") if on_driver else cfg.speaker
+        )
+        codec_model = codec or DacCodec.load(
+            config=replace(cfg.codec, device="cpu") if on_driver else cfg.codec
+        )
+        meta = _tokenize_json(
+            cfg,
+            codec_model,
+            speaker_model,
+            {"min_stage": min_stage, "manifest_uri": manifest_uri, "run_id": run_id},
+        )
+        _check_compatible(shards_uri, meta)
+
     stale = remove_stale(shards_uri, len(plan))
     if stale:
         log.warning("removed %d shards beyond the current plan of %d: %s", len(stale), len(plan), stale)
-    pending = {i: ids for i, ids in enumerate(plan) if not is_done(shards_uri, i, ids)}
-    log.info("%d clips in %d shards, %d to write", len(clips), len(plan), len(pending))
 
     if not pending:  # everything done: no model loads, just refresh the index
         index, _ = write_index(shards_uri, len(plan))
@@ -578,33 +645,7 @@ def run_tokenize(
         _write_run_record(result)
         return result
 
-    # Model identity for tokenize.json: loaded here once (cheap next to encoding) so that a
-    # mismatch with existing shards fails before any work.
-    # With Ray the actors hold the models (maybe on GPUs); the driver loads CPU copies only here.
-    on_driver = cfg.executor == "ray"
-    codec_model = codec or DacCodec.load(config=replace(cfg.codec, device="cpu") if on_driver else cfg.codec)
-    speaker_model = encoder or SpeakerEncoder.load(
-        config=replace(cfg.speaker, device="cpu") if on_driver else cfg.speaker
-    )
-    codec_info = {
-        "ref": cfg.codec.ref,
-        "weights_path": str(codec_model.weights_path),
-        "random_weights": codec_model.random_weights,
-        "sample_rate": codec_model.sample_rate,
-        "hop_length": codec_model.hop_length,
-        "frame_rate": codec_model.frame_rate,
-        "n_codebooks": codec_model.n_codebooks,
-        "codebook_size": codec_model.codebook_size,
-    }
-    speaker_info = {**speaker_model.info, "dim": speaker_model.dim, "sample_rate": speaker_model.sample_rate}
-    meta = _tokenize_json(
-        cfg,
-        codec_info,
-        speaker_info,
-        {"min_stage": min_stage, "manifest_uri": manifest_uri, "run_id": run_id},
-    )
-    _check_compatible(shards_uri, meta)
-
+    random_refs = meta[RANDOM_WEIGHTS_KEY]
     shard_of = {cid: i for i, ids in pending.items() for cid in ids}
     todo = [c for c in clips if c["clip_id"] in shard_of]
     writers: dict[int, ShardWriter] = {}
@@ -623,9 +664,15 @@ def run_tokenize(
                 model_s += it.get("model_s", 0.0)
                 i = shard_of[it["clip_id"]]
                 if i not in writers:
-                    writers[i] = ShardWriter(shards_uri, i, pending[i])
+                    writers[i] = ShardWriter(shards_uri, i, pending[i], random_refs)
                 w = writers[i]
                 if "sample" in it:
+                    if it.get(RANDOM_WEIGHTS_KEY) != random_refs:
+                        raise RuntimeError(
+                            f"clip {it['clip_id']}: the workers' models had random weights for "
+                            f"{it.get(RANDOM_WEIGHTS_KEY)}, the driver's for {random_refs}; give every "
+                            "node the same model files ($ACCORD_MODELS) or explicit paths"
+                        )
                     w.add(it["sample"])
                     n_samples += 1
                     seconds += it["sample"]["json"]["duration_s"]

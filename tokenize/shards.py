@@ -7,8 +7,12 @@ Layout under ``SHARDS_URI``::
     shards/shard-000000.done    JSON marker written last: the shard is complete
     parts/shard-000000.parquet  per-sample rows of that shard (→ samples.parquet)
     errors/shard-000000.parquet ERROR_SCHEMA rows of clips that failed in that shard
-    index.parquet               one row per shard: counts and hours per stage and language
+    index.parquet               one row per shard: counts and hours per stage and language, and
+                                ``random_weights``: the model refs its codes/embeddings came from
+                                with random weights (sorted; [] = all trained; null = not recorded)
     samples.parquet             one row per sample: what the trainer filters and samples from
+    tokenize.json               the run's models and settings (written by accord.tokenize.job),
+                                with the same ``random_weights`` list
 
 Clips are assigned to shards deterministically (sorted by clip id, chunked by estimated bytes
 and a sample cap), so a re-run recomputes the same plan and skips every shard whose tar and
@@ -36,6 +40,7 @@ import pyarrow.parquet as pq
 from accord.schema import ERROR_SCHEMA, FEATURE_FIELDS
 from accord.stages import STAGES
 
+RANDOM_WEIGHTS_KEY = "random_weights"  # in tokenize.json, done markers and index.parquet
 MEMBERS: tuple[str, ...] = ("codes.npy", "spk.npy", "spkcrop.npy", "spkaug.npy", "json")
 CODEC_BYTES_PER_SECOND = 9 * 2 * 44100 / 512  # int16 codes
 TAR_OVERHEAD_PER_MEMBER = 1024  # header + padding (upper bound)
@@ -291,6 +296,7 @@ INDEX_SCHEMA = pa.schema(
         *((f"n_{s}", pa.int64()) for s in STAGES),
         *((f"hours_{s}", pa.float64()) for s in STAGES),
         ("languages", pa.list_(LANGUAGE_TYPE)),
+        (RANDOM_WEIGHTS_KEY, pa.list_(pa.string())),
     ]
 )
 
@@ -338,12 +344,16 @@ class ShardWriter:
     """Streams one shard's samples into a temp tar as they arrive; :meth:`close` publishes it.
 
     Publishing order: tar, per-sample part, errors, then the done marker — a crash at any
-    point leaves the shard not-done, and a re-run rewrites it from scratch.
+    point leaves the shard not-done, and a re-run rewrites it from scratch. ``random_weights``
+    (model refs loaded with random weights; None = not known) goes into the marker and the index.
     """
 
-    def __init__(self, shards_uri: str, index: int, clip_ids: list[str]) -> None:
+    def __init__(
+        self, shards_uri: str, index: int, clip_ids: list[str], random_weights: list[str] | None = None
+    ) -> None:
         self.shards_uri = shards_uri
         self.index = index
+        self.random_weights = None if random_weights is None else sorted(set(random_weights))
         self.name = shard_name(index)
         self.clip_ids = list(clip_ids)
         self.pending = set(clip_ids)
@@ -392,6 +402,7 @@ class ShardWriter:
             fs, path = _fs(err_uri)
             fs.rm(path)
         info = index_row(self.name, rows, len(self.errors), n_bytes)
+        info[RANDOM_WEIGHTS_KEY] = self.random_weights
         info["plan_digest"] = plan_digest(self.clip_ids)
         atomic_write_bytes(done_marker_uri(self.shards_uri, self.index), json.dumps(info).encode())
         return info
@@ -407,9 +418,10 @@ def write_shard(
     clip_ids: list[str],
     samples: list[dict[str, Any]],
     errors: dict[str, dict[str, Any]] | None = None,
+    random_weights: list[str] | None = None,
 ) -> dict[str, Any]:
     """Write one whole shard at once (``errors``: clip_id -> ERROR_SCHEMA row)."""
-    w = ShardWriter(shards_uri, index, clip_ids)
+    w = ShardWriter(shards_uri, index, clip_ids, random_weights)
     try:
         for sample in sorted(samples, key=lambda s: s["json"]["clip_id"]):
             w.add(sample)
@@ -429,7 +441,10 @@ def write_index(shards_uri: str, n_shards: int) -> tuple[pa.Table, pa.Table]:
         if not _exists(marker):
             continue
         info = json.loads(_read_bytes(marker))
-        index_rows.append({k: info[k] for k in INDEX_SCHEMA.names})
+        # markers of older shards lack random_weights: null, "not recorded", never "none"
+        index_rows.append(
+            {k: info.get(k) if k == RANDOM_WEIGHTS_KEY else info[k] for k in INDEX_SCHEMA.names}
+        )
         parts.append(
             pq.read_table(io.BytesIO(_read_bytes(_join(shards_uri, "parts", f"{shard_name(i)}.parquet"))))
         )
@@ -486,6 +501,29 @@ def remove_stale(shards_uri: str, n_shards: int) -> list[str]:
                 rfs, rpath = _fs(uri)
                 rfs.rm(rpath)
     return sorted(stale)
+
+
+def read_random_weights(shards_uri: str) -> list[str] | None:
+    """Model refs whose random weights made (some of) these shards, sorted; ``[]`` when every model
+    was trained; ``None`` when neither ``tokenize.json`` nor the index records it.
+
+    The union of what ``tokenize.json`` and every index row say, so one random shard is enough
+    to report the refs: what a checkpoint trained on these shards should carry in its params.
+    """
+    found: set[str] | None = None
+    meta_uri = _join(shards_uri, "tokenize.json")
+    if _exists(meta_uri):
+        recorded = json.loads(_read_bytes(meta_uri)).get(RANDOM_WEIGHTS_KEY)
+        if recorded is not None:
+            found = set(recorded)
+    index_uri = _join(shards_uri, "index.parquet")
+    if _exists(index_uri):
+        index = pq.read_table(io.BytesIO(_read_bytes(index_uri)))
+        if RANDOM_WEIGHTS_KEY in index.column_names:
+            for refs in index[RANDOM_WEIGHTS_KEY].to_pylist():
+                if refs is not None:
+                    found = (found or set()) | set(refs)
+    return None if found is None else sorted(found)
 
 
 def iter_samples(shards_uri: str) -> Iterator[dict[str, Any]]:

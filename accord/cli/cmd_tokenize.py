@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from accord.stages import STAGES
+
+if TYPE_CHECKING:
+    from accord.tokenize.job import TokenizeConfig
 
 SUBCOMMANDS = ("run", "fit-lda", "decode")
 
@@ -48,14 +52,26 @@ def tokenize() -> None:
 )
 @click.option("--address", default=None, help="Ray cluster address (default: start a local Ray).")
 @click.option("--local", "local", is_flag=True, help="Run in-process without Ray (small jobs, debugging).")
-@click.option("--codec", "codec_ref", default="dac:44khz", show_default=True, help="DAC weights ref or path.")
 @click.option(
-    "--no-random-codec",
-    is_flag=True,
-    help="Fail instead of using random DAC weights when none are installed.",
+    "--codec",
+    "codec_ref",
+    default="dac:44khz",
+    show_default=True,
+    help="DAC weights: dac:44khz, a weights.pth path, or dac:random (seeded random weights, tests only).",
 )
 @click.option(
-    "--speaker", "speaker_ref", default="ecapa:voxceleb", show_default=True, help="ECAPA checkpoint."
+    "--speaker",
+    "speaker_ref",
+    default="ecapa:voxceleb",
+    show_default=True,
+    help="ECAPA checkpoint: ecapa:voxceleb, ecapa:auralis, ecapa:<dir>, or ecapa:random (tests only).",
+)
+@click.option(
+    "--allow-random-weights",
+    is_flag=True,
+    help="Tests and demos only: a model whose trained weights are absent runs its architecture with "
+    "seeded random weights (recorded as random_weights in tokenize.json and the index) instead of "
+    "failing.",
 )
 @click.option("--eligibility", default=None, help="Eligibility thresholds YAML (default: built-in).")
 @click.option("--no-reapply", is_flag=True, help="Use the stored eligible_* columns as they are.")
@@ -67,60 +83,72 @@ def tokenize() -> None:
 @click.option("--speaker-actors", type=int, default=1, show_default=True)
 @click.option("--speaker-gpus", type=float, default=0.0, show_default=True, help="GPUs per ECAPA actor.")
 @click.option("--verify-sha256", is_flag=True, help="Check each source's sha256 against the manifest.")
-def run(
-    manifest_uri: str,
-    shards_uri: str,
-    min_stage: str,
-    address: str | None,
-    local: bool,
-    codec_ref: str,
-    no_random_codec: bool,
-    speaker_ref: str,
-    eligibility: str | None,
-    no_reapply: bool,
-    max_shard_bytes: int,
-    max_shard_samples: int,
-    batch_size: int,
-    dac_actors: int,
-    dac_gpus: float,
-    speaker_actors: int,
-    speaker_gpus: float,
-    verify_sha256: bool,
-) -> None:
-    from accord.tokenize.codec import CodecConfig
-    from accord.tokenize.job import TokenizeConfig, run_tokenize
-    from accord.tokenize.shards import ShardConfig
-    from accord.tokenize.speaker import SpeakerConfig
+def run(**params: Any) -> None:
+    from accord.tokenize.job import run_tokenize
+
+    from accord.weights import ModelNotFound
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = TokenizeConfig(
-        codec=CodecConfig(
-            ref=codec_ref, allow_random=not no_random_codec, device="cuda" if dac_gpus else "cpu"
-        ),
-        speaker=SpeakerConfig(ref=speaker_ref, device="cuda" if speaker_gpus else "cpu"),
-        shards=ShardConfig(max_bytes=max_shard_bytes, max_samples=max_shard_samples),
-        batch_size=batch_size,
-        executor="local" if local else "ray",
-        dac_actors=dac_actors,
-        dac_num_gpus=dac_gpus,
-        speaker_actors=speaker_actors,
-        speaker_num_gpus=speaker_gpus,
-        verify_sha256=verify_sha256,
-    )
-    res = run_tokenize(
-        manifest_uri,
-        shards_uri,
-        min_stage,
-        cfg,
-        address=address,
-        thresholds=eligibility,
-        reapply=not no_reapply,
-    )
+    try:
+        res = run_tokenize(
+            params["manifest_uri"],
+            params["shards_uri"],
+            params["min_stage"],
+            config_from_params(params),
+            address=params["address"],
+            thresholds=params["eligibility"],
+            reapply=not params["no_reapply"],
+        )
+    except ModelNotFound as e:  # missing weights: the message is the how-to, not a traceback
+        raise click.ClickException(str(e)) from None
     click.echo(
         f"{res.n_clips} clips in {res.n_shards} shards: wrote {res.n_written} ({res.n_samples} samples, "
         f"{res.seconds / 3600:.3f} h, {res.n_errors} errors), skipped {res.n_skipped} done; "
-        f"{res.wall_s:.1f} s -> {shards_uri}"
+        f"{res.wall_s:.1f} s -> {params['shards_uri']}"
     )
+
+
+def config_from_params(params: dict[str, Any]) -> TokenizeConfig:
+    """The job config that ``accord tokenize run``'s parsed options describe."""
+    from accord.tokenize.codec import CodecConfig
+    from accord.tokenize.job import TokenizeConfig
+    from accord.tokenize.shards import ShardConfig
+    from accord.tokenize.speaker import SpeakerConfig
+
+    allow_random = params["allow_random_weights"]
+    return TokenizeConfig(
+        codec=CodecConfig(
+            ref=params["codec_ref"], allow_random=allow_random, device="cuda" if params["dac_gpus"] else "cpu"
+        ),
+        speaker=SpeakerConfig(
+            ref=params["speaker_ref"],
+            allow_random=allow_random,
+            device="cuda" if params["speaker_gpus"] else "cpu",
+        ),
+        shards=ShardConfig(max_bytes=params["max_shard_bytes"], max_samples=params["max_shard_samples"]),
+        batch_size=params["batch_size"],
+        executor="local" if params["local"] else "ray",
+        dac_actors=params["dac_actors"],
+        dac_num_gpus=params["dac_gpus"],
+        speaker_actors=params["speaker_actors"],
+        speaker_num_gpus=params["speaker_gpus"],
+        verify_sha256=params["verify_sha256"],
+    )
+
+
+def check_run_args(args: list[str]) -> list[str]:
+    """Parse ``accord tokenize run`` ARGS and fail now (a usage error, or the how-to of a model
+    that would be refused) rather than after the work a chained tokenize waits for; returns the
+    refs that will load random weights."""
+    from accord.tokenize.job import check_weights
+
+    from accord.weights import ModelNotFound
+
+    ctx = run.make_context("accord tokenize run", list(args))
+    try:
+        return check_weights(config_from_params(ctx.params))
+    except ModelNotFound as e:
+        raise click.ClickException(str(e)) from None
 
 
 @tokenize.command("fit-lda", help="Fit the speaker LDA on SHARDS_URI and write SHARDS_URI/lda.npz.")

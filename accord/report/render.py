@@ -304,6 +304,8 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
             out.extend(_flatten(v, f"{prefix}{k}."))
         elif isinstance(v, str | int | float | bool) and not isinstance(v, bool):
             out.append((f"{prefix}{k}", v))
+        elif isinstance(v, list) and all(isinstance(x, str) for x in v):
+            out.append((f"{prefix}{k}", ", ".join(v) or "none"))  # e.g. random_weights
     return out
 
 

@@ -1,6 +1,7 @@
 """The user's whole journey on a slice of the sample bucket, through the real CLI.
 
-ingest (local Ray, both ASR systems) with tokenize as its opt-in last stage -> shards -> the
+ingest (local Ray, both ASR systems) with tokenize as its opt-in last stage (seeded random DAC
+weights, opted in and recorded: no trained DAC ships offline) -> shards -> the
 four-stage curriculum on the debug model -> synth. Checks lineage: every training sample leads
 back to its manifest row, its source file and the seconds of speech the truth file names.
 """
@@ -57,7 +58,12 @@ def test_ingest_tokenize_train_synth_with_lineage(sample_bucket, tmp_path: Path)
     _accord(
         "ingest", str(sample_bucket.path), "--out", str(out), "--list", str(listing), "--num-cpus", "2",
         "--no-progress", "--tokenize", str(shards), "--tokenize-opts", "--speaker ecapa:auralis",
+        "--allow-random-weights",  # no trained DAC ships offline: the explicit, recorded opt-in
     )  # fmt: skip
+    tokenize_meta = json.loads((shards / "tokenize.json").read_text())
+    assert tokenize_meta["random_weights"] == ["dac:random"] and tokenize_meta["codec"]["ref"] == "dac:random"
+    index = pd.read_parquet(shards / "index.parquet")
+    assert all(list(refs) == ["dac:random"] for refs in index["random_weights"])
 
     manifest = pd.read_parquet(out / "manifest").set_index("clip_id")
     assert {Path(u).name for u in manifest["source_uri"]} == set(FILES)

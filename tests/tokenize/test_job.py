@@ -6,6 +6,7 @@ plus an ineligible clip, a duplicate row, a missing source and a corrupt source.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -14,9 +15,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+from accord.tokenize.codec import CodecConfig
 from accord.tokenize.job import TokenizeConfig, run_tokenize
 from accord.tokenize.sample_manifest import clip_row, rows_from_bucket, write_manifest
-from accord.tokenize.shards import ShardConfig, iter_samples
+from accord.tokenize.shards import RANDOM_WEIGHTS_KEY, ShardConfig, iter_samples, read_random_weights
 from accord.tokenize.speaker import SpeakerConfig, cosine
 from click.testing import CliRunner
 
@@ -28,6 +30,7 @@ CLIP_S = 1.2
 
 def _config(executor: str) -> TokenizeConfig:
     return TokenizeConfig(
+        codec=CodecConfig(ref="dac:random"),  # no trained DAC ships offline: the explicit opt-in
         speaker=SpeakerConfig(ref="ecapa:auralis"),
         shards=ShardConfig(max_samples=3),
         executor=executor,
@@ -74,6 +77,15 @@ def test_every_eligible_clip_exactly_once(job) -> None:
     assert sum(index["n_errors"].to_pylist()) == len(job["bad"])
     assert index.num_rows == job["result"].n_shards == 3  # 8 eligible clips, 3 per shard
     assert abs(sum(index["seconds"].to_pylist()) - CLIP_S * len(job["good"])) < 1e-6
+
+
+def test_random_codec_weights_are_recorded(job) -> None:
+    """The Ray actors loaded what the driver recorded: dac:random, in tokenize.json and every index row."""
+    meta = json.loads((job["shards"] / "tokenize.json").read_text())
+    assert meta[RANDOM_WEIGHTS_KEY] == ["dac:random"] and meta["codec"]["ref"] == "dac:random"
+    index = pq.read_table(job["shards"] / "index.parquet")
+    assert index[RANDOM_WEIGHTS_KEY].to_pylist() == [["dac:random"]] * index.num_rows
+    assert read_random_weights(str(job["shards"])) == ["dac:random"]
 
 
 def test_codes_embeddings_and_metadata(job) -> None:

@@ -8,11 +8,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from accord.tokenize.shards import (
+    RANDOM_WEIGHTS_KEY,
     ShardConfig,
     ShardWriter,
     is_done,
     iter_samples,
     plan_shards,
+    read_random_weights,
     read_sample,
     write_index,
     write_shard,
@@ -141,3 +143,23 @@ def test_remove_stale_drops_shards_beyond_the_plan(tmp_path) -> None:
     assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["shard-000000.parquet"]
     write_index(root, 1)
     assert [s["__key__"] for s in iter_samples(root)] == ["clip0000"]
+
+
+def test_random_weights_in_the_index_and_its_reader(tmp_path) -> None:
+    root = tmp_path / "shards"
+    samples = [_sample(i) for i in range(3)]
+    ids = [s["json"]["clip_id"] for s in samples]
+    write_shard(str(root), 0, ids[:1], samples[:1])  # nothing recorded (e.g. hand-made shards)
+    index, _ = write_index(str(root), 1)
+    assert index[RANDOM_WEIGHTS_KEY].to_pylist() == [None]
+    assert read_random_weights(str(root)) is None, "unknown is not 'no random weights'"
+    write_shard(str(root), 1, ids[1:2], samples[1:2], random_weights=[])
+    write_index(str(root), 2)
+    assert read_random_weights(str(root)) == []
+    write_shard(
+        str(root), 2, ids[2:], samples[2:], random_weights=["ecapa:random", "dac:random", "dac:random"]
+    )
+    index, _ = write_index(str(root), 3)
+    assert index[RANDOM_WEIGHTS_KEY].to_pylist() == [None, [], ["dac:random", "ecapa:random"]]
+    (root / "tokenize.json").write_text(json.dumps({RANDOM_WEIGHTS_KEY: ["x:random"]}))
+    assert read_random_weights(str(root)) == ["dac:random", "ecapa:random", "x:random"]  # any source counts

@@ -107,3 +107,32 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path) -> None:
         SpeakerEncoder.load(f"ecapa:{tmp_path}")
     with pytest.raises(ModelNotFound):
         SpeakerEncoder.load(f"ecapa:{tmp_path}/absent")
+
+
+def test_speaker_follows_the_same_weights_rule(monkeypatch, tmp_path) -> None:
+    """No VoxCeleb weights: refused with the how-to; the opt-in (flag or ``ecapa:random``) gives the
+    VoxCeleb architecture with seeded random weights, loaded as a speechbrain model dir."""
+    from accord.tokenize.speaker import SpeakerConfig
+
+    from accord.weights import ModelNotFound
+
+    monkeypatch.setenv("ACCORD_MODELS", str(tmp_path))
+    with pytest.raises(ModelNotFound) as e:
+        SpeakerEncoder.load()
+    msg = str(e.value)
+    assert (
+        "$ACCORD_MODELS/ecapa-voxceleb" in msg and "--allow-random-weights" in msg and "'ecapa:random'" in msg
+    )
+    explicit = SpeakerEncoder.load("ecapa:random")
+    monkeypatch.setenv("ACCORD_CACHE", str(tmp_path / "cache"))  # built afresh, from the same seed
+    allowed = SpeakerEncoder.load(config=SpeakerConfig(allow_random=True))
+    assert allowed.info["path"] != explicit.info["path"]
+    for enc in (allowed, explicit):
+        assert enc.random_weights and enc.ref == "ecapa:random" and enc.dim == 192
+        assert enc.info["format"] == "speechbrain"  # the trained model dir's loading path
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal(16000).astype(np.float32))[None]
+    assert torch.equal(allowed.embed(x), explicit.embed(x))  # seeded: the same weights every time
+    again = SpeakerEncoder.load(f"ecapa:{explicit.info['path']}")
+    assert again.random_weights  # the dir says what it holds, whatever path reached it
+    trained = SpeakerEncoder.load(config=SpeakerConfig("ecapa:auralis", allow_random=True))
+    assert not trained.random_weights  # the opt-in never replaces weights that resolve
