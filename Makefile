@@ -8,7 +8,7 @@ export ACCORD_CACHE ?= $(HOME)/.cache/accord
 export RAY_USAGE_STATS_ENABLED ?= 0
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test test-fast lint bench demo clean
+.PHONY: setup test test-fast test-gpu lint bench demo clean
 
 setup:  ## idempotent: apt packages, .venv, the project + pinned deps in one resolve
 	bash scripts/setup.sh
@@ -18,6 +18,9 @@ test: setup  ## the whole suite (unit + integration), as CI runs it
 
 test-fast: setup  ## unit tests only
 	$(PY) -m pytest -q -m "not integration and not slow" $(PYTEST_ARGS)
+
+test-gpu:  ## the GPU tier on one CUDA machine, no network needed (README "GPU"; wheels: scripts/gpu_prepare.sh)
+	bash scripts/gpu_run.sh
 
 lint: setup
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -47,7 +47,7 @@ def save_zonos2(
         params.update(_conditioning_params(model.cfg.text_vocab, extra))
         if extra:
             params[EXTRA_KEY] = extra
-        (tmp / PARAMS_FILE).write_text(json.dumps(params, indent=2, sort_keys=True))
+        (tmp / PARAMS_FILE).write_text(json.dumps(params, indent=2))  # key order is data (vocab)
         state = {
             k: (
                 v.detach().to("cpu", dtype=dtype if dtype and v.is_floating_point() else v.dtype)

@@ -18,6 +18,7 @@ import torch
 from accord.model.checkpoint import load_zonos2, read_extra
 from accord.model.generate import SamplingConfig, generate
 from accord.model.sequence import build_prompt, control_tokens
+from accord.tokenize.shards import RANDOM_WEIGHTS_KEY
 from accord.tokenize.vocab import Vocab, VocabConfig
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,22 @@ def vocab_from_extra(extra: dict[str, Any]) -> Vocab:
     return Vocab(VocabConfig.from_dict(v)) if v else Vocab()
 
 
+def recorded_ref(ref: str, random_weights: list[str] | None) -> str:
+    """The reference that reproduces the model that made a checkpoint's training data.
+
+    Seeded random weights only when the record says the data was made with them: a
+    ``<kind>:random`` ref (what tokenize records), or ``ref`` listed in ``random_weights``
+    (written when the flag, not the ref, carried it). Otherwise ``ref`` itself, whose loader
+    takes trained weights or fails closed with how to install them.
+    """
+    from accord.weights import NAMED
+
+    named = NAMED.get(ref)
+    if random_weights and ref in random_weights and named is not None and named.random_ref:
+        return named.random_ref
+    return ref
+
+
 def speaker_embedding(wav_path: str | os.PathLike, ref: str) -> torch.Tensor:
     """Raw (pre-LDA) speaker embedding [D_spk] of a reference recording."""
     import soundfile as sf
@@ -70,7 +87,7 @@ def speaker_embedding(wav_path: str | os.PathLike, ref: str) -> torch.Tensor:
 
 
 def decode_codes(codes_KT: torch.Tensor, codec_ref: str) -> tuple[np.ndarray, int]:
-    """The one place codes become audio."""
+    """The one place codes become audio (``codec_ref`` from :func:`recorded_ref`)."""
     from accord.tokenize.codec import DacCodec
 
     codec = DacCodec.load(codec_ref)
@@ -102,15 +119,17 @@ def synthesize(checkpoint: str | os.PathLike, req: SynthRequest, decode: bool = 
     )
     prompt = build_prompt(req.text, controls, vocab, model.cfg.n_codebooks)
     spk = None
+    recorded = extra.get(RANDOM_WEIGHTS_KEY)
     if req.speaker_wav:
-        spk = speaker_embedding(req.speaker_wav, extra.get("speaker_ref", DEFAULT_SPEAKER))
+        speaker_ref = recorded_ref(extra.get("speaker_ref", DEFAULT_SPEAKER), recorded)
+        spk = speaker_embedding(req.speaker_wav, speaker_ref)
         if spk.numel() != model.cfg.speaker_embedding_dim:
             raise ValueError(
                 f"speaker encoder gives {spk.numel()}-d embeddings, the model expects "
                 f"{model.cfg.speaker_embedding_dim}; set speaker_ref in the checkpoint's accord extra"
             )
     result = generate(model, prompt, spk, req.sampling)
-    codec_ref = extra.get("codec") or DEFAULT_CODEC
+    codec_ref = recorded_ref(extra.get("codec") or DEFAULT_CODEC, recorded)
     info = {
         "checkpoint": str(Path(checkpoint)),
         "codec": codec_ref,

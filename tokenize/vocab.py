@@ -75,6 +75,8 @@ class VocabConfig:
         return {
             "speaking_rate_edges": list(self.speaking_rate_edges),
             "quality_edges": {k: list(v) for k, v in self.quality_edges.items()},
+            # token order of the quality features: a JSON writer may sort the dict's keys
+            "quality_features": list(self.quality_edges),
             "quality_floors": dict(self.quality_floors),
             "background_snr_db": self.background_snr_db,
         }
@@ -82,14 +84,15 @@ class VocabConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> VocabConfig:
         default = cls()
+        edges = d.get("quality_edges", default.quality_edges)
+        order = d.get("quality_features", list(edges))
+        if sorted(order) != sorted(edges):
+            raise ValueError(f"quality_features {order} do not name the quality_edges {list(edges)}")
         return cls(
             speaking_rate_edges=tuple(
                 float(e) for e in d.get("speaking_rate_edges", default.speaking_rate_edges)
             ),
-            quality_edges={
-                k: tuple(float(e) for e in v)
-                for k, v in d.get("quality_edges", default.quality_edges).items()
-            },
+            quality_edges={k: tuple(float(e) for e in edges[k]) for k in order},
             quality_floors={k: float(v) for k, v in d.get("quality_floors", default.quality_floors).items()},
             background_snr_db=float(d.get("background_snr_db", default.background_snr_db)),
         )

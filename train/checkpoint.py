@@ -103,7 +103,9 @@ def load(engine: Any, ckpt_dir: Path, rank: int) -> dict[str, Any] | None:
     path, _ = engine.load_checkpoint(str(ckpt_dir), tag=tag, load_module_strict=True)
     if path is None:
         raise RuntimeError(f"DeepSpeed could not load checkpoint {ckpt_dir / tag}")
-    state = torch.load(ckpt_dir / tag / f"trainer_rank{rank}.pt", weights_only=False)
+    # on the host whatever device wrote it (RNG states must be CPU tensors; expert blocks are
+    # copied into the live parameters, wherever those are)
+    state = torch.load(ckpt_dir / tag / f"trainer_rank{rank}.pt", map_location="cpu", weights_only=False)
     if state.get("local_experts"):
         from accord.train.parallel import load_local_expert_state
 

@@ -44,7 +44,7 @@ def run_curriculum(
         init = final
     if not dist.is_initialized() or dist.get_rank() == 0:
         summary = {
-            s: {k: v for k, v in r.items() if k != "losses_this_run"} | {"stage_order": STAGES.index(s)}
+            s: {k: v for k, v in r.items() if k != "logged_losses"} | {"stage_order": STAGES.index(s)}
             for s, r in results.items()
         }
         write_json_atomic(run_root / "curriculum.json", summary)

@@ -189,18 +189,45 @@ def deepspeed_config(
 
 
 def apply_activation_checkpointing(model: nn.Module) -> None:
-    """Recompute each transformer block in backward (torchtitan's per-layer AC)."""
-    from accord.model.moe import grouped_mm_supported
-    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+    """Recompute each transformer block in backward (torchtitan's per-layer AC).
 
-    # the MoE kernel probe runs a tiny forward+backward on first use: run it now, not inside a
-    # checkpointed forward (it would save tensors the recomputation does not)
+    The recomputation must run exactly what the forward ran, or it saves other tensors
+    (``CheckpointError: ... 77 vs 74`` when SDPA's dispatcher switched kernels). By construction:
+    - non-reentrant ``torch.utils.checkpoint`` (saved-tensor hooks; kwargs, ZeRO and partial
+      recomputation work), with its default determinism check: a recomputation that still
+      differs raises naming the tensor instead of training on wrong gradients;
+    - the attention kernel is chosen once per model forward and reaches each block as data
+      (``accord.model.attention.AttentionMask``), never by a dispatcher inside the block;
+    - any other choice made inside a block through ``accord.model.recompute.recompute_stable``
+      is recorded in the forward and replayed in the recomputation (``context_fn``);
+    - the RNG state is restored for the recomputation, so a random op (none today) would
+      draw the same numbers twice.
+    Wrapping is idempotent; ``state_dict`` keys are unchanged (the wrapper strips its prefix).
+    """
+    from accord.model.moe import grouped_mm_supported
+    from accord.model.recompute import choice_log_contexts
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+        CheckpointImpl,
+        CheckpointWrapper,
+        checkpoint_wrapper,
+    )
+
+    # the MoE kernel probe runs a tiny case on first use and is cached: run it now rather than
+    # in the first checkpointed forward (it keeps no autograd state, but costs that step)
     p = next(model.parameters())
     for dtype in {p.dtype, torch.float32, torch.bfloat16}:
         grouped_mm_supported(p.device.type, dtype)
     layers = model.layers
     for i in range(len(layers)):
-        layers[i] = checkpoint_wrapper(layers[i], preserve_rng_state=False)
+        if isinstance(layers[i], CheckpointWrapper):
+            continue
+        layers[i] = checkpoint_wrapper(
+            layers[i],
+            checkpoint_impl=CheckpointImpl.NO_REENTRANT,
+            preserve_rng_state=True,
+            context_fn=choice_log_contexts,
+            determinism_check="default",
+        )
 
 
 def build_engine(

@@ -82,9 +82,12 @@ def prompt_speakers(shards: str, n: int) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def _tokenize_refs(shards: str) -> dict[str, Any]:
-    """Codec and speaker refs recorded in ``SHARDS/tokenize.json`` (so the eval matches the data)."""
+def tokenize_refs(shards: str) -> dict[str, Any]:
+    """What ``SHARDS/tokenize.json`` records of its models, so the eval and the checkpoint match
+    the data: ``codec`` and ``speaker`` refs, and ``random_weights`` (the refs that were loaded
+    with seeded random weights; absent when the shards do not say)."""
     import fsspec
+    from accord.tokenize.shards import RANDOM_WEIGHTS_KEY
     from accord.train.data import join_uri
 
     try:
@@ -99,21 +102,35 @@ def _tokenize_refs(shards: str) -> dict[str, Any]:
         refs["codec"] = codec["ref"]
     if isinstance(speaker, dict) and speaker.get("ref"):
         refs["speaker"] = speaker["ref"]
+    random = info.get(RANDOM_WEIGHTS_KEY)
+    if random is None and isinstance(codec, dict) and codec.get("random_weights") and codec.get("ref"):
+        random = [codec["ref"]]  # written before the list existed: the flag sat on the codec
+    if random is not None:
+        refs[RANDOM_WEIGHTS_KEY] = sorted(random)
     return refs
 
 
-def mini_eval(final_dir: Path, shards: str, recipe: Recipe, out_json: Path) -> dict[str, Any]:
+def mini_eval(
+    final_dir: Path, shards: str, recipe: Recipe, out_json: Path, device: torch.device | str = "cpu"
+) -> dict[str, Any]:
+    """Generate on ``device`` (the trainer's); decode, transcribe and embed on the CPU."""
     import jiwer
     import torchaudio.functional as AF
     from accord.model.checkpoint import load_zonos2
     from accord.model.generate import SamplingConfig, generate
     from accord.model.sequence import build_prompt, control_tokens
+    from accord.model.synth import recorded_ref
+    from accord.tokenize.shards import RANDOM_WEIGHTS_KEY
     from accord.tokenize.vocab import DEFAULT_VOCAB
 
     t0 = time.perf_counter()
     ev = recipe.eval
-    refs = {"codec": ev.codec, "speaker": ev.speaker, **_tokenize_refs(shards)}
-    model = load_zonos2(final_dir).eval()
+    refs = {"codec": ev.codec, "speaker": ev.speaker, **tokenize_refs(shards)}
+    # seeded random weights only where the shards record them; else trained ones or a how-to error
+    recorded = refs.get(RANDOM_WEIGHTS_KEY)
+    refs["codec"] = recorded_ref(refs["codec"], recorded)
+    refs["speaker"] = recorded_ref(refs["speaker"], recorded)
+    model = load_zonos2(final_dir, device=device).eval()
     cond = recipe.conditioning
     n = ev.n_sentences
     speakers = prompt_speakers(shards, n)
@@ -169,7 +186,8 @@ def mini_eval(final_dir: Path, shards: str, recipe: Recipe, out_json: Path) -> d
         "asr": ev.asr,
         "codec": refs["codec"],
         "speaker_encoder": refs["speaker"],
-        "codec_random_weights": bool(getattr(codec, "random_weights", False)),
+        "codec_random_weights": bool(codec.random_weights),
+        "random_weights": recorded,
         "n": len(items),
         "wer": float(np.mean([it["wer"] for it in items])),
         "speaker_similarity": (

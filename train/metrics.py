@@ -20,7 +20,10 @@ log = logging.getLogger(__name__)
 
 
 def expert_utilisation(router_stats: dict[int, torch.Tensor]) -> dict[str, float]:
-    """Per MoE layer: share of routed slots per expert and max/mean load (1.0 = balanced)."""
+    """Per MoE layer: share of routed slots per expert and max/mean load (1.0 = balanced).
+
+    Takes host tensors (``StepMetrics.flush`` reads them from the device once per log).
+    """
     out: dict[str, float] = {}
     imbalance = []
     for layer, counts in sorted(router_stats.items()):
@@ -37,13 +40,6 @@ def expert_utilisation(router_stats: dict[int, torch.Tensor]) -> dict[str, float
     if imbalance:
         out["experts/max_over_mean"] = sum(imbalance) / len(imbalance)
     return out
-
-
-def sum_router_stats(acc: dict[int, torch.Tensor], new: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
-    for k, v in new.items():
-        v = v.detach().to("cpu", torch.float64)
-        acc[k] = acc[k] + v if k in acc else v
-    return acc
 
 
 class MetricsLogger:
@@ -91,7 +87,11 @@ def write_summary(run_dir: Path, title: str, extra: dict[str, Any] | None = None
     rows = read_metrics(run_dir)
     if not rows:
         return None
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # a lean training image (the GPU tier's) may lack it; metrics.jsonl has it all
+        log.warning("matplotlib is not installed: no %s", run_dir / "summary.png")
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -94,25 +94,12 @@ class ExpertParallelExperts(_DeepSpeedMoE):
             torch.arange(L, device=x_ND.device).repeat(P), recv_counts_PL.reshape(-1)
         )
         perm_R = torch.argsort(local_R, stable=True)
-        y_sorted = self._compute(recv_RD.index_select(0, perm_R), recv_counts_PL.sum(0))
+        y_sorted = self.local.forward_sorted(recv_RD.index_select(0, perm_R), recv_counts_PL.sum(0))
         y_RD = torch.empty_like(y_sorted).index_copy(0, perm_R, y_sorted)
         back_MD = x_MD.new_empty(x_MD.shape[0], D)
         back_MD = all_to_all_single(back_MD, y_RD, send_splits, recv_splits, group=self.ep_group)
         w_M1 = weights_NK.reshape(-1)[order_M].unsqueeze(-1).to(back_MD.dtype)
         return torch.zeros_like(x_ND).index_add(0, token_M, back_MD * w_M1)
-
-    def _compute(self, x_RD: torch.Tensor, counts_L: torch.Tensor) -> torch.Tensor:
-        """The local experts over expert-sorted rows (same kernels as ``GroupedExperts``)."""
-        from accord.model.moe import _swiglu_interleaved
-
-        m = self.local
-        impl = m._impl(x_RD)
-        if impl == "grouped_mm":
-            offs = counts_L.cumsum(0).to(torch.int32)
-            h = torch._grouped_mm(x_RD, m.w13.transpose(1, 2).to(x_RD.dtype), offs=offs)
-            return torch._grouped_mm(_swiglu_interleaved(h), m.w2.transpose(1, 2).to(x_RD.dtype), offs=offs)
-        expert_R = torch.repeat_interleave(torch.arange(len(counts_L), device=x_RD.device), counts_L)
-        return m._padded(x_RD, expert_R, counts_L)
 
 
 def apply_expert_parallel(model: nn.Module, ep_size: int) -> list[ExpertParallelExperts]:

@@ -4,12 +4,13 @@ Layout of a stage's run directory::
 
     config.json            resolved recipe, model params, DeepSpeed config, world, inputs
     checkpoints/step_N/    DeepSpeed tag + trainer_rank{r}.pt (resume point); ``latest``
-    metrics.jsonl          one line per logged step (loss, per-codebook NLL, LR, ...)
+    metrics.jsonl          one line per logged step: loss, per-codebook NLL, expert load over the
+                           window since the last log (``StepMetrics``), LR, grad norm, ...
     tensorboard/           the same scalars for TensorBoard
     summary.png/.html      the run summary
     final/                 ZONOS2 layout (params.json + model.pth): the next stage's init
     eval.json              the mini-eval report (``accord.train.eval``)
-    result.json            step count, first/last loss, loader counters, timings
+    result.json            steps, logged losses, loader counters, frames/s, peak GPU memory
 
 Re-running a stage on the same run dir resumes from its latest checkpoint.
 """
@@ -27,12 +28,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from accord.train import checkpoint as ckpt
-from accord.train.data import LoaderConfig, StageLoader, join_uri
+from accord.train.data import Batch, LoaderConfig, StageLoader, join_uri
 from accord.train.engine import apply_activation_checkpointing, build_engine, init_distributed
 from accord.train.examples import ExampleBuilder
 from accord.train.loss import training_loss
-from accord.train.metrics import MetricsLogger, expert_utilisation, sum_router_stats, write_summary
+from accord.train.metrics import MetricsLogger, write_summary
 from accord.train.recipe import Recipe, load_recipe
+from accord.train.step_metrics import StepMetrics
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -94,10 +96,11 @@ def init_speaker_lda(model: nn.Module, shards: str) -> bool:
 
 def export_extra(args: StageArgs, recipe: Recipe, step: int) -> dict[str, Any]:
     """What ``accord synth`` and the next stage need beside the weights (vocab, codec, speaker refs)."""
+    from accord.tokenize.shards import RANDOM_WEIGHTS_KEY
     from accord.tokenize.vocab import DEFAULT_VOCAB
-    from accord.train.eval import _tokenize_refs
+    from accord.train.eval import tokenize_refs
 
-    refs = _tokenize_refs(args.shards)
+    refs = tokenize_refs(args.shards)
     return {
         "stage": args.stage,
         "steps": step,
@@ -106,15 +109,27 @@ def export_extra(args: StageArgs, recipe: Recipe, step: int) -> dict[str, Any]:
         "vocab": DEFAULT_VOCAB.config.to_dict(),
         "codec": refs.get("codec", recipe.eval.codec),
         "speaker_ref": refs.get("speaker", recipe.eval.speaker),
+        # which refs made the training codes with seeded random weights (None: not recorded);
+        # synth and the eval decode with random weights only when this says so
+        RANDOM_WEIGHTS_KEY: refs.get(RANDOM_WEIGHTS_KEY),
     }
 
 
-def _allreduce_mean(values: list[float]) -> list[float]:
-    t = torch.tensor(values, dtype=torch.float64)
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(t)
-        t /= dist.get_world_size()
-    return t.tolist()
+def train_step(
+    engine: Any, batches: list[Batch], device: torch.device, balance_coef: float, metrics: StepMetrics
+) -> None:
+    """One optimizer step over this rank's micro-batches (DeepSpeed steps at the accumulation
+    boundary). Queues device work only: the metrics stay on the device until they are logged."""
+    for b in batches:
+        b = b.to_device(device)
+        out = engine(
+            b.ids_BTC, doc_ids_BT=b.doc_ids_BT, speaker_NS=b.speaker_NS, speaker_pos_N2=b.speaker_pos_N2
+        )
+        lo = training_loss(out.logits_BTKV, b.ids_BTC, b.mask_BTK, out.balance_loss, balance_coef)
+        engine.backward(lo.loss)
+        engine.step()
+        metrics.add(lo, out.router_stats, b.n_frames)
+    metrics.end_step()
 
 
 def run_stage(args: StageArgs) -> dict[str, Any]:
@@ -124,6 +139,8 @@ def run_stage(args: StageArgs) -> dict[str, Any]:
 
     t_start = time.perf_counter()
     info = init_distributed()
+    if info.device.type == "cuda":  # result.json reports this stage's peak, not the process's
+        torch.cuda.reset_peak_memory_stats(info.device)
     rank, world = info.rank, info.world
     recipe = resolve_recipe(args)
     eng_cfg = recipe.engine
@@ -200,52 +217,22 @@ def run_stage(args: StageArgs) -> dict[str, Any]:
         loader.load_state_dict(state["data"])
 
     metrics = MetricsLogger(run_dir, enabled=rank == 0)
-    K = model_cfg.n_codebooks
-    losses: list[float] = []
+    window = StepMetrics(model_cfg.n_codebooks, info.device)
+    logged_losses: dict[int, float] = {}
+    frames_total, t_loop = 0, time.perf_counter()
     while step < recipe.steps:
-        t0 = time.perf_counter()
-        batches = loader.step_batches(eng_cfg.grad_accum)
-        loss_sum = nll_sum = bal_sum = 0.0
-        nll_K = torch.zeros(K, dtype=torch.float64)
-        n_K = torch.zeros(K, dtype=torch.float64)
-        frames = 0
-        router: dict[int, torch.Tensor] = {}
-        for b in batches:
-            b = b.to(info.device)
-            out = engine(
-                b.ids_BTC, doc_ids_BT=b.doc_ids_BT, speaker_NS=b.speaker_NS, speaker_pos_N2=b.speaker_pos_N2
-            )
-            lo = training_loss(out.logits_BTKV, b.ids_BTC, b.mask_BTK, out.balance_loss, eng_cfg.balance_coef)
-            engine.backward(lo.loss)
-            engine.step()
-            loss_sum += float(lo.loss.detach())
-            nll_sum += float(lo.nll.detach())
-            bal_sum += float(lo.balance)
-            nll_K += torch.nan_to_num(lo.nll_K.double() * lo.n_tokens_K.double().cpu())
-            n_K += lo.n_tokens_K.double().cpu()
-            frames += b.n_frames
-            router = sum_router_stats(router, out.router_stats)
+        train_step(engine, loader.step_batches(eng_cfg.grad_accum), info.device, eng_cfg.balance_coef, window)
         step += 1
-        dt = time.perf_counter() - t0
-        A = len(batches)
-        loss, nll, bal = _allreduce_mean([loss_sum / A, nll_sum / A, bal_sum / A])
-        losses.append(loss)
-        if rank == 0 and (step % recipe.log_every == 0 or step == recipe.steps or step == 1):
+        if step % recipe.log_every == 0 or step == recipe.steps or step == 1:
+            row = window.flush(world)  # every rank: the one host sync of the logging window
+            frames_total += row["frames"]
+            logged_losses[step] = row["loss"]
             gn = engine.get_global_grad_norm()
-            row: dict[str, Any] = {
-                "loss": loss,
-                "nll": nll,
-                "balance": bal,
-                "grad_norm": None if gn is None else float(gn),
-                "tokens_per_s": frames * world / dt,
-                "frames": frames,
-                "step_s": dt,
-                **{f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(engine.optimizer.param_groups)},
-                **{f"nll/cb{k}": float(nll_K[k] / n_K[k]) for k in range(K) if n_K[k] > 0},
-                **expert_utilisation(router),
-                **{f"data/{k}": v for k, v in loader.state_dict()["stats"].items()},
-            }
-            metrics.log(step, row)
+            groups = engine.optimizer.param_groups
+            row["grad_norm"] = None if gn is None else float(gn)
+            row.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(groups)})
+            row.update({f"data/{k}": v for k, v in loader.state_dict()["stats"].items()})
+            metrics.log(step, row)  # writes on rank 0 only
         if step % recipe.ckpt_every == 0 or step == recipe.steps:
             experts = None
             if expert_parallel:
@@ -258,6 +245,7 @@ def run_stage(args: StageArgs) -> dict[str, Any]:
             metrics.close()
             return {"stage": args.stage, "steps": step, "stopped": True}
     metrics.close()
+    train_s = time.perf_counter() - t_loop
 
     # final weights in ZONOS2 layout (unsharded), written by rank 0
     final_dir = run_dir / "final"
@@ -271,7 +259,12 @@ def run_stage(args: StageArgs) -> dict[str, Any]:
         "stage": args.stage,
         "steps": step,
         "world_size": world,
-        "losses_this_run": losses,
+        "logged_losses": logged_losses,
+        "frames_per_s": frames_total / max(1e-9, train_s),  # incl. checkpoint saves
+        "train_seconds": train_s,
+        "peak_memory_gib": (
+            torch.cuda.max_memory_allocated(info.device) / 2**30 if info.device.type == "cuda" else None
+        ),
         "loader": loader.state_dict()["stats"],
         "skipped_shards": loader.stats.skipped_shards,
         "final": str(final_dir),
@@ -296,7 +289,7 @@ def run_stage(args: StageArgs) -> dict[str, Any]:
             from accord.train.eval import mini_eval
 
             try:
-                result["eval"] = mini_eval(final_dir, args.shards, recipe, run_dir / "eval.json")
+                result["eval"] = mini_eval(final_dir, args.shards, recipe, run_dir / "eval.json", info.device)
             except Exception as e:  # the eval never loses the trained weights
                 log.exception("mini-eval failed")
                 result["eval"] = {"error": f"{type(e).__name__}: {e}"}

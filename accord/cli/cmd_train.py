@@ -151,7 +151,7 @@ def _make_stage_command(stage: str) -> click.Command:
             r = run_stage(args)
         finally:
             shutdown()
-        click.echo(json.dumps({k: v for k, v in r.items() if k != "losses_this_run"}, default=str))
+        click.echo(json.dumps({k: v for k, v in r.items() if k != "logged_losses"}, default=str))
 
     return cmd
 

@@ -124,3 +124,17 @@ def test_control_tokens_are_ordered_and_in_range(rate, snr, bw, agr, qm) -> None
     expected = [k for k, x in (("rate", rate), ("snr_db", snr), ("bandwidth_hz", bw), ("agreement", agr))
                 if x is not None and math.isfinite(x)]  # fmt: skip
     assert kinds == [*expected, "background", *(["quality_mode"] if qm else [])]
+
+
+def test_quality_order_survives_a_key_sorting_json_writer() -> None:
+    """Token ids follow the features' order; params.json writers may sort dict keys."""
+    import json
+
+    cfg = VocabConfig()
+    assert list(cfg.quality_edges) != sorted(cfg.quality_edges)  # else this test proves nothing
+    back = VocabConfig.from_dict(json.loads(json.dumps(cfg.to_dict(), sort_keys=True)))
+    assert list(back.quality_edges) == list(cfg.quality_edges)
+    assert Vocab(back).quality_offsets == Vocab(cfg).quality_offsets
+    bad = {**cfg.to_dict(), "quality_features": ["snr_db"]}
+    with pytest.raises(ValueError, match="quality_features"):
+        VocabConfig.from_dict(bad)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
-from accord.train.loss import masked_nll, training_loss
+from accord.train.loss import head_nll, masked_nll, training_loss
+from torch import nn
 
 
 def test_masked_nll_matches_a_direct_computation() -> None:
@@ -39,3 +41,92 @@ def test_unmasked_targets_do_not_matter_and_balance_is_added() -> None:
     a.loss.backward()
     assert logits.grad[0, 1, 0].abs().sum() > 0 and logits.grad[0, 2].abs().sum() == 0
     assert torch.isnan(a.nll_K[1])  # no target in codebook 1
+
+
+def _plain_masked_nll(logits, ids, mask):
+    """The loss before chunking: one F.cross_entropy over the whole fp32 logits."""
+    K = logits.shape[2]
+    lf = logits[:, :-1].float()
+    nll = F.cross_entropy(lf.permute(0, 3, 1, 2), ids[:, 1:, :K], reduction="none")
+    m = mask[:, :-1].float()
+    sum_K, n_K = (nll * m).sum(dim=(0, 1)), m.sum(dim=(0, 1))
+    return sum_K.sum() / n_K.sum().clamp_min(1.0), sum_K, n_K
+
+
+def _case(B=2, T=9, K=3, V=13, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(B, T, K, V, generator=g) * 3
+    ids = torch.randint(0, V, (B, T, K + 1), generator=g)
+    mask = torch.rand(B, T, K, generator=g) > 0.3
+    return logits, ids, mask
+
+
+@pytest.mark.parametrize("chunk_elements", [1, 2 * 3 * 13, 10**9])  # 1 row, 2 rows, everything
+def test_chunked_masked_nll_equals_the_plain_loss_and_its_gradient(chunk_elements) -> None:
+    logits, ids, mask = _case()
+    dy = torch.randn(3)  # weights on the per-codebook sums, as well as the mean
+    ref_in, got_in = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
+    ref = _plain_masked_nll(ref_in, ids, mask)
+    got = masked_nll(got_in, ids, mask, chunk_elements=chunk_elements)
+    for a, b in zip(ref, got, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    (ref[0] * 2 + (ref[1] * dy).sum()).backward()
+    (got[0] * 2 + (got[1] * dy).sum()).backward()
+    torch.testing.assert_close(got_in.grad, ref_in.grad, atol=1e-6, rtol=1e-5)
+    assert (got_in.grad[:, -1] == 0).all()
+
+
+def test_chunked_masked_nll_keeps_bf16_logits_bf16() -> None:
+    logits, ids, mask = _case()
+    lb = logits.bfloat16().requires_grad_(True)
+    total, sum_K, _ = masked_nll(lb, ids, mask, chunk_elements=50)
+    ref = _plain_masked_nll(lb.detach(), ids, mask)
+    torch.testing.assert_close(sum_K, ref[1], atol=1e-4, rtol=1e-5)
+    total.backward()
+    assert lb.grad.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("cap", [15.0, 0.0])
+@pytest.mark.parametrize("chunk_elements", [1, 40, 10**9])
+def test_head_nll_equals_the_model_head_then_masked_nll(cap, chunk_elements) -> None:
+    from accord.model.norms import RMSNorm
+    from accord.model.zonos import softcap
+
+    torch.manual_seed(0)
+    B, T, D, K, V = 2, 7, 16, 3, 11
+    norm, head = RMSNorm(D), nn.Linear(D, K * V, bias=False)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        head.weight.mul_(20)  # logits large enough for the soft cap to bend
+    _, ids, mask = _case(B, T, K, V, seed=1)
+    hidden = torch.randn(B, T, D)
+
+    def grads(fn):
+        for p in (*norm.parameters(), *head.parameters()):
+            p.grad = None
+        h = hidden.clone().requires_grad_(True)
+        total, sum_K, n_K = fn(h)
+        (total * 3).backward()
+        return total.detach(), sum_K.detach(), n_K, h.grad, norm.weight.grad, head.weight.grad
+
+    ref = grads(lambda h: _plain_masked_nll(softcap(head(norm(h)), cap).view(B, T, K, V), ids, mask))
+    got = grads(lambda h: head_nll(h, norm, head, ids, mask, cap, chunk_elements=chunk_elements))
+    for a, b in zip(ref, got, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+    assert got[1].requires_grad is False
+
+
+def test_head_nll_rejects_a_head_that_does_not_split_into_codebooks() -> None:
+    from accord.model.norms import RMSNorm
+
+    _, ids, mask = _case(1, 4, 3, 5)
+    with pytest.raises(ValueError, match="multiple of 3 codebooks"):
+        head_nll(torch.randn(1, 4, 8), RMSNorm(8), nn.Linear(8, 16, bias=False), ids, mask, 15.0)
+
+
+def test_masked_nll_leaves_a_float_mask_untouched() -> None:
+    logits, ids, mask = _case()
+    maskf = mask.float()
+    before = maskf.clone()
+    masked_nll(logits, ids, maskf)
+    assert torch.equal(maskf, before)

@@ -1,0 +1,100 @@
+"""Random-weights record: tokenize.json -> the exported checkpoint's params -> synth and the eval,
+which load seeded random weights only where the record says the training codes had them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from accord.model.checkpoint import save_zonos2
+from accord.model.synth import SynthRequest, recorded_ref, synthesize
+from accord.tokenize.shards import RANDOM_WEIGHTS_KEY
+from accord.train.eval import tokenize_refs
+from accord.train.stage import StageArgs, export_extra, resolve_recipe
+
+from accord.weights import ModelNotFound, resolve
+
+
+def _tokenize_json(root: Path, info: dict) -> str:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "tokenize.json").write_text(json.dumps(info))
+    return str(root)
+
+
+CURRENT = {
+    "codec": {"ref": "dac:random"},
+    "speaker": {"ref": "ecapa:auralis"},
+    RANDOM_WEIGHTS_KEY: ["dac:random"],
+}
+LEGACY = {"codec": {"ref": "dac:44khz", "random_weights": True}, "speaker": {"ref": "ecapa:auralis"}}
+
+
+def test_tokenize_refs_reads_the_record(tmp_path: Path) -> None:
+    assert tokenize_refs(_tokenize_json(tmp_path / "a", CURRENT)) == {
+        "codec": "dac:random",
+        "speaker": "ecapa:auralis",
+        RANDOM_WEIGHTS_KEY: ["dac:random"],
+    }
+    assert tokenize_refs(_tokenize_json(tmp_path / "b", LEGACY))[RANDOM_WEIGHTS_KEY] == ["dac:44khz"]
+    trained = {"codec": {"ref": "dac:44khz"}, RANDOM_WEIGHTS_KEY: []}
+    assert tokenize_refs(_tokenize_json(tmp_path / "c", trained))[RANDOM_WEIGHTS_KEY] == []
+    assert tokenize_refs(str(tmp_path / "none")) == {}  # synthetic shards: nothing recorded
+
+
+@pytest.mark.parametrize(("info", "codec", "random"), [(CURRENT, "dac:random", ["dac:random"]),
+                                                       (LEGACY, "dac:44khz", ["dac:44khz"]),
+                                                       (None, "dac:44khz", None)])  # fmt: skip
+def test_export_extra_carries_the_record(tmp_path: Path, info, codec, random) -> None:
+    shards = _tokenize_json(tmp_path / "s", info) if info else str(tmp_path / "s")
+    args = StageArgs(stage="pretrain", shards=shards, run_dir=tmp_path / "run")
+    extra = export_extra(args, resolve_recipe(args), step=3)
+    assert extra["codec"] == codec and extra[RANDOM_WEIGHTS_KEY] == random
+
+
+def test_recorded_ref_allows_random_weights_only_when_recorded() -> None:
+    assert recorded_ref("dac:random", ["dac:random"]) == "dac:random"
+    assert recorded_ref("dac:44khz", ["dac:44khz"]) == "dac:random"  # the legacy flag
+    assert recorded_ref("dac:44khz", None) == "dac:44khz"
+    assert recorded_ref("dac:44khz", ["ecapa:random"]) == "dac:44khz"
+    assert recorded_ref("/models/dac.pth", ["/models/dac.pth"]) == "/models/dac.pth"  # no random twin
+
+
+@pytest.fixture(scope="module")
+def init_model():
+    import torch
+    from accord.model.config import get_flavour
+    from accord.model.zonos import ZonosModel
+
+    torch.manual_seed(0)
+    return ZonosModel(get_flavour("debug"))
+
+
+def test_synth_fails_closed_without_the_record_and_decodes_with_it(init_model, tmp_path: Path) -> None:
+    try:
+        resolve("dac:44khz")
+        pytest.skip("trained DAC weights are installed here: nothing to refuse")
+    except ModelNotFound:
+        pass
+    from accord.model.generate import SamplingConfig
+
+    req = SynthRequest("Hi.", sampling=SamplingConfig(max_frames=3, seed=0))
+    bare = save_zonos2(init_model, tmp_path / "bare", extra={"codec": "dac:44khz", RANDOM_WEIGHTS_KEY: None})
+    with pytest.raises(ModelNotFound, match=r"dac:random|allow-random-weights"):
+        synthesize(bare, req)
+    legacy = save_zonos2(
+        init_model, tmp_path / "legacy", extra={"codec": "dac:44khz", RANDOM_WEIGHTS_KEY: ["dac:44khz"]}
+    )
+    res = synthesize(legacy, req)
+    assert res.info["codec"] == "dac:random" and res.sample_rate == 44100
+    assert len(res.wav) == res.codes_KT.shape[1] * 512
+
+
+def test_exported_vocab_keeps_control_token_ids(init_model, tmp_path: Path) -> None:
+    from accord.model.checkpoint import read_extra
+    from accord.model.synth import vocab_from_extra
+    from accord.tokenize.vocab import DEFAULT_VOCAB
+
+    args = StageArgs(stage="pretrain", shards=str(tmp_path / "s"), run_dir=tmp_path / "run")
+    ckpt = save_zonos2(init_model, tmp_path / "ckpt", extra=export_extra(args, resolve_recipe(args), step=1))
+    assert vocab_from_extra(read_extra(ckpt)).quality_offsets == DEFAULT_VOCAB.quality_offsets
