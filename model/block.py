@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from accord.model.attention import Attention, KVCache
+from accord.model.attention import Attention, AttentionMask, KVCache
 from accord.model.config import ModelConfig
 from accord.model.ffn import FeedForward
 from accord.model.moe import MoE
@@ -38,15 +38,17 @@ class TransformerBlock(nn.Module):
         self,
         x_BTD: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
-        mask_B1TS: torch.Tensor | None,
+        mask: AttentionMask | None,
         router_state: torch.Tensor | None,
         cache: KVCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, RouterOutput | None]:
         """Returns (x, router state for the next MoE layer, this layer's routing or None).
 
+        ``mask`` is built once per model forward (kernel included) and passed in as data, so
+        an activation-checkpoint recomputation of this block runs the same attention kernel.
         A dense layer resets the EDA state, as ZONOS2's reference does.
         """
-        h_BTD = x_BTD + self.attention(self.attention_norm(x_BTD), rope, mask_B1TS, cache, self.layer_id)
+        h_BTD = x_BTD + self.attention(self.attention_norm(x_BTD), rope, mask, cache, self.layer_id)
         if self.is_moe:
             y_BTD, routed = self.feed_forward(self.ffn_norm(h_BTD), router_state)
             return h_BTD + y_BTD, routed.state_NR, routed

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from accord.model.attention import KVCache, resolve_backend
+from accord.model.attention import AttentionMask, KVCache, resolve_backend
 from accord.model.block import TransformerBlock
 from accord.model.config import ModelConfig
 from accord.model.ffn import ChunkedLinear
@@ -42,14 +42,6 @@ def positions_from_docs(doc_ids_BT: torch.Tensor) -> torch.Tensor:
     is_start[:, 1:] = doc_ids_BT[:, 1:] != doc_ids_BT[:, :-1]
     start_BT = torch.where(is_start, t_BT, torch.zeros_like(t_BT)).cummax(dim=1).values
     return t_BT - start_BT
-
-
-def doc_mask(doc_ids_BT: torch.Tensor) -> torch.Tensor:
-    """Causal and same-document boolean mask [B, 1, T, T] (True = may attend)."""
-    T = doc_ids_BT.shape[1]
-    causal_TT = torch.ones(T, T, dtype=torch.bool, device=doc_ids_BT.device).tril()
-    same_BTT = doc_ids_BT.unsqueeze(2) == doc_ids_BT.unsqueeze(1)
-    return (same_BTT & causal_TT).unsqueeze(1)
 
 
 class MultiEmbedding(nn.Module):
@@ -85,9 +77,10 @@ class ZonosModel(nn.Module):
 
     # -- setup ---------------------------------------------------------------------------
     def set_attention_backend(self, name: str) -> None:
-        backend = resolve_backend(name)
+        """One of ``accord.model.attention.BACKENDS``; kernels are then chosen per forward."""
+        self.attn_backend = resolve_backend(name)
         for layer in self.layers:
-            layer.attention.backend = backend
+            layer.attention.backend = self.attn_backend
 
     def set_moe_impl(self, impl: str) -> None:
         """ "auto" | "grouped_mm" | "padded" | "loop" for every MoE layer."""
@@ -136,7 +129,22 @@ class ZonosModel(nn.Module):
         speaker_pos_N2: torch.Tensor | None = None,
         positions_BT: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        mask_B1TS: torch.Tensor | None = None,
     ) -> ModelOutput:
+        """Logits for ``ids_BTC``; with ``cache``, the new rows attend to the cached prefix too.
+
+        Masking and positions come from one of:
+        - ``doc_ids_BT``: packed documents; causal within each document, positions restart
+          per document (no cache, or an empty one);
+        - ``mask_B1TS`` (bool [B, 1, T, S], True = may attend) with ``positions_BT``: used as
+          is. This is the static-cache contract: a decoder whose ``cache.update(layer, k, v)``
+          returns its full preallocated buffers (S = their length) passes which cache slots
+          are valid and each new row's position, so nothing here reads ``cache.length`` (it
+          may be a device tensor; reading it would sync or break graph capture);
+        - neither: causal, positions ``cache.length + t``.
+        After the last layer ``cache.length += T``: an int is rebound, a tensor is advanced
+        in place (no host sync), so the same cache object stays valid across steps.
+        """
         cfg = self.cfg
         B, T, C = ids_BTC.shape
         if cfg.n_codebooks + 1 != C:
@@ -150,26 +158,41 @@ class ZonosModel(nn.Module):
             x_BTD = x_BTD.index_put((pos[:, 0], pos[:, 1]), spk_ND)
         x_BTD = self.emb_norm(x_BTD)
 
-        offset = cache.length if cache is not None else 0
-        mask_B1TS = None
-        if doc_ids_BT is not None:
-            if cache is not None and offset:
+        device = x_BTD.device
+        if mask_B1TS is not None:  # static-cache contract: used as is, cache.length not read
+            if doc_ids_BT is not None or positions_BT is None:
+                raise ValueError("an explicit mask_B1TS needs positions_BT and excludes doc_ids_BT")
+        elif doc_ids_BT is not None:
+            if cache is not None and cache.length:
                 raise ValueError("packed documents and a non-empty KV cache cannot be combined")
-            mask_B1TS = doc_mask(doc_ids_BT)
+            doc_ids_BT = doc_ids_BT.to(device)
             if positions_BT is None:
                 positions_BT = positions_from_docs(doc_ids_BT)
-        elif offset and T > 1:
-            q_T1 = torch.arange(T, device=ids_BTC.device).unsqueeze(1) + offset
-            mask_B1TS = (torch.arange(offset + T, device=ids_BTC.device) <= q_T1)[None, None]
-        if positions_BT is None:
-            positions_BT = (torch.arange(T, device=ids_BTC.device) + offset).expand(B, T)
+        else:
+            offset = cache.length if cache is not None else 0
+            if offset and T > 1:
+                q_T1 = torch.arange(T, device=device).unsqueeze(1) + offset
+                mask_B1TS = (torch.arange(offset + T, device=device) <= q_T1)[None, None]
+            if positions_BT is None:
+                positions_BT = (torch.arange(T, device=device) + offset).expand(B, T)
         rope = self.rope(positions_BT)
+        # Built once here, kernel included, and handed to every layer as data: a checkpointed
+        # layer's recomputation cannot pick another kernel.
+        mask = AttentionMask.build(
+            self.attn_backend,
+            device=device,
+            dtype=self.attention_dtype(device),
+            head_dim=cfg.head_dim,
+            q_len=T,
+            doc_ids_BT=doc_ids_BT,
+            explicit_B1TS=mask_B1TS,
+        )
 
         balance = x_BTD.new_zeros((), dtype=torch.float32)
         stats: dict[int, torch.Tensor] = {}
         state = None
         for layer in self.layers:
-            x_BTD, state, routed = layer(x_BTD, rope, mask_B1TS, state, cache)
+            x_BTD, state, routed = layer(x_BTD, rope, mask, state, cache)
             if routed is not None:
                 balance = balance + routed.balance_loss
                 stats[layer.layer_id] = routed.counts_E
@@ -177,6 +200,12 @@ class ZonosModel(nn.Module):
             cache.length += T
         logits = self.multi_output(self.out_norm(x_BTD)).view(B, T, cfg.n_codebooks, cfg.audio_vocab)
         return ModelOutput(softcap(logits, cfg.loss_softcap), balance, stats)
+
+    def attention_dtype(self, device: torch.device) -> torch.dtype:
+        """The dtype q/k/v will have: autocast's when it is on, else the weights'."""
+        if torch.is_autocast_enabled(device.type):
+            return torch.get_autocast_dtype(device.type)
+        return self.multi_output.weight.dtype
 
     def new_cache(self, batch: int, max_len: int) -> KVCache:
         p = next(self.parameters())

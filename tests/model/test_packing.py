@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+from accord.model.attention import BACKENDS
 from accord.model.sequence import build_sequence, pack
 from accord.model.zonos import positions_from_docs
 
@@ -12,7 +14,9 @@ def test_positions_restart_per_document():
     assert positions_from_docs(docs).tolist() == [[0, 1, 2, 0, 1, 0, 1]]
 
 
-def test_clip_logits_identical_alone_and_packed(debug_model, debug_cfg):
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_clip_logits_identical_alone_and_packed(debug_model, debug_cfg, backend):
+    debug_model.set_attention_backend(backend)
     g = torch.Generator().manual_seed(0)
     a = build_sequence(torch.randint(0, 1024, (9, 11), generator=g), "first clip")
     b = build_sequence(torch.randint(0, 1024, (9, 6), generator=g), "second")
