@@ -14,6 +14,8 @@ from accord.model.config import get_flavour
 from accord.model.sequence import audio_loss
 from accord.model.zonos import ZonosModel
 
+from bench.flops import train_flops_per_token
+
 
 def _batch(cfg, B: int, T: int):
     g = torch.Generator().manual_seed(0)
@@ -32,7 +34,10 @@ def _step(model: ZonosModel, ids, mask) -> float:
     return time.perf_counter() - t0
 
 
-def run(quick: bool) -> list[dict]:
+def run(quick: bool, device: str = "cpu") -> list[dict]:
+    """CPU rows; the CUDA model rows (MFU at the zonos2-8b shape) are in bench_gpu."""
+    if device != "cpu":
+        return []
     torch.set_num_threads(2)
     rows = []
     shapes = {"debug": (4, 256), "small": (1, 256)} if quick else {"debug": (8, 512), "small": (2, 512)}
@@ -50,6 +55,7 @@ def run(quick: bool) -> list[dict]:
                 model.set_moe_impl(impl)
                 times[impl].append(_step(model, ids, mask))
         med = {k: statistics.median(v) for k, v in times.items()}
+        gflops = train_flops_per_token(model.cfg, T) * B * T / med["auto"] / 1e9
         rows.append(
             {
                 "name": f"model {flavour} fwd+bwd",
@@ -57,7 +63,8 @@ def run(quick: bool) -> list[dict]:
                 "unit": "tokens/s",
                 "baseline": B * T / med["loop"],
                 "ratio": med["loop"] / med["auto"],
-                "note": f"batch {B}x{T} rows, fp32, 2 threads; baseline: same model, per-expert-loop MoE",
+                "note": f"batch {B}x{T} rows, fp32, 2 threads; {gflops:.0f} model GFLOP/s (bench/flops.py); "
+                "baseline: same model, per-expert-loop MoE",
             }
         )
     return rows

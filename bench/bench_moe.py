@@ -17,7 +17,9 @@ import statistics
 import time
 
 import torch
-from accord.model.moe import GroupedExperts, _swiglu_interleaved, grouped_mm_supported
+from accord.model.moe import GroupedExperts, grouped_mm_supported, swiglu_interleaved
+
+from bench.flops import swiglu_ffn_flops
 
 
 def _case(n_tokens: int, dim: int, hidden: int, n_experts: int, topk: int, seed: int = 0):
@@ -42,23 +44,29 @@ def _time(experts: GroupedExperts, impl: str, x, choice, weights) -> float:
     return time.perf_counter() - t0
 
 
-def _dense_operands(rows: int, dim: int, hidden: int, seed: int = 1) -> dict[str, torch.Tensor]:
+def dense_ffn_operands(
+    rows: int, dim: int, hidden: int, device: str = "cpu", dtype: torch.dtype = torch.float32, seed: int = 1
+) -> dict[str, torch.Tensor]:
     """Inputs of a dense SwiGLU FFN's GEMMs, weights laid out as the experts' (``w13`` [2I, D])."""
-    g = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    g = torch.Generator(device).manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g, device=device, dtype=dtype)  # noqa: E731
     return {"x": r(rows, dim), "w13": r(2 * hidden, dim), "w2": r(dim, hidden),
             "a": r(rows, hidden), "dy": r(rows, dim), "dh": r(rows, 2 * hidden)}  # fmt: skip
 
 
-def _time_dense(op: dict[str, torch.Tensor]) -> float:
+def dense_ffn_gemms(op: dict[str, torch.Tensor]) -> None:
     """The six GEMMs of a dense FFN's forward+backward (3 x 2*M*3*D*I FLOPs), nothing else."""
-    t0 = time.perf_counter()
     op["x"] @ op["w13"].T  # forward: h = x W13^T, y = a W2^T
     op["a"] @ op["w2"].T
     op["dy"] @ op["w2"]  # backward: da, dW2, dx, dW13
     op["dy"].T @ op["a"]
     op["dh"] @ op["w13"]
     op["dh"].T @ op["x"]
+
+
+def _time_dense(op: dict[str, torch.Tensor]) -> float:
+    t0 = time.perf_counter()
+    dense_ffn_gemms(op)
     return time.perf_counter() - t0
 
 
@@ -68,7 +76,7 @@ def _time_dense_ffn(op: dict[str, torch.Tensor]) -> float:
     w13, w2 = op["w13"].requires_grad_(True), op["w2"].requires_grad_(True)
     x.grad = w13.grad = w2.grad = None
     t0 = time.perf_counter()
-    y = _swiglu_interleaved(x @ w13.T) @ w2.T
+    y = swiglu_interleaved(x @ w13.T) @ w2.T
     y.backward(op["dy"])
     return time.perf_counter() - t0
 
@@ -82,7 +90,10 @@ def _time_any(name: str, case: tuple, dense: dict[str, torch.Tensor]) -> float:
     return _time(experts, name, x, choice, weights)
 
 
-def run(quick: bool) -> list[dict]:
+def run(quick: bool, device: str = "cpu") -> list[dict]:
+    """CPU rows; the CUDA MoE rows are in bench_gpu."""
+    if device != "cpu":
+        return []
     torch.set_num_threads(2)
     n_tokens, reps = (1024, 3) if quick else (4096, 7)
     dim, hidden, n_experts = 512, 1024, 16
@@ -91,9 +102,8 @@ def run(quick: bool) -> list[dict]:
     impls = ["padded", "grouped_mm", "loop"] if has_gmm else ["padded", "loop"]
     for topk in (1, 2):
         experts, x, choice, weights = _case(n_tokens, dim, hidden, n_experts, topk)
-        dense = _dense_operands(n_tokens * topk, dim, hidden)
-        counts = torch.bincount(choice.reshape(-1), minlength=n_experts)
-        auto = experts._impl(x, counts)  # weights require grad: the training-time choice
+        dense = dense_ffn_operands(n_tokens * topk, dim, hidden)
+        auto = experts.impl_for(x, rows=n_tokens * topk)  # weights require grad: the training-time choice
         order = [*impls, "dense", "dense_ffn"]
         for i in order:  # warm-up
             _time_any(i, (experts, x, choice, weights), dense)
@@ -103,7 +113,7 @@ def run(quick: bool) -> list[dict]:
                 times[i].append(_time_any(i, (experts, x, choice, weights), dense))
             order.reverse()
         med = {i: statistics.median(t) for i, t in times.items()}
-        flops = 3 * 2 * n_tokens * topk * 3 * dim * hidden  # fwd + bwd, three GEMMs of D x I
+        flops = swiglu_ffn_flops(n_tokens * topk, dim, hidden)
         gfs = {i: flops / m / 1e9 for i, m in med.items()}
         shape = f"D={dim} I={hidden} E={n_experts} N={n_tokens} fp32, 2 threads, median of {reps}"
         for impl in impls[:-1]:

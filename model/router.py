@@ -28,6 +28,18 @@ from accord.model.norms import RMSNorm
 from torch import nn
 
 
+def expert_counts(experts_M: torch.Tensor, n_experts: int) -> torch.Tensor:
+    """Slots per expert (int64 [E]) without a host sync.
+
+    ``torch.bincount`` reads the largest id back to the host on CUDA to size its output;
+    a ``scatter_add_`` into [E] zeros gives the same counts entirely on the device.
+    """
+    flat_M = experts_M.reshape(-1)
+    return torch.zeros(n_experts, dtype=torch.long, device=flat_M.device).scatter_add_(
+        0, flat_M, torch.ones_like(flat_M, dtype=torch.long)
+    )
+
+
 @dataclass
 class RouterOutput:
     weights_NK: torch.Tensor  # combine weights (unbiased probs of the chosen experts)
@@ -66,7 +78,7 @@ class Router(nn.Module):
             bias_E = self.balancing_biases.detach().float()
             scores_NE = probs_NE + bias_E if self.strategy == "legacy" else probs_NE - bias_E
             experts_NK = scores_NE.topk(self.topk, dim=-1).indices
-            counts_E = torch.bincount(experts_NK.flatten(), minlength=self.n_experts)
+            counts_E = expert_counts(experts_NK, self.n_experts)
             util_E = counts_E.float() / max(experts_NK.numel(), 1)
             excess_E = util_E - util_E.mean()
         sign = 1.0 if self.strategy == "legacy" else -1.0
