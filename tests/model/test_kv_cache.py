@@ -1,13 +1,20 @@
-"""Incremental decoding: KV cache equals the full forward; generation honours the delay pattern."""
+"""Incremental decoding: growing and static KV caches equal the full forward; the delay pattern holds."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from accord.model.generate import SamplingConfig, generate, generate_stream
 from accord.model.sequence import build_prompt
 from accord.tokenize.vocab import AUDIO_PAD_ID, EOA_ID
 
 from .conftest import random_ids
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Steps of the debug model are tiny: a second thread only waits (much slower on a busy CPU)."""
+    torch.set_num_threads(1)
 
 
 def test_kv_cache_decoding_equals_full_forward(debug_model, debug_cfg):
@@ -95,3 +102,47 @@ def test_natural_end_on_eoa_sets_eos_frame(debug_model, debug_cfg):
     assert sampler.eos_frame == 4 and not sampler.forced_end
     assert len(rows) == 4 + K + 1
     assert sampler.complete_frames() == 4
+
+
+def test_static_cache_rows_at_their_own_positions_equal_full_forwards(debug_model, debug_cfg):
+    """Prompts of 5, 9 and 7 rows prefilled right-padded, then 4 rows each at its own position."""
+    from accord.model.static_cache import StaticKVCache
+
+    c, lengths, extra = debug_cfg, [5, 9, 7], 4
+    B, P, span = len(lengths), max(lengths), 16
+    ids = random_ids(c, B, P + extra)
+    cache = StaticKVCache.empty(c.n_layers, B, c.n_kv_heads, 24, c.head_dim)
+    cache.set_span(span)
+    len_B = torch.tensor(lengths)
+    s_S = torch.arange(span)
+    with torch.no_grad():
+        t_P1 = torch.arange(P).unsqueeze(1)
+        mask = ((s_S <= t_P1) & (s_S < len_B.view(B, 1, 1))) | (s_S == t_P1)
+        prefill = debug_model(
+            ids[:, :P], positions_BT=t_P1.T.expand(B, P), cache=cache, mask_B1TS=mask[:, None]
+        )
+        cache.length.copy_(len_B)
+        steps = []
+        for i in range(extra):
+            pos_B1 = (len_B + i).unsqueeze(1)
+            row_B1C = ids[torch.arange(B), len_B + i].unsqueeze(1)
+            mask_B11S = (s_S <= pos_B1).view(B, 1, 1, span)
+            steps.append(
+                debug_model(row_B1C, positions_BT=pos_B1, cache=cache, mask_B1TS=mask_B11S).logits_BTKV
+            )
+        for b, n in enumerate(lengths):
+            full = debug_model(ids[b : b + 1, : n + extra]).logits_BTKV[0]
+            got = torch.cat([prefill.logits_BTKV[b, :n], *(s[b] for s in steps)])
+            torch.testing.assert_close(got, full, atol=1e-4, rtol=1e-4)
+    assert cache.length.tolist() == [n + extra for n in lengths]
+
+
+def test_static_cache_rejects_a_span_beyond_its_slots():
+    from accord.model.static_cache import StaticKVCache
+
+    cache = StaticKVCache.empty(1, 1, 1, 8, 4)
+    with pytest.raises(ValueError, match="span"):
+        cache.set_span(9)
+    with pytest.raises(RuntimeError):  # writing past the last slot never wraps around silently
+        cache.length.fill_(8)
+        cache.update(0, torch.zeros(1, 1, 1, 4), torch.zeros(1, 1, 1, 4))
