@@ -20,12 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from accord.model.attention import BACKENDS, AttentionMask, attend
+
+from accord.model.attention import attend
 from accord.model.config import ModelConfig, get_flavour
+from accord.model.kernels import BACKENDS
+from accord.model.masks import AttentionMask
 from accord.model.moe import GroupedExperts
 from accord.model.zonos import ZonosModel
 from accord.train.loss import training_loss
-
 from bench.bench_moe import dense_ffn_gemms, dense_ffn_operands
 from bench.flops import PEAK_BF16_FLOPS, mfu, swiglu_ffn_flops, train_flops_per_token
 from bench.timing import median_times, timed
@@ -115,10 +117,11 @@ def train_batch(
     return ids.to(device), mask.to(device), None if doc_ids is None else doc_ids.to(device)
 
 
-def train_step(
+def forward_backward(
     model: ZonosModel, ids: torch.Tensor, mask: torch.Tensor, doc_ids: torch.Tensor | None
 ) -> None:
-    """One forward + backward with the trainer's loss (no optimizer: MFU counts model FLOPs)."""
+    """One forward + backward with the trainer's loss (no optimizer step, unlike
+    ``Trainer.train_step``: MFU counts model FLOPs)."""
     model.zero_grad(set_to_none=True)
     out = model(ids, doc_ids_BT=doc_ids)
     training_loss(out.logits_BTKV, ids, mask, out.balance_loss, 0.01).loss.backward()
@@ -133,7 +136,7 @@ def model_rows(
         "one sequence": train_batch(cfg, T, 1, device),
         f"{shapes.n_docs} packed docs": train_batch(cfg, T, shapes.n_docs, device),
     }
-    fns = {k: (lambda b=b: train_step(model, *b)) for k, b in batches.items()}
+    fns = {k: (lambda b=b: forward_backward(model, *b)) for k, b in batches.items()}
     med = median_times(fns, reps=shapes.reps, device=device, warmup=2)
     model.zero_grad(set_to_none=True)
     targets = {"one sequence": 50.0, f"{shapes.n_docs} packed docs": 48.0}

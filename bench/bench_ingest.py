@@ -84,11 +84,11 @@ def _model_alone(backend, sources: list[list]) -> float:
 
 
 def _full_ingest(bucket_path: Path, cfg) -> float:
+    from accord.core.runs import RunStats
     from accord.pipeline.io import list_sources
     from accord.pipeline.job.plan import build_plan
     from accord.pipeline.job.runner import run_sources
     from accord.pipeline.manifest import ManifestStore
-    from accord.pipeline.run_record import RunStats
 
     out = tempfile.mkdtemp(prefix="bench-ingest-")
     try:
@@ -135,12 +135,12 @@ def _full_vs_alone(bucket_path: Path, cfg, backends: dict, rounds: int, goal: fl
 
 
 def run(quick: bool, device: str = "cpu") -> list[dict]:
-    import ray
     import torch
-    from accord.pipeline.asr.base import create_backend
-    from accord.pipeline.job.config import IngestConfig
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
+    from accord.jobs.ray_init import init_ray
+    from accord.pipeline.asr.base import create_backend
+    from accord.pipeline.job.config import IngestConfig
     from accord.samples import make_bucket
     from accord.weights import resolve
 
@@ -183,12 +183,14 @@ def run(quick: bool, device: str = "cpu") -> list[dict]:
     moonshine.load()
     backends = {"whisper-base": whisper, "moonshine-tiny": moonshine}
     big = make_bucket(scale=2 if quick else 4)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    init_ray(num_cpus=cfg.num_cpus)
     try:
         rows.append(_full_vs_alone(big.path, cfg, backends, rounds, goal=0.8))
         if not quick:
             rows.append(_full_vs_alone(bucket.path, cfg, backends, 2, goal=None))
     finally:
+        import ray
+
         ray.shutdown()
     return rows
 

@@ -10,10 +10,10 @@ import statistics
 import time
 
 import torch
+
 from accord.model.config import get_flavour
 from accord.model.sequence import audio_loss
 from accord.model.zonos import ZonosModel
-
 from bench.flops import train_flops_per_token
 
 

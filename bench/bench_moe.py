@@ -17,8 +17,8 @@ import statistics
 import time
 
 import torch
-from accord.model.moe import GroupedExperts, grouped_mm_supported, swiglu_interleaved
 
+from accord.model.moe import GroupedExperts, grouped_mm_supported, swiglu_interleaved
 from bench.flops import swiglu_ffn_flops
 
 

@@ -21,11 +21,11 @@ import numpy as np
 
 def _setup(quick: bool):
     import torch
+
+    from accord.samples import make_bucket
     from accord.tokenize.codec import DacCodec
     from accord.tokenize.sample_manifest import rows_from_bucket, write_manifest
     from accord.tokenize.speaker import SpeakerEncoder
-
-    from accord.samples import make_bucket
 
     torch.set_num_threads(2)
     bucket = make_bucket()
@@ -40,18 +40,18 @@ def _setup(quick: bool):
 
 def _bare_inputs(rows, cfg):
     """The exact model inputs the job builds: 44.1 kHz clips per batch, then ECAPA views per batch."""
-    from accord.tokenize.job import ReadStage
+    from accord.tokenize.steps import ReadStep
 
-    read = ReadStage(cfg, "bench")
-    items = read([dict(r) for r in rows])
-    return [it["wav44"] for it in items]
+    read = ReadStep(cfg)
+    return [read.read(dict(r)) for r in rows]
 
 
 def _bare(codec, encoder, wav44, cfg) -> float:
     """Seconds for DAC + ECAPA forwards alone, batched as the job batches."""
     import soxr
+
     from accord.tokenize.augment import augment
-    from accord.tokenize.job import crop_range
+    from accord.tokenize.steps import crop_range
 
     views_per_batch = []
     for i in range(0, len(wav44), cfg.batch_size):  # views prepared outside the timed region
@@ -82,7 +82,7 @@ def _job(manifest, out, codec, encoder, cfg) -> tuple[float, float]:
 
 
 def run(quick: bool, device: str = "cpu") -> list[dict]:
-    from accord.tokenize.job import TokenizeConfig
+    from accord.tokenize.config import TokenizeConfig
     from accord.tokenize.speaker import SpeakerConfig
 
     tmp, manifest, rows, codec, encoder = _setup(quick)

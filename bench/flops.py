@@ -15,8 +15,9 @@ rate measured on the machine.
 from __future__ import annotations
 
 import torch
-from accord.model.config import ModelConfig
 from torch import nn
+
+from accord.model.config import ModelConfig
 
 PEAK_BF16_FLOPS = 989e12  # H100 / H200 SXM dense bf16 tensor-core peak (spec)
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import torch
-from accord.model.attention import Attention, AttentionMask, KVCache
+from torch import nn
+
+from accord.model.attention import Attention, KVCache
 from accord.model.config import ModelConfig
 from accord.model.ffn import FeedForward
+from accord.model.masks import AttentionMask
 from accord.model.moe import MoE
 from accord.model.norms import RMSNorm
 from accord.model.router import RouterOutput
-from torch import nn
 
 
 class TransformerBlock(nn.Module):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from accord.model.config import ModelConfig
 from accord.model.zonos import ZonosModel
 
@@ -89,7 +90,7 @@ def _conditioning_params(text_vocab: int, extra: dict[str, Any] | None) -> dict[
     With them ZONOS2's server finds the speaking-rate, quality, background and accurate-mode
     tokens at the tail of ``text_vocab``; a model of another vocabulary advertises none.
     """
-    from accord.tokenize.vocab import Vocab, VocabConfig
+    from accord.core.vocab import Vocab, VocabConfig
 
     cfg = (extra or {}).get("vocab")
     try:
@@ -184,18 +185,36 @@ def load_zonos2(
 
 
 @torch.no_grad()
-def init_speaker_lda(model: ZonosModel, lda_path: str | os.PathLike) -> None:
-    """Copy SHARDS/lda.npz (``weight`` [lda, D_spk], ``bias`` [lda]; the mean is folded into the
-    bias) into ``speaker_lda_projection``; the dims must match the model config."""
+def init_speaker_lda(model: ZonosModel, lda_uri: str | os.PathLike, exact: bool = True) -> None:
+    """Copy an ``lda.npz`` (``weight`` [lda, D_spk], ``bias`` [lda]; the mean is folded into the
+    bias; local path or URI) into ``speaker_lda_projection``.
+
+    ``exact``: the LDA dims must equal the model's (``accord model init --lda``). Otherwise a
+    projection with more or fewer dims is cut or zero-padded, so any flavour trains on any
+    shards; the speaker embedding width must match either way.
+    """
+    import io
+
     import numpy as np
 
-    with np.load(str(lda_path)) as z:
-        weight, bias = torch.from_numpy(z["weight"]), torch.from_numpy(z["bias"])
+    from accord.core.storage import read_bytes
+
+    with np.load(io.BytesIO(read_bytes(lda_uri))) as z:
+        weight, bias = torch.from_numpy(z["weight"]).float(), torch.from_numpy(z["bias"]).float()
     proj = model.speaker_lda_projection
-    if tuple(weight.shape) != tuple(proj.weight.shape):
+    out_dim, in_dim = proj.weight.shape
+    if exact and tuple(weight.shape) != (out_dim, in_dim):
         raise ValueError(
-            f"{lda_path}: LDA weight {tuple(weight.shape)} does not fit the model's "
-            f"{tuple(proj.weight.shape)}; set speaker_lda_dim/speaker_embedding_dim from the file"
+            f"{lda_uri}: LDA weight {tuple(weight.shape)} does not fit the model's "
+            f"{(out_dim, in_dim)}; set speaker_lda_dim/speaker_embedding_dim from the file"
         )
-    proj.weight.copy_(weight)
-    proj.bias.copy_(bias)
+    if weight.shape[1] != in_dim:
+        raise ValueError(f"{lda_uri} projects {weight.shape[1]}-d embeddings, the model expects {in_dim}-d")
+    d = min(out_dim, weight.shape[0])
+    if weight.shape[0] != out_dim:
+        msg = "%s has %d dims, the model %d: using the first %d, the rest zero"
+        log.warning(msg, lda_uri, weight.shape[0], out_dim, d)
+    proj.weight.zero_()
+    proj.bias.zero_()
+    proj.weight[:d] = weight[:d]
+    proj.bias[:d] = bias[:d]

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from accord.tokenize.vocab import AUDIO_PAD_ID, CODEBOOK_SIZE, EOA_ID, N_CODEBOOKS, TEXT_VOCAB_SIZE
+from accord.core.vocab import AUDIO_PAD_ID, CODEBOOK_SIZE, EOA_ID, N_CODEBOOKS, TEXT_VOCAB_SIZE
 
 
 @dataclass
@@ -277,6 +277,7 @@ def _human(n: int) -> str:
 def count_params(cfg: ModelConfig) -> ParamCount:
     """Count total and active parameters by building the model on the meta device."""
     import torch
+
     from accord.model.zonos import ZonosModel
 
     with torch.device("meta"):

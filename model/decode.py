@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+
 from accord.model.sampling import RowSampler, SamplingConfig
 from accord.model.static_cache import StaticKVCache
 from accord.model.zonos import ZonosModel

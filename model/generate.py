@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import torch
+
 from accord.model.decode import Decoder, GenerationResult
 from accord.model.sampling import RowSampler, SamplingConfig
 from accord.model.zonos import ZonosModel

@@ -67,9 +67,10 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from accord.model.recompute import recompute_stable
 from accord.model.router import Router, RouterOutput, expert_counts
-from torch import nn
 
 IMPLS = ("auto", "grouped_mm", "padded", "loop")
 

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from accord.model.norms import RMSNorm
 from torch import nn
+
+from accord.model.norms import RMSNorm
 
 
 def expert_counts(experts_M: torch.Tensor, n_experts: int) -> torch.Tensor:

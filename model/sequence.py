@@ -4,9 +4,9 @@ Rows ([T, n_codebooks + 1], audio columns first, text column last):
   row 0            speaker placeholder (audio pad everywhere, text pad); the model replaces
                    its embedding with the projected speaker vector
   control rows     audio pad + one control token each (speaking rate, quality buckets,
-                   background marker, Quality-Mode marker), from ``accord.tokenize.vocab``
+                   background marker, Quality-Mode marker), from ``accord.core.vocab``
   text rows        audio pad + BOS, UTF-8 byte ids, EOS
-  audio rows       delayed codes (``accord.tokenize.delay.apply_delay``: codebook j shifted by
+  audio rows       delayed codes (``accord.core.delay.apply_delay``: codebook j shifted by
                    j frames, one EOA after each codebook's last code) + text pad
 Loss mask ``[T, K]``: entry (t, j) says "the logit at row t for codebook j is trained on
 ids[t + 1, j]" — true exactly where that target is a real code or EOA. Pads before a
@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from accord.tokenize.delay import apply_delay
-from accord.tokenize.vocab import (
+
+from accord.core.delay import apply_delay
+from accord.core.vocab import (
     AUDIO_PAD_ID,
     CODEBOOK_SIZE,
     DEFAULT_VOCAB,

@@ -13,14 +13,17 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from accord.model.attention import AttentionMask, KVCache, resolve_backend
+from torch import nn
+
+from accord.model.attention import KVCache
 from accord.model.block import TransformerBlock
 from accord.model.config import ModelConfig
 from accord.model.ffn import ChunkedLinear
+from accord.model.kernels import resolve_backend
+from accord.model.masks import AttentionMask
 from accord.model.moe import GroupedExperts
 from accord.model.norms import RMSNorm
 from accord.model.rope import RotaryEmbedding
-from torch import nn
 
 
 @dataclass
@@ -77,7 +80,7 @@ class ZonosModel(nn.Module):
 
     # -- setup ---------------------------------------------------------------------------
     def set_attention_backend(self, name: str) -> None:
-        """One of ``accord.model.attention.BACKENDS``; kernels are then chosen per forward."""
+        """One of ``accord.model.kernels.BACKENDS``; kernels are then chosen per forward."""
         self.attn_backend = resolve_backend(name)
         for layer in self.layers:
             layer.attention.backend = self.attn_backend

@@ -8,7 +8,7 @@ one streaming soxr resampler so window edges are seamless. :func:`read_segment` 
 span of the original (any rate) for the codec stage. Sources are local paths, ``file://``
 URIs, any fsspec URI (``s3://``, ``gs://``, ...) or an open binary file object.
 
-Failures raise :class:`AudioError` whose ``error_type`` is one of :mod:`accord.pipeline.errors`.
+Failures raise :class:`AudioError` whose ``error_type`` is one of :mod:`accord.core.errors`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
-from accord.pipeline import errors
+
+from accord.core import errors
 
 TARGET_RATE = 16000
 _SNDFILE_FORMATS = {"WAV", "WAVEX", "FLAC", "AIFF", "W64", "RF64", "CAF"}

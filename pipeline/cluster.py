@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from accord.pipeline.io.fs import redact_uri
+from accord.core.storage import redact_uri
 
 DASHBOARD_PORT = 8265
 

@@ -22,6 +22,7 @@ import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
+
 from accord.pipeline.text_norm import strip_annotations
 
 FRAME_S = 512 / 16000
@@ -149,7 +150,7 @@ def compute(
     source_rate: int | None = None,
     cfg: FeatureConfig = FeatureConfig(),
 ) -> dict[str, float]:
-    """Every feature of :data:`accord.schema.FEATURE_FIELDS` for one clip."""
+    """Every feature of :data:`accord.core.clip.FEATURE_FIELDS` for one clip."""
     duration = len(audio_16k) / 16000
     lead, trail, pause = silences(probs, cfg) if probs is not None else (0.0, 0.0, 0.0)
     lead, trail = min(lead, duration), min(trail, duration)

@@ -88,7 +88,7 @@ drill_rc=0
 import json, math, statistics, sys
 from pathlib import Path
 
-from accord.stages import STAGES
+from accord.core.stages import STAGES
 from accord.train.metrics import read_metrics
 
 run, out, killed_at, tier_rc, drill_rc, seconds, log = sys.argv[1:]

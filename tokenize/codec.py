@@ -18,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accord.tokenize.batching import length_batches
 
+from accord.core.vocab import CODEC_FRAME_RATE, CODEC_HOP_LENGTH, CODEC_SAMPLE_RATE
+from accord.tokenize.batching import length_batches
 from accord.weights import NAMED, cache_dir, choose_weights
 
-SAMPLE_RATE = 44100
-HOP_LENGTH = 512
-FRAME_RATE = SAMPLE_RATE / HOP_LENGTH  # 86.1328125
+SAMPLE_RATE = CODEC_SAMPLE_RATE
+HOP_LENGTH = CODEC_HOP_LENGTH
+FRAME_RATE = CODEC_FRAME_RATE
 RANDOM_SEED = 20260101
 DEFAULT_REF = "dac:44khz"
 RANDOM_REF = NAMED[DEFAULT_REF].random_ref  # the explicit opt-in to seeded random weights

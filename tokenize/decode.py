@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from accord.core.shards import read_sample, tokenize_refs
 from accord.tokenize.codec import DEFAULT_REF, DacCodec
-from accord.tokenize.shards import read_sample
 
 
 def codec_ref_of(shards_uri: str) -> str:
@@ -17,12 +17,7 @@ def codec_ref_of(shards_uri: str) -> str:
     Shards encoded with random weights record ``dac:random``, so decoding them loads the same
     seeded weights, and no opt-in is needed to listen to them.
     """
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(f"{shards_uri.rstrip('/')}/tokenize.json")
-    if fs.exists(path):
-        return json.loads(fs.cat_file(path)).get("codec", {}).get("ref") or DEFAULT_REF
-    return DEFAULT_REF
+    return tokenize_refs(shards_uri).get("codec") or DEFAULT_REF
 
 
 def decode_clip(shards_uri: str, clip_id: str, out_wav: str | Path, codec: DacCodec | None = None) -> Path:

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from accord.core.shards import LDA_NPZ, iter_samples, shards_file
+from accord.core.storage import atomic_write_bytes, read_bytes
+
 log = logging.getLogger(__name__)
 
 
@@ -45,8 +48,6 @@ class LdaProjection:
 
     def save(self, path: str | Path) -> None:
         """Atomic write of ``lda.npz`` (local or any fsspec URI)."""
-        from accord.tokenize.shards import atomic_write_bytes
-
         buf = io.BytesIO()
         np.savez(
             buf,
@@ -61,10 +62,7 @@ class LdaProjection:
 
     @classmethod
     def load(cls, path: str | Path) -> LdaProjection:
-        import fsspec
-
-        with fsspec.open(str(path), "rb") as f:
-            z = np.load(io.BytesIO(f.read()))
+        z = np.load(io.BytesIO(read_bytes(path)))
         meta = {k: int(z[k]) for k in ("n_classes", "n_samples") if k in z}
         return cls(z["weight"], z["bias"], z["mean"], z["explained_variance_ratio"], meta)
 
@@ -134,8 +132,6 @@ def fit_lda_on_shards(
     Without ``labels`` each sample's ``source_uri`` is its class (single-speaker sources).
     Clips absent from ``labels`` are left out.
     """
-    from accord.tokenize.shards import iter_samples
-
     cfg = config or LdaConfig()
     xs: list[np.ndarray] = []
     ys: list[str] = []
@@ -155,7 +151,7 @@ def fit_lda_on_shards(
     if not xs:
         raise ValueError(f"{shards_uri}: no labelled samples found")
     proj = fit_lda(np.concatenate(xs), ys, cfg)
-    out = f"{shards_uri.rstrip('/')}/lda.npz"
+    out = shards_file(shards_uri, LDA_NPZ)
     proj.save(out)
     log.info(
         "LDA %d -> %d over %d classes, written to %s",

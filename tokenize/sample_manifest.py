@@ -15,8 +15,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from accord.schema import CLIP_SCHEMA, FEATURE_FIELDS
-from accord.stages import STAGES
+from accord.core.clip import CLIP_SCHEMA, FEATURE_FIELDS
+from accord.core.stages import STAGES
 
 
 def clip_id_for(source_uri: str, start_s: float, end_s: float) -> str:

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from accord.tokenize.batching import length_batches
 
+from accord.tokenize.batching import length_batches
 from accord.weights import NAMED, cache_dir, choose_weights
 
 SAMPLE_RATE = 16000

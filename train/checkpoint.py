@@ -10,7 +10,6 @@ of it makes the resumed loss sequence identical to an uninterrupted run on CPU.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import shutil
@@ -144,9 +143,3 @@ def load_init_weights(model: nn.Module, init: Path) -> None:
     missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
     if missing or unexpected:
         raise ValueError(f"init checkpoint {init} does not match: missing={missing} unexpected={unexpected}")
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    tmp.replace(path)

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch.distributed as dist
-from accord.train.checkpoint import write_json_atomic
-from accord.train.stage import StageArgs, run_stage
 
-from accord.stages import STAGES, stages_from
+from accord.core.stages import STAGES, stages_from
+from accord.core.storage import write_json_atomic
+from accord.train.stage import StageArgs, run_stage
 
 log = logging.getLogger(__name__)
 

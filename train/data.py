@@ -7,7 +7,7 @@ integers and resuming is exact:
   each shard's samples in a per-(epoch, shard) permuted order. A shard that fails to read
   (truncated, corrupt) is skipped, logged and counted; a bad member skips only its sample.
 - which clips a stage sees comes from ``samples.parquet`` (stage eligibility from ingest,
-  re-applied at read time with ``accord.pipeline.eligibility`` when it is installed, plus the
+  re-applied at read time with ``accord.core.eligibility``, plus the
   recipe's ``min_agreement``); dataset weights repeat or subsample clips per epoch.
 - clips are packed greedily into rows of at most ``max_frames`` rows, each clip keeping its
   own ``doc_id`` so attention stays inside it; ``seqs_per_batch`` rows make a micro-batch.
@@ -20,107 +20,28 @@ integers and resuming is exact:
 
 from __future__ import annotations
 
-import io
 import logging
-import tarfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-import fsspec
 import numpy as np
-import pyarrow.parquet as pq
 import torch
-from accord.tokenize.shards import decode_member
 
-from accord.stages import stage_index
+from accord.core.eligibility import DEFAULT_THRESHOLDS, StageThresholds, failures
+from accord.core.shards import ShardError, read_index, read_samples, read_shard, shard_tar_uri
+from accord.core.stages import stage_index
+from accord.core.vocab import AUDIO_PAD_ID, PAD_ID
 
 log = logging.getLogger(__name__)
-
-# members of one sample (contract with accord.tokenize's shard writer)
-MEMBERS = ("codes.npy", "spk.npy", "spkcrop.npy", "spkaug.npy", "json")
-
-
-class ShardError(Exception):
-    """A shard that cannot be read in full (truncated tar, bad gzip, missing file)."""
 
 
 def rng_for(seed: int, *keys: Any) -> np.random.Generator:
     """A generator keyed on the seed and any stable keys (epoch, clip id, purpose)."""
     words = [seed & 0xFFFFFFFF] + [zlib.crc32(str(k).encode()) for k in keys]
     return np.random.default_rng(words)
-
-
-def join_uri(base: str, name: str) -> str:
-    if "://" in name or name.startswith("/"):
-        return name
-    return base.rstrip("/") + "/" + name
-
-
-def shard_url(root: str, shard: str) -> str:
-    """``index.parquet`` names shards ``shard-000000``; they live at ``ROOT/shards/<name>.tar``."""
-    if shard.endswith(".tar") or "/" in shard:
-        return join_uri(root, shard)
-    return join_uri(root, f"shards/{shard}.tar")
-
-
-# --- reading ----------------------------------------------------------------------------------
-
-
-def read_shard(url: str) -> tuple[list[dict[str, Any]], int]:
-    """All samples of one WebDataset tar: ``([{clip_id, codes, spk, ..., json}], n_bad_samples)``.
-
-    Raises :class:`ShardError` when the tar itself is unreadable or truncated; a sample whose
-    member fails to decode is dropped and counted instead.
-    """
-    groups: dict[str, dict[str, bytes]] = {}
-    order: list[str] = []
-    try:
-        with fsspec.open(url, "rb", compression="infer") as f:
-            data = f.read()
-        # a complete tar ends with two zero blocks; a truncated one (cut at a member boundary
-        # or inside one) does not, and tarfile alone would not always say so
-        if len(data) < 1024 or len(data) % 512 or any(data[-1024:]):
-            raise ShardError(f"truncated tar ({len(data)} bytes, no end-of-archive marker)")
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            for info in tar:
-                if not info.isfile():
-                    continue
-                base = PurePosixPath(info.name).name
-                key, _, ext = base.partition(".")
-                fobj = tar.extractfile(info)
-                if fobj is None:
-                    continue
-                member = fobj.read()
-                if len(member) != info.size:
-                    raise ShardError(f"member {info.name} truncated ({len(member)} of {info.size} bytes)")
-                if key not in groups:
-                    groups[key] = {}
-                    order.append(key)
-                groups[key][ext] = member
-    except ShardError:
-        raise
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        raise ShardError(f"{type(e).__name__}: {e}") from e
-    samples: list[dict[str, Any]] = []
-    bad = 0
-    for key in order:
-        members = groups[key]
-        try:
-            if "codes.npy" not in members or "json" not in members:
-                raise ValueError(f"missing members, have {sorted(members)}")
-            s = {name: decode_member(name, members[name]) for name in MEMBERS if name in members}
-            codes = s["codes.npy"]
-            if codes.ndim != 2:
-                raise ValueError(f"codes.npy has shape {codes.shape}, expected [K, T]")
-            s["clip_id"] = s["json"].get("clip_id", key)
-            samples.append(s)
-        except Exception as e:  # one bad sample never stops the shard
-            bad += 1
-            log.warning("skipping sample %s in %s: %s", key, url, e)
-    return samples, bad
 
 
 # --- selection --------------------------------------------------------------------------------
@@ -144,14 +65,10 @@ def dataset_of(row: dict[str, Any]) -> str:
     return parent or "default"
 
 
-def _reapply_eligibility(stage: str, row: dict[str, Any], thresholds: dict[str, Any]) -> bool:
-    """``accord.pipeline.eligibility`` at read time with the recipe's thresholds for ``stage``."""
-    from accord.pipeline.eligibility import DEFAULT_THRESHOLDS, StageThresholds, failures
-
+def passes(stage: str, row: dict[str, Any], thresholds: dict[str, Any]) -> bool:
+    """The clip passes ``stage``'s thresholds with the recipe's overrides (read-time eligibility)."""
     th = StageThresholds.from_mapping(thresholds, base=DEFAULT_THRESHOLDS[stage])
-    mapped = dict(row)
-    mapped.setdefault("duration_s", row.get("seconds"))
-    return not failures(mapped, th)
+    return not failures(row, th)
 
 
 def select_samples(
@@ -165,16 +82,12 @@ def select_samples(
 
     A clip qualifies when its ingest-time ``eligible_<stage>`` is true, it passes
     ``eligibility`` (threshold overrides for this stage, re-applied with
-    ``accord.pipeline.eligibility`` when given) and its agreement is at least ``min_agreement``.
+    ``accord.core.eligibility``) and its agreement is at least ``min_agreement``.
     """
     stage_index(stage)
-    with fsspec.open(join_uri(root, "samples.parquet"), "rb") as f:
-        rows = pq.read_table(f).to_pylist()
-    try:
-        with fsspec.open(join_uri(root, "index.parquet"), "rb") as f:
-            shards = [r["shard"] for r in pq.read_table(f, columns=["shard"]).to_pylist()]
-    except FileNotFoundError:
-        shards = sorted({r["shard"] for r in rows})
+    rows = read_samples(root).to_pylist()
+    index = read_index(root)
+    shards = index["shard"].to_pylist() if index is not None else sorted({r["shard"] for r in rows})
     dw = dict(dataset_weights or {})
     default_w = float(dw.pop("*", 1.0))
     weights: dict[str, float] = {}
@@ -182,7 +95,7 @@ def select_samples(
         col = f"eligible_{stage}"
         ok = bool(row.get(col, True))
         if ok and eligibility:
-            ok = _reapply_eligibility(stage, row, eligibility)
+            ok = passes(stage, row, eligibility)
         if ok and min_agreement is not None:
             agr = row.get("agreement")
             ok = agr is not None and float(agr) >= min_agreement
@@ -300,8 +213,8 @@ class LoaderConfig:
     min_agreement: float | None = None
     dataset_weights: dict[str, float] = field(default_factory=dict)
     eligibility: dict[str, Any] | None = None  # threshold overrides re-applied at read time
-    audio_pad_id: int = 1025
-    text_pad_id: int = 0
+    audio_pad_id: int = AUDIO_PAD_ID
+    text_pad_id: int = PAD_ID
     max_epochs: int | None = None  # None: cycle forever
 
 
@@ -376,7 +289,7 @@ class StageLoader:
             self._cache[(epoch, shard_pos)] = items
             return items
         name = self.shard_order(epoch)[shard_pos]
-        url = shard_url(self.cfg.root, name)
+        url = shard_tar_uri(self.cfg.root, name)
         try:
             samples, bad = read_shard(url)
             self.stats.corrupt_samples += bad

@@ -1,8 +1,9 @@
 """DeepSpeed engine setup: process groups, optimizer param groups, LR schedule, ZeRO config.
 
-Parallelism stays out of the model: this module takes a plain ``ZonosModel`` and applies
-activation checkpointing and expert parallelism (``accord.train.parallel``) before handing it
-to ``deepspeed.initialize``. On CPU it runs fp32 over gloo; on GPU bf16 over NCCL.
+Parallelism stays out of the model: ``accord.train.trainer.Trainer`` builds a plain
+``ZonosModel``, applies expert parallelism (``accord.train.parallel``), moves it to its device,
+wraps its blocks for activation checkpointing (here) and hands it to :func:`build_engine`
+(``deepspeed.initialize``). On CPU it runs fp32 over gloo; on GPU bf16 over NCCL.
 
 Optimizer: Muon for the hidden matrices (attention, FFN, experts, router) and AdamW for
 embeddings, the output head, the speaker projections, norms, biases and per-head scalars, as
@@ -26,8 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from accord.train.recipe import EngineConfig, OptimConfig
 from torch import nn
+
+from accord.train.recipe import EngineConfig, OptimConfig
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +184,7 @@ def deepspeed_config(
         "checkpoint": {"tag_validation": "Ignore"},
     }
     if extra:
-        from accord.train.recipe import deep_merge
+        from accord.core.config import deep_merge
 
         cfg = deep_merge(cfg, extra)
     return cfg
@@ -203,17 +205,21 @@ def apply_activation_checkpointing(model: nn.Module) -> None:
     - the RNG state is restored for the recomputation, so a random op (none today) would
       draw the same numbers twice.
     Wrapping is idempotent; ``state_dict`` keys are unchanged (the wrapper strips its prefix).
+    Apply it once the model is on its training device: the MoE kernel choice is settled here for
+    the parameters' device (``Trainer`` moves the model first).
     """
-    from accord.model.moe import grouped_mm_supported
-    from accord.model.recompute import choice_log_contexts
     from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
         CheckpointImpl,
         CheckpointWrapper,
         checkpoint_wrapper,
     )
 
+    from accord.model.moe import grouped_mm_supported
+    from accord.model.recompute import choice_log_contexts
+
     # the MoE kernel probe runs a tiny case on first use and is cached: run it now rather than
-    # in the first checkpointed forward (it keeps no autograd state, but costs that step)
+    # in the first checkpointed forward (it keeps no autograd state, but costs that step); on
+    # CUDA the choice comes from the capability, without a probe
     p = next(model.parameters())
     for dtype in {p.dtype, torch.float32, torch.bfloat16}:
         grouped_mm_supported(p.device.type, dtype)

@@ -12,7 +12,6 @@ steps the numbers are meaningless; the machinery and the report are real.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
 import time
@@ -21,7 +20,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from accord.train.checkpoint import write_json_atomic
+
+from accord.core.shards import read_shard, shard_tar_uri, tokenize_refs
+from accord.core.storage import write_json_atomic
 from accord.train.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -65,13 +66,13 @@ def _speaker(ref: str):
 
 def prompt_speakers(shards: str, n: int) -> list[tuple[str, np.ndarray]]:
     """(clip_id, raw speaker embedding) of the first ``n`` readable shard samples."""
-    from accord.train.data import read_shard, select_samples, shard_url
+    from accord.train.data import select_samples
 
     sel = select_samples(shards, "pretrain")
     out: list[tuple[str, np.ndarray]] = []
     for name in sel.shards:
         try:
-            samples, _ = read_shard(shard_url(shards, name))
+            samples, _ = read_shard(shard_tar_uri(shards, name))
         except Exception:
             continue
         for s in samples:
@@ -82,46 +83,19 @@ def prompt_speakers(shards: str, n: int) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def tokenize_refs(shards: str) -> dict[str, Any]:
-    """What ``SHARDS/tokenize.json`` records of its models, so the eval and the checkpoint match
-    the data: ``codec`` and ``speaker`` refs, and ``random_weights`` (the refs that were loaded
-    with seeded random weights; absent when the shards do not say)."""
-    import fsspec
-    from accord.tokenize.shards import RANDOM_WEIGHTS_KEY
-    from accord.train.data import join_uri
-
-    try:
-        with fsspec.open(join_uri(shards, "tokenize.json"), "rb") as f:
-            info = json.load(f)
-    except (FileNotFoundError, ValueError):
-        return {}
-    refs: dict[str, Any] = {}
-    codec = info.get("codec") or {}
-    speaker = info.get("speaker") or {}
-    if isinstance(codec, dict) and codec.get("ref"):
-        refs["codec"] = codec["ref"]
-    if isinstance(speaker, dict) and speaker.get("ref"):
-        refs["speaker"] = speaker["ref"]
-    random = info.get(RANDOM_WEIGHTS_KEY)
-    if random is None and isinstance(codec, dict) and codec.get("random_weights") and codec.get("ref"):
-        random = [codec["ref"]]  # written before the list existed: the flag sat on the codec
-    if random is not None:
-        refs[RANDOM_WEIGHTS_KEY] = sorted(random)
-    return refs
-
-
 def mini_eval(
     final_dir: Path, shards: str, recipe: Recipe, out_json: Path, device: torch.device | str = "cpu"
 ) -> dict[str, Any]:
     """Generate on ``device`` (the trainer's); decode, transcribe and embed on the CPU."""
     import jiwer
     import torchaudio.functional as AF
+
+    from accord.core.shards import RANDOM_WEIGHTS_KEY
+    from accord.core.vocab import DEFAULT_VOCAB
     from accord.model.checkpoint import load_zonos2
     from accord.model.generate import SamplingConfig, generate
     from accord.model.sequence import build_prompt, control_tokens
-    from accord.model.synth import recorded_ref
-    from accord.tokenize.shards import RANDOM_WEIGHTS_KEY
-    from accord.tokenize.vocab import DEFAULT_VOCAB
+    from accord.synth import recorded_ref
 
     t0 = time.perf_counter()
     ev = recipe.eval

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from accord.core.vocab import DEFAULT_VOCAB, Vocab
 from accord.model.sequence import build_sequence, control_tokens
-from accord.tokenize.vocab import DEFAULT_VOCAB, Vocab
 from accord.train.data import Example, rng_for
 from accord.train.recipe import ConditioningConfig
 
@@ -42,7 +43,7 @@ def pick_transcript(meta: dict[str, Any], rng: np.random.Generator) -> str | Non
 
 def is_top_quality(meta: dict[str, Any], cond: ConditioningConfig) -> bool:
     agr = _finite(meta.get("agreement"))
-    snr = _finite((meta.get("features") or {}).get("snr_db"))
+    snr = _finite(meta.get("snr_db"))
     return (
         agr is not None
         and agr >= cond.quality_mode_min_agreement
@@ -61,16 +62,12 @@ class ExampleBuilder:
 
     def controls(self, meta: dict[str, Any], rng: np.random.Generator) -> list[int]:
         c = self.cond
-        feats = meta.get("features") or {}
         rate = None
         if c.rate and rng.random() >= c.rate_drop_p:
-            rate = _finite(feats.get("speaking_rate"))
+            rate = _finite(meta.get("speaking_rate"))
         quality = None
         if c.quality and rng.random() >= c.quality_drop_p:
-            quality = {
-                name: _finite(meta.get(name) if name == "agreement" else feats.get(name))
-                for name in self.vocab.config.quality_edges
-            }
+            quality = {name: _finite(meta.get(name)) for name in self.vocab.config.quality_edges}
             quality = {k: v for k, v in quality.items() if v is not None}
         qmode = c.quality_mode and is_top_quality(meta, c)
         return control_tokens(self.vocab, speaking_rate=rate, quality=quality, quality_mode=qmode)

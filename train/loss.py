@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from accord.model.zonos import softcap as apply_softcap
 from torch import nn
+
+from accord.model.zonos import softcap as apply_softcap
 
 CHUNK_ELEMENTS = 1 << 24  # fp32 logits per chunk: 64 MB, ~1,800 rows of 9 x 1026
 

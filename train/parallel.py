@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-from accord.model.moe import GroupedExperts
 from deepspeed.moe.layer import MoE as _DeepSpeedMoE
 from deepspeed.utils import groups
 from torch import nn
 from torch.distributed.nn.functional import all_to_all_single
+
+from accord.model.moe import GroupedExperts
 
 
 def ep_group_name(ep_size: int) -> str:

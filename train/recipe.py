@@ -8,15 +8,12 @@ stage inherits the debug settings of the stages before it.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from accord.stages import STAGES, stage_index
+from accord.core.config import deep_merge, from_dict, read_yaml, to_dict
+from accord.core.stages import STAGES, stage_index
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
 
@@ -46,7 +43,7 @@ class DataConfig:
     seqs_per_batch: int = 1  # packed sequences per micro-batch
     min_agreement: float | None = None  # re-applied at read time on top of ingest eligibility
     dataset_weights: dict[str, float] = field(default_factory=dict)  # dataset -> weight; "*" default
-    # accord.pipeline.eligibility threshold overrides for this stage, re-applied at read time
+    # accord.core.eligibility threshold overrides for this stage, re-applied at read time
     # (None: trust the eligibility recorded at ingest)
     eligibility: dict[str, Any] | None = None
     seed: int = 1234
@@ -100,61 +97,35 @@ class Recipe:
     debug: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Recipe:
-        sub = {f.name: f.type for f in dataclasses.fields(cls)}
-        kinds = {
-            "optim": OptimConfig,
-            "data": DataConfig,
-            "conditioning": ConditioningConfig,
-            "engine": EngineConfig,
-            "eval": EvalConfig,
-        }
-        kw: dict[str, Any] = {}
-        for k, v in d.items():
-            if k not in sub:
-                raise ValueError(f"unknown recipe key {k!r}")
-            if k in kinds:
-                known = {f.name for f in dataclasses.fields(kinds[k])}
-                bad = set(v) - known
-                if bad:
-                    raise ValueError(f"unknown {k} keys {sorted(bad)}; known: {sorted(known)}")
-                v = dict(v)
-                if "betas" in v:
-                    v["betas"] = tuple(v["betas"])
-                kw[k] = kinds[k](**v)
-            else:
-                kw[k] = v
-        return cls(**kw)
+        """From a resolved recipe mapping; unknown keys fail with their dotted path."""
+        return from_dict(cls, d, name="recipe")
 
 
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if (
-            isinstance(v, dict)
-            and isinstance(out.get(k), dict)
-            and k not in ("dataset_weights", "eligibility")
-        ):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
+# Mappings that a later recipe (or an override) replaces whole instead of merging key by key:
+# a stage that lists its datasets or thresholds means exactly those.
+REPLACED_KEYS: tuple[str, ...] = ("dataset_weights", "eligibility")
+
+
+def merge_recipe(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, the way recipes and overrides combine."""
+    return deep_merge(base, over, replace=REPLACED_KEYS)
 
 
 def _resolve_dict(stage: str, debug: bool, recipe_dir: Path) -> dict[str, Any]:
     path = recipe_dir / f"{stage}.yaml"
     if not path.exists():
         raise FileNotFoundError(f"no recipe for stage {stage!r} at {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_yaml(str(path))
     base_name = raw.pop("base", None)
     debug_over = raw.pop("debug", {}) or {}
     merged = _resolve_dict(base_name, debug, recipe_dir) if base_name else {}
-    merged = deep_merge(merged, raw)
+    merged = merge_recipe(merged, raw)
     if debug:
-        merged = deep_merge(merged, debug_over)
+        merged = merge_recipe(merged, debug_over)
     merged["stage"] = stage
     merged["debug"] = debug
     return merged
@@ -167,7 +138,7 @@ def load_recipe(
     stage_index(stage)
     d = _resolve_dict(stage, debug, recipe_dir or RECIPE_DIR)
     if overrides:
-        d = deep_merge(d, overrides)
+        d = merge_recipe(d, overrides)
     return Recipe.from_dict(d)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
 from accord.train.loss import LossOut
 from accord.train.metrics import expert_utilisation
 

@@ -1,6 +1,6 @@
 """Synthetic tokenized shards: the real shard layout without running the codec or speaker model.
 
-For benchmarks and tests that need shards in the ``accord.tokenize.shards`` contract (tars,
+For benchmarks and tests that need shards in the ``accord.core.shards`` contract (tars,
 ``samples.parquet``, ``index.parquet``, ``lda.npz``) quickly and without model weights; they
 are written with tokenize's own writers. Codes follow a per-clip arithmetic pattern
 (learnable: a falling loss means the trainer works), embeddings are random, and agreement,
@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from accord.tokenize.lda import LdaProjection
-from accord.tokenize.shards import write_index, write_shard
 
-from accord.stages import STAGES
+from accord.core.clip import sample_meta
+from accord.core.shards import LDA_NPZ, write_index, write_shard
+from accord.core.stages import STAGES
+from accord.tokenize.lda import LdaProjection
 
 D_SPK = 192  # ECAPA embedding width
 FRAMES_PER_SECOND = 86.13  # approximate DAC 44.1 kHz frame rate (kept fixed: golden losses use it)
@@ -32,42 +33,26 @@ def clip_sample(i: int, rng: np.random.Generator, n_frames: int) -> dict[str, An
     agreement = float([0.5, 0.8, 0.93, 0.97][i % 4])
     snr = float([15.0, 25.0, 35.0, 45.0][(i // 2) % 4])
     f0 = int(rng.integers(0, max(1, n_frames // 2)))
-    meta = {
+    row = {
         "clip_id": clip_id,
         "transcripts": [
-            {
-                "system": "a",
-                "model": "m1",
-                "text": f"Sentence {i}.",
-                "normalized": f"sentence {i}",
-                "language": "en",
-            },
-            {
-                "system": "b",
-                "model": "m2",
-                "text": f"sentence {i}",
-                "normalized": f"sentence {i}",
-                "language": "en",
-            },
+            {"system": sys, "model": model, "text": text, "normalized": f"sentence {i}", "language": "en"}
+            for sys, model, text in (("a", "m1", f"Sentence {i}."), ("b", "m2", f"sentence {i}"))
         ],
         "language": "en",
         "agreement": agreement,
-        "eligible": {s: agreement >= [0.0, 0.7, 0.9, 0.95][j] for j, s in enumerate(STAGES)},
-        "features": {
-            "speaking_rate": 12.0 + i % 5,
-            "snr_db": snr,
-            "bandwidth_hz": 16000.0,
-            "loudness_lufs": -20.0,
-        },
+        **{f"eligible_{s}": agreement >= [0.0, 0.7, 0.9, 0.95][j] for j, s in enumerate(STAGES)},
+        "speaking_rate": 12.0 + i % 5,
+        "snr_db": snr,
+        "bandwidth_hz": 16000.0,
+        "loudness_lufs": -20.0,
         "source_uri": f"file:///data/{'setA' if i % 3 else 'setB'}/f{i // 4}.wav",
         "source_sha256": "0" * 64,
         "start_s": 0.0,
         "end_s": n_frames / FRAMES_PER_SECOND,
-        "duration_s": n_frames / FRAMES_PER_SECOND,
-        "n_frames": n_frames,
-        "speaker_crop": [f0, min(n_frames, f0 + max(1, n_frames // 3))],
-        "augmentations": ["noise", "reverb"],
     }
+    crop = (f0, min(n_frames, f0 + max(1, n_frames // 3)))
+    meta = sample_meta(row, n_frames, crop, ("noise", "reverb"))
     return {
         "codes": codes,
         "spk": rng.standard_normal(D_SPK).astype(np.float32),
@@ -96,5 +81,5 @@ def write_synthetic_shards(
     write_index(str(root), n_shards)
     W = rng.standard_normal((8, D_SPK)).astype(np.float32) / np.sqrt(D_SPK)
     lda = LdaProjection(W, np.zeros(8, np.float32), np.zeros(D_SPK, np.float32), np.zeros(8, np.float32))
-    lda.save(root / "lda.npz")
+    lda.save(root / LDA_NPZ)
     return root

@@ -1,13 +1,25 @@
-"""``accord ingest``: a thin wrapper over :func:`accord.pipeline.job.runner.run_ingest`."""
+"""``accord ingest``: parse the run's configs, call one library function, print.
+
+Without ``--address``: :func:`accord.flows.ingest_then_tokenize` (the ingest, then with
+``--tokenize SHARDS`` the tokenize of its manifest); with ``--dry-run``:
+:func:`accord.pipeline.job.dry_run.dry_run`; with ``--address``: the same command submitted as
+a Ray job (:func:`accord.pipeline.cluster.submit`) with its configs resolved here.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
+
+from accord.cli.options import build_config, config_options, given
+from accord.core.config import deep_merge
+from accord.pipeline.job.config import IngestConfig
 
 
 def _abs(uri: str | None) -> str | None:
@@ -17,32 +29,43 @@ def _abs(uri: str | None) -> str | None:
     return str(Path(uri).expanduser().resolve())
 
 
-def _load_config(
+def _tokenize_config(
     config: str | None,
-    config_json: str | None,
-    ext: str | None,
-    asr: str | None,
-    num_cpus: int | None,
-    progress: bool,
-):
-    from accord.pipeline.job.config import IngestConfig
+    sets: tuple[str, ...],
+    resolved: dict[str, Any] | None,
+    tokenize_opts: str,
+    allow_random_weights: bool,
+) -> Any:
+    """The chained tokenize's :class:`TokenizeConfig`: ``tokenize:`` of the run file, the
+    ``--tokenize-opts`` flags (compatibility), ``--allow-random-weights``, ``--set tokenize.*``."""
+    from accord.cli.cmd_tokenize import parse_run_flags
+    from accord.tokenize.config import TokenizeConfig
 
-    if config_json:
-        cfg = IngestConfig.from_dict(json.loads(config_json))
-    elif config:
-        cfg = IngestConfig.from_yaml(config)
-    else:
-        cfg = IngestConfig()
-    if ext:
-        cfg.extensions = tuple(e.strip().lstrip(".").lower() for e in ext.split(",") if e.strip())
-    if asr:
-        cfg.asr = tuple(a.strip() for a in asr.split(",") if a.strip())
-    if num_cpus:
-        cfg.num_cpus = num_cpus
-    if not progress:
-        cfg.progress = False
-    cfg.validate()
-    return cfg
+    try:
+        flags = parse_run_flags(shlex.split(tokenize_opts))
+    except click.ClickException as e:
+        raise click.UsageError(f"--tokenize-opts: {e.format_message()}") from None
+    if allow_random_weights:
+        flags = deep_merge(flags, given({"codec.allow_random": True, "speaker.allow_random": True}))
+    if resolved is not None:
+        flags = deep_merge(resolved, flags)
+    return build_config(TokenizeConfig, config, sets, "tokenize", flags, owner="ingest")
+
+
+def submit_args(raw_uri, out_uri, list_file, shards_uri, cfg, tok_cfg, as_json) -> list[str]:
+    """This command for the Ray job: the same inputs, its configs resolved into --config-json."""
+    from accord.core.config import to_dict
+
+    resolved = {"ingest": to_dict(cfg), "tokenize": to_dict(tok_cfg) if tok_cfg else None}
+    args = ["ingest", raw_uri, "--out", out_uri, "--config-json", json.dumps(resolved)]
+    if list_file:
+        args += ["--list", list_file]
+    if shards_uri:
+        args += ["--tokenize", shards_uri]
+    if as_json:
+        args.append("--json")
+    args.append("--progress" if cfg.progress else "--no-progress")
+    return args
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,27 +76,34 @@ def _load_config(
     default=None,
     help="Submit to a Ray cluster via Ray Jobs: http://HOST:8265 or ray://HOST:PORT.",
 )
-@click.option("--ext", default=None, help="Comma-separated extensions to include (default: common audio).")
+@click.option("--ext", default=None, help="Comma-separated extensions to include (extensions).")
 @click.option(
     "--list",
     "list_file",
     default=None,
     help="File with one input per line (relative to RAW_URI, or absolute).",
 )
-@click.option("--asr", default=None, help="Comma-separated ASR systems, e.g. faster-whisper,moonshine.")
-@click.option("--config", default=None, help="Run config YAML (IngestConfig fields; flags override it).")
-@click.option("--config-json", default=None, hidden=True)
-@click.option("--num-cpus", type=int, default=None, help="CPUs of the embedded local Ray (default: all).")
+@click.option("--asr", default=None, help="Comma-separated ASR systems, e.g. faster-whisper,moonshine (asr).")
+@config_options("ingest")
+@click.option("--config-json", default=None, hidden=True)  # resolved configs of a submitted job
+@click.option(
+    "--num-cpus", type=int, default=None, help="CPUs of the embedded local Ray (num_cpus; default: all)."
+)
 @click.option(
     "--dry-run", is_flag=True, help="List what would be processed and estimate hours, clips and compute."
 )
 @click.option(
-    "--tokenize", "shards_uri", default=None, help="After ingest, tokenize the manifest into SHARDS_URI."
+    "--tokenize",
+    "shards_uri",
+    default=None,
+    help="After ingest, tokenize the manifest into SHARDS_URI (its config: the run file's tokenize: "
+    "section and --set tokenize.KEY=VALUE).",
 )
 @click.option(
     "--tokenize-opts",
     default="",
-    help='With --tokenize: options for `accord tokenize run`, e.g. "--min-stage anneal1".',
+    help='With --tokenize: `accord tokenize run` flags, e.g. "--min-stage anneal1" (kept for '
+    "compatibility; prefer --set tokenize.min_stage=anneal1).",
 )
 @click.option(
     "--allow-random-weights",
@@ -81,7 +111,7 @@ def _load_config(
     help="With --tokenize: tests and demos only, run models whose trained weights are absent with "
     "seeded random weights (recorded) instead of refusing (see `accord tokenize run --help`).",
 )
-@click.option("--progress/--no-progress", default=True, help="Ray Data progress bars.")
+@click.option("--progress/--no-progress", default=None, help="Ray Data progress bars (progress).")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the run record (or dry-run plan) as JSON on stdout."
 )
@@ -95,6 +125,7 @@ def ingest(
     list_file,
     asr,
     config,
+    sets,
     config_json,
     num_cpus,
     dry_run,
@@ -109,26 +140,34 @@ def ingest(
 
     Re-running the same command skips finished sources; a killed run continues where it stopped.
     """
-    cfg = _load_config(config, config_json, ext, asr, num_cpus, progress)
-    raw_uri, out_uri, list_file = _abs(raw_uri), _abs(out_uri), _abs(list_file)
-    if allow_random_weights and not shards_uri:
-        raise click.UsageError(
-            "--allow-random-weights applies to the tokenize stage: add --tokenize SHARDS_URI"
+    if not shards_uri:
+        if allow_random_weights or tokenize_opts:
+            raise click.UsageError(
+                "--allow-random-weights and --tokenize-opts apply to the tokenize stage: "
+                "add --tokenize SHARDS_URI"
+            )
+        if any(s.strip().startswith("tokenize.") for s in sets):
+            raise click.UsageError(
+                "--set tokenize.* applies to the tokenize stage: add --tokenize SHARDS_URI"
+            )
+    resolved = json.loads(config_json) if config_json else {}
+    flags = given({"extensions": ext, "asr": asr, "num_cpus": num_cpus, "progress": progress})
+    cfg = build_config(IngestConfig, config, sets, "ingest", deep_merge(resolved.get("ingest") or {}, flags))
+    try:
+        cfg.validate()
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    tok_cfg = None
+    if shards_uri:
+        tok_cfg = _tokenize_config(
+            config, sets, resolved.get("tokenize"), tokenize_opts, allow_random_weights
         )
+    raw_uri, out_uri, list_file, shards_uri = _abs(raw_uri), _abs(out_uri), _abs(list_file), _abs(shards_uri)
 
     if address and not dry_run:
         from accord.pipeline.cluster import SubmitConfig, submit
 
-        args = ["ingest", raw_uri, "--out", out_uri, "--config-json", json.dumps(cfg.to_dict())]
-        if list_file:
-            args += ["--list", list_file]
-        if shards_uri:
-            args += ["--tokenize", _abs(shards_uri), "--tokenize-opts", tokenize_opts]
-            if allow_random_weights:
-                args.append("--allow-random-weights")
-        if as_json:
-            args.append("--json")
-        args.append("--progress" if progress else "--no-progress")
+        args = submit_args(raw_uri, out_uri, list_file, shards_uri, cfg, tok_cfg, as_json)
         sys.exit(submit(args, SubmitConfig(address=address, python=cluster_python)))
 
     if dry_run:
@@ -142,38 +181,34 @@ def ingest(
             print_dry_run(plan)
         return
 
-    tok_args: list[str] = []
-    if shards_uri:
-        import shlex
-
-        from accord.cli.cmd_tokenize import check_run_args
-
-        tok_args = ["run", out_uri, "--out", _abs(shards_uri), *shlex.split(tokenize_opts)]
-        if allow_random_weights:
-            tok_args.append("--allow-random-weights")
-        check_run_args(tok_args[1:])  # a tokenize that would refuse its models fails before ingest
-
-    from accord.pipeline.job.runner import run_ingest
+    from accord.core.storage import redact_uri
+    from accord.flows import ingest_then_tokenize
     from accord.pipeline.job.summary import print_run
+    from accord.weights import ModelNotFound
 
     def on_commit(source, n_clips: int, n_errors: int) -> None:
-        from accord.pipeline.io.fs import redact_uri
-
         click.echo(f"committed {redact_uri(source.uri)}: {n_clips} clips, {n_errors} errors", err=True)
 
+    def on_ingest(result) -> None:
+        print_run(result.record)
+        click.echo(f"run record: {result.record_uri}", err=True)
+        if as_json:
+            click.echo(json.dumps(result.record, indent=2, default=str))
+        if shards_uri and result.ok:
+            click.echo(f"tokenize: {redact_uri(out_uri)} -> {redact_uri(shards_uri)}", err=True)
+
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    result = run_ingest(raw_uri, out_uri, cfg, list_file=list_file, argv=sys.argv, on_commit=on_commit)
-    print_run(result.record)
-    click.echo(f"run record: {result.record_uri}", err=True)
-    if as_json:
-        click.echo(json.dumps(result.record, indent=2, default=str))
-    if shards_uri and result.ok:
-        import shlex
+    try:
+        result = ingest_then_tokenize(
+            raw_uri, out_uri, shards_uri, cfg, tok_cfg,
+            list_file=list_file, argv=sys.argv, on_commit=on_commit, on_ingest=on_ingest,
+        )  # fmt: skip
+    except ModelNotFound as e:  # the tokenize would refuse its models: the how-to, before any ingest
+        raise click.ClickException(str(e)) from None
+    if result.tokenize is not None:
+        from accord.cli.cmd_tokenize import summary
 
-        from accord.cli.cmd_tokenize import tokenize as tokenize_group
-
-        click.echo(f"tokenize: accord tokenize {shlex.join(tok_args)}", err=True)
-        tokenize_group.main(args=tok_args, prog_name="accord tokenize", standalone_mode=False)
+        click.echo(f"tokenize: {summary(result.tokenize)}", err=True)
     if not result.ok:
-        click.echo(f"run {result.record['status']}: re-run the same command to retry", err=True)
+        click.echo(f"run {result.ingest.record['status']}: re-run the same command to retry", err=True)
         sys.exit(2)

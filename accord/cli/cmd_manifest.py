@@ -28,7 +28,7 @@ def common(f):
 
 
 def _read(out_uri: str, stage: str | None, lang: str | None, thresholds: str | None):
-    from accord.pipeline.io.fs import Store, redact_uri
+    from accord.core.storage import Store, redact_uri
     from accord.pipeline.manifest.read import read_manifest
 
     store = Store(out_uri)
@@ -48,10 +48,11 @@ def manifest() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def stats(out_uri, stage, lang, thresholds, as_json) -> None:
     """Hours and clips per stage and language, agreement histogram, errors by reason."""
-    from accord.pipeline.manifest.read import read_errors
-    from accord.pipeline.manifest.stats import AGREEMENT_BINS, summary_dict
     from rich.console import Console
     from rich.table import Table
+
+    from accord.pipeline.manifest.read import read_errors
+    from accord.pipeline.manifest.stats import AGREEMENT_BINS, summary_dict
 
     table = _read(out_uri, stage, lang, thresholds)
     summary = summary_dict(table, read_errors(out_uri))
@@ -97,9 +98,10 @@ def stats(out_uri, stage, lang, thresholds, as_json) -> None:
 @click.option("--limit", default=20, show_default=True)
 def show(out_uri, stage, lang, thresholds, disagree, below, limit) -> None:
     """Clips with all their transcripts (side by side with --disagree)."""
-    from accord.pipeline.manifest.stats import disagreeing
     from rich.console import Console
     from rich.table import Table
+
+    from accord.pipeline.manifest.stats import disagreeing
 
     table = _read(out_uri, stage, lang, thresholds)
     rows = disagreeing(table, below=below, limit=limit) if disagree else table.slice(0, limit).to_pylist()

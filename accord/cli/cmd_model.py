@@ -41,15 +41,19 @@ def info(flavour_or_checkpoint: str) -> None:
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--seed", default=0, show_default=True)
 @click.option("--lda", type=click.Path(exists=True, dir_okay=False), help="SHARDS/lda.npz to load")
-@click.option("--codec", default="dac:44khz", show_default=True)
-def init(flavour: str, out: str, seed: int, lda: str | None, codec: str) -> None:
+@click.option(
+    "--codec", default=None, help="Codec ref recorded for synth (default: tokenize's default codec)."
+)
+def init(flavour: str, out: str, seed: int, lda: str | None, codec: str | None) -> None:
     """Write a randomly initialised FLAVOUR as a ZONOS2 checkpoint dir (smoke tests, demos)."""
     import numpy as np
     import torch
+
+    from accord.core.vocab import DEFAULT_VOCAB
     from accord.model.checkpoint import init_speaker_lda, save_zonos2
     from accord.model.config import get_flavour
     from accord.model.zonos import ZonosModel
-    from accord.tokenize.vocab import DEFAULT_VOCAB
+    from accord.tokenize.codec import DEFAULT_REF
 
     cfg = get_flavour(flavour)
     if lda:
@@ -61,7 +65,12 @@ def init(flavour: str, out: str, seed: int, lda: str | None, codec: str) -> None
     m = ZonosModel(cfg)
     if lda:
         init_speaker_lda(m, lda)
-    extra = {"flavour": flavour, "codec": codec, "vocab": DEFAULT_VOCAB.config.to_dict(), "stage": "init"}
+    extra = {
+        "flavour": flavour,
+        "codec": codec or DEFAULT_REF,
+        "vocab": DEFAULT_VOCAB.config.to_dict(),
+        "stage": "init",
+    }
     click.echo(save_zonos2(m, out, extra=extra))
 
 
@@ -75,6 +84,7 @@ def init(flavour: str, out: str, seed: int, lda: str | None, codec: str) -> None
 def convert(src: str, out: str, trust_pickle: bool, dtype: str) -> None:
     """Import a ZONOS2 checkpoint (e.g. released weights) and re-export it in accord's clean layout."""
     import torch
+
     from accord.model.checkpoint import load_zonos2, read_extra, save_zonos2
 
     m = load_zonos2(src, trust_pickle=trust_pickle)

@@ -6,6 +6,10 @@ import json
 
 import click
 
+from accord.core.config import field_default
+from accord.core.vocab import BACKGROUND_LABELS, CODEC_FRAME_RATE
+from accord.model.sampling import SamplingConfig
+
 
 @click.command("synth")
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False))
@@ -14,13 +18,17 @@ import click
 @click.option("--rate", type=float, help="speaking rate in UTF-8 bytes per second (control token)")
 @click.option(
     "--background",
-    type=click.Choice(["clean", "noisy", "noise", "music"]),
+    type=click.Choice(list(BACKGROUND_LABELS)),
     help="speaker-background marker token",
 )
 @click.option("--quality-mode", is_flag=True, help="add the accurate-transcript / Quality-Mode marker")
-@click.option("--temperature", default=0.8, show_default=True)
-@click.option("--top-p", default=0.9, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--temperature", type=float, default=field_default(SamplingConfig, "temperature"), show_default=True
+)
+@click.option("--top-p", type=float, default=field_default(SamplingConfig, "top_p"), show_default=True)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="0 by default: the same text, the same audio"
+)
 @click.option("--max-seconds", default=20.0, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="output .wav")
 def synth(
@@ -28,12 +36,14 @@ def synth(
 ):
     """Synthesize TEXT with the model in CHECKPOINT (params.json + model.pth) into --out."""
     import soundfile as sf
-    from accord.model.generate import SamplingConfig
-    from accord.model.synth import SynthRequest, synthesize
-    from accord.tokenize.codec import FRAME_RATE
+
+    from accord.synth import SynthRequest, synthesize
 
     sampling = SamplingConfig(
-        temperature=temperature, top_p=top_p, seed=seed, max_frames=max(1, int(max_seconds * FRAME_RATE))
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        max_frames=max(1, int(max_seconds * CODEC_FRAME_RATE)),
     )
     req = SynthRequest(text, speaker, rate, background, quality_mode, sampling)
     res = synthesize(checkpoint, req)

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import click
 
-from accord.stages import STAGES
-
-if TYPE_CHECKING:
-    from accord.tokenize.job import TokenizeConfig
+from accord.cli.options import build_config, config_options, given
+from accord.core.config import field_default
+from accord.core.stages import STAGES
+from accord.core.storage import redact_uri
+from accord.tokenize.config import TokenizeConfig
+from accord.tokenize.lda import LdaConfig
 
 SUBCOMMANDS = ("run", "fit-lda", "decode")
 
@@ -34,136 +37,186 @@ def tokenize() -> None:
     """Manifest -> DAC codes, ECAPA embeddings, byte text -> WebDataset shards.
 
     \b
-    accord tokenize MANIFEST_URI --out SHARDS_URI [--min-stage pretrain]  (= tokenize run ...)
+    accord tokenize MANIFEST_URI --out SHARDS_URI [--config run.yaml] [--set KEY=VALUE]
+                                                  [--min-stage pretrain]  (= tokenize run ...)
     accord tokenize fit-lda SHARDS_URI [--labels labels.csv]
     accord tokenize decode SHARDS_URI --id CLIP_ID --out clip.wav
     """
 
 
+def _default(dotted: str) -> str:
+    return str(field_default(TokenizeConfig, dotted))
+
+
+def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The named flags of ``accord tokenize run``: shorthands for :class:`TokenizeConfig` keys."""
+    opts = [
+        click.option(
+            "--min-stage",
+            type=click.Choice(STAGES),
+            default=None,
+            show_default=_default("min_stage"),
+            help="Keep clips eligible for this stage (min_stage).",
+        ),
+        click.option("--local", "local", is_flag=True, help="Run in-process without Ray (executor: local)."),
+        click.option(
+            "--codec",
+            "codec_ref",
+            default=None,
+            show_default=_default("codec.ref"),
+            help="DAC weights: dac:44khz, a weights.pth path, or dac:random (seeded random weights, "
+            "tests only) (codec.ref).",
+        ),
+        click.option(
+            "--speaker",
+            "speaker_ref",
+            default=None,
+            show_default=_default("speaker.ref"),
+            help="ECAPA checkpoint: ecapa:voxceleb, ecapa:auralis, ecapa:<dir>, or ecapa:random "
+            "(tests only) (speaker.ref).",
+        ),
+        click.option(
+            "--allow-random-weights",
+            is_flag=True,
+            help="Tests and demos only: a model whose trained weights are absent runs its architecture "
+            "with seeded random weights (recorded as random_weights in tokenize.json and the index) "
+            "instead of failing (codec.allow_random, speaker.allow_random).",
+        ),
+        click.option(
+            "--eligibility",
+            default=None,
+            help="Eligibility thresholds YAML (eligibility; default: built-in).",
+        ),
+        click.option(
+            "--no-reapply",
+            is_flag=True,
+            help="Use the stored eligible_* columns as they are (reapply: false).",
+        ),
+        click.option("--max-shard-bytes", type=int, default=None, show_default=_default("shards.max_bytes")),
+        click.option(
+            "--max-shard-samples", type=int, default=None, show_default=_default("shards.max_samples")
+        ),
+        click.option(
+            "--batch-size",
+            type=int,
+            default=None,
+            show_default=_default("batch_size"),
+            help="Clips per model batch.",
+        ),
+        click.option("--dac-actors", type=int, default=None, show_default=_default("dac_actors")),
+        click.option(
+            "--dac-gpus",
+            type=float,
+            default=None,
+            show_default=_default("dac_num_gpus"),
+            help="GPUs per DAC actor (dac_num_gpus; > 0 also sets codec.device: cuda).",
+        ),
+        click.option("--speaker-actors", type=int, default=None, show_default=_default("speaker_actors")),
+        click.option(
+            "--speaker-gpus",
+            type=float,
+            default=None,
+            show_default=_default("speaker_num_gpus"),
+            help="GPUs per ECAPA actor (speaker_num_gpus; > 0 also sets speaker.device: cuda).",
+        ),
+        click.option(
+            "--verify-sha256", is_flag=True, help="Check each source's sha256 against the manifest."
+        ),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _device(gpus: float | None) -> str | None:
+    return None if gpus is None else ("cuda" if gpus else "cpu")
+
+
+def run_flags(params: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`TokenizeConfig` overrides that ``accord tokenize run``'s given flags describe."""
+    random = True if params["allow_random_weights"] else None
+    return given(
+        {
+            "min_stage": params["min_stage"],
+            "executor": "local" if params["local"] else None,
+            "codec.ref": params["codec_ref"],
+            "codec.allow_random": random,
+            "codec.device": _device(params["dac_gpus"]),
+            "speaker.ref": params["speaker_ref"],
+            "speaker.allow_random": random,
+            "speaker.device": _device(params["speaker_gpus"]),
+            "eligibility": params["eligibility"],
+            "reapply": False if params["no_reapply"] else None,
+            "shards.max_bytes": params["max_shard_bytes"],
+            "shards.max_samples": params["max_shard_samples"],
+            "batch_size": params["batch_size"],
+            "dac_actors": params["dac_actors"],
+            "dac_num_gpus": params["dac_gpus"],
+            "speaker_actors": params["speaker_actors"],
+            "speaker_num_gpus": params["speaker_gpus"],
+            "verify_sha256": True if params["verify_sha256"] else None,
+        }
+    )
+
+
+def parse_run_flags(args: list[str]) -> dict[str, Any]:
+    """:func:`run_flags` of a string of ``accord tokenize run`` flags (``accord ingest
+    --tokenize-opts``, kept for compatibility: prefer ``--set tokenize.KEY=VALUE``)."""
+    ctx = run_flags_command.make_context("--tokenize-opts", list(args))
+    return run_flags(ctx.params)
+
+
+@click.command("tokenize-opts", add_help_option=False)
+@run_options
+def run_flags_command(**params: Any) -> None:
+    """The parser of :func:`parse_run_flags` (never invoked)."""
+
+
 @tokenize.command("run", help="Tokenize MANIFEST_URI (an ingest output dir or Parquet) into shards.")
 @click.argument("manifest_uri")
 @click.option("--out", "shards_uri", required=True, help="Shards output URI (local path or fsspec URI).")
-@click.option(
-    "--min-stage",
-    type=click.Choice(STAGES),
-    default="pretrain",
-    show_default=True,
-    help="Keep clips eligible for this stage.",
-)
+@config_options("tokenize")
 @click.option("--address", default=None, help="Ray cluster address (default: start a local Ray).")
-@click.option("--local", "local", is_flag=True, help="Run in-process without Ray (small jobs, debugging).")
-@click.option(
-    "--codec",
-    "codec_ref",
-    default="dac:44khz",
-    show_default=True,
-    help="DAC weights: dac:44khz, a weights.pth path, or dac:random (seeded random weights, tests only).",
-)
-@click.option(
-    "--speaker",
-    "speaker_ref",
-    default="ecapa:voxceleb",
-    show_default=True,
-    help="ECAPA checkpoint: ecapa:voxceleb, ecapa:auralis, ecapa:<dir>, or ecapa:random (tests only).",
-)
-@click.option(
-    "--allow-random-weights",
-    is_flag=True,
-    help="Tests and demos only: a model whose trained weights are absent runs its architecture with "
-    "seeded random weights (recorded as random_weights in tokenize.json and the index) instead of "
-    "failing.",
-)
-@click.option("--eligibility", default=None, help="Eligibility thresholds YAML (default: built-in).")
-@click.option("--no-reapply", is_flag=True, help="Use the stored eligible_* columns as they are.")
-@click.option("--max-shard-bytes", type=int, default=1_000_000_000, show_default=True)
-@click.option("--max-shard-samples", type=int, default=100_000, show_default=True)
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Clips per model batch.")
-@click.option("--dac-actors", type=int, default=1, show_default=True)
-@click.option("--dac-gpus", type=float, default=0.0, show_default=True, help="GPUs per DAC actor.")
-@click.option("--speaker-actors", type=int, default=1, show_default=True)
-@click.option("--speaker-gpus", type=float, default=0.0, show_default=True, help="GPUs per ECAPA actor.")
-@click.option("--verify-sha256", is_flag=True, help="Check each source's sha256 against the manifest.")
-def run(**params: Any) -> None:
-    from accord.tokenize.job import run_tokenize
-
+@run_options
+def run(manifest_uri: str, shards_uri: str, config: str | None, sets: tuple[str, ...], address: str | None,
+        **params: Any) -> None:  # fmt: skip
+    from accord.flows import tokenize_manifest
     from accord.weights import ModelNotFound
 
+    cfg = build_config(TokenizeConfig, config, sets, "tokenize", run_flags(params))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        res = run_tokenize(
-            params["manifest_uri"],
-            params["shards_uri"],
-            params["min_stage"],
-            config_from_params(params),
-            address=params["address"],
-            thresholds=params["eligibility"],
-            reapply=not params["no_reapply"],
-        )
+        res = tokenize_manifest(manifest_uri, shards_uri, cfg, address=address)
     except ModelNotFound as e:  # missing weights: the message is the how-to, not a traceback
         raise click.ClickException(str(e)) from None
-    click.echo(
+    click.echo(summary(res))
+
+
+def summary(res: Any) -> str:
+    """One line about a :class:`accord.tokenize.job.TokenizeResult`."""
+    return (
         f"{res.n_clips} clips in {res.n_shards} shards: wrote {res.n_written} ({res.n_samples} samples, "
         f"{res.seconds / 3600:.3f} h, {res.n_errors} errors), skipped {res.n_skipped} done; "
-        f"{res.wall_s:.1f} s -> {params['shards_uri']}"
+        f"{res.wall_s:.1f} s -> {redact_uri(res.shards_uri)}"
     )
-
-
-def config_from_params(params: dict[str, Any]) -> TokenizeConfig:
-    """The job config that ``accord tokenize run``'s parsed options describe."""
-    from accord.tokenize.codec import CodecConfig
-    from accord.tokenize.job import TokenizeConfig
-    from accord.tokenize.shards import ShardConfig
-    from accord.tokenize.speaker import SpeakerConfig
-
-    allow_random = params["allow_random_weights"]
-    return TokenizeConfig(
-        codec=CodecConfig(
-            ref=params["codec_ref"], allow_random=allow_random, device="cuda" if params["dac_gpus"] else "cpu"
-        ),
-        speaker=SpeakerConfig(
-            ref=params["speaker_ref"],
-            allow_random=allow_random,
-            device="cuda" if params["speaker_gpus"] else "cpu",
-        ),
-        shards=ShardConfig(max_bytes=params["max_shard_bytes"], max_samples=params["max_shard_samples"]),
-        batch_size=params["batch_size"],
-        executor="local" if params["local"] else "ray",
-        dac_actors=params["dac_actors"],
-        dac_num_gpus=params["dac_gpus"],
-        speaker_actors=params["speaker_actors"],
-        speaker_num_gpus=params["speaker_gpus"],
-        verify_sha256=params["verify_sha256"],
-    )
-
-
-def check_run_args(args: list[str]) -> list[str]:
-    """Parse ``accord tokenize run`` ARGS and fail now (a usage error, or the how-to of a model
-    that would be refused) rather than after the work a chained tokenize waits for; returns the
-    refs that will load random weights."""
-    from accord.tokenize.job import check_weights
-
-    from accord.weights import ModelNotFound
-
-    ctx = run.make_context("accord tokenize run", list(args))
-    try:
-        return check_weights(config_from_params(ctx.params))
-    except ModelNotFound as e:
-        raise click.ClickException(str(e)) from None
 
 
 @tokenize.command("fit-lda", help="Fit the speaker LDA on SHARDS_URI and write SHARDS_URI/lda.npz.")
 @click.argument("shards_uri")
 @click.option("--labels", default=None, help="CSV with clip_id,speaker (default: source file as speaker).")
 @click.option(
-    "--dim", type=int, default=128, show_default=True, help="LDA dimension (capped at n_speakers-1)."
+    "--dim",
+    type=int,
+    default=None,
+    show_default=str(field_default(LdaConfig, "lda_dim")),
+    help="LDA dimension (capped at n_speakers-1).",
 )
 @click.option("--shrinkage", type=float, default=None, help="Eigen solver with this shrinkage (0..1].")
-def fit_lda(shards_uri: str, labels: str | None, dim: int, shrinkage: float | None) -> None:
-    from accord.tokenize.lda import LdaConfig, fit_lda_on_shards, read_labels_csv
+def fit_lda(shards_uri: str, labels: str | None, dim: int | None, shrinkage: float | None) -> None:
+    from accord.tokenize.lda import fit_lda_on_shards, read_labels_csv
 
-    proj = fit_lda_on_shards(
-        shards_uri, read_labels_csv(labels) if labels else None, LdaConfig(lda_dim=dim, shrinkage=shrinkage)
-    )
+    cfg = LdaConfig(shrinkage=shrinkage) if dim is None else LdaConfig(lda_dim=dim, shrinkage=shrinkage)
+    proj = fit_lda_on_shards(shards_uri, read_labels_csv(labels) if labels else None, cfg)
     evr = float(proj.explained_variance_ratio.sum())
     click.echo(
         json.dumps(

@@ -1,4 +1,8 @@
-"""``accord train STAGE|curriculum``: thin click wrapper over :mod:`accord.train.stage`.
+"""``accord train STAGE|curriculum``: parse, call :func:`accord.train.stage.run_stage` or
+:func:`accord.train.curriculum.run_curriculum`, print.
+
+The stage recipe (``train/recipes/<stage>.yaml``) is the config's base; ``--config FILE`` (flat
+or under ``train:``) and ``--set key=value`` override it, in that order.
 
 Single process: ``accord train pretrain --shards S --model debug --run R``. Several processes:
 ``torchrun --nproc_per_node 2 -m accord.cli.main train pretrain ...`` or
@@ -13,9 +17,10 @@ from pathlib import Path
 
 import click
 
-from accord.stages import STAGES
-
-MODELS = ("debug", "small", "zonos2-8b")
+from accord.cli.options import build_overrides, config_options, given
+from accord.core.stages import STAGES
+from accord.model.config import FLAVOURS
+from accord.train.recipe import REPLACED_KEYS
 
 
 def _common(f):
@@ -23,7 +28,13 @@ def _common(f):
         click.option(
             "--shards", required=True, help="Shards root (local path or fsspec URL) from `accord tokenize`."
         ),
-        click.option("--model", "model", type=click.Choice(MODELS), default="debug", show_default=True),
+        click.option(
+            "--model",
+            "model",
+            type=click.Choice(list(FLAVOURS)),
+            default=None,
+            help="Model flavour (default: StageArgs.model, the debug flavour).",
+        ),
         click.option(
             "--run",
             "--run-dir",
@@ -32,20 +43,14 @@ def _common(f):
             type=click.Path(path_type=Path),
             help="Run directory (spell it --run-dir under torchrun, whose parser claims --run).",
         ),
-        click.option("--seed", type=int, default=1234, show_default=True),
+        click.option("--seed", type=int, default=None, help="Data and init seed (default: StageArgs.seed)."),
         click.option(
             "--deepspeed-config",
             type=click.Path(exists=True, path_type=Path),
             default=None,
             help="JSON merged over the generated DeepSpeed config.",
         ),
-        click.option(
-            "--set",
-            "sets",
-            multiple=True,
-            metavar="KEY=VALUE",
-            help="Recipe override, e.g. --set engine.zero_stage=2 --set data.max_frames=2048.",
-        ),
+        config_options("train"),
         click.option("--eval/--no-eval", "run_eval", default=None, help="Mini-eval after the stage."),
         click.option(
             "--recipe",
@@ -61,24 +66,19 @@ def _common(f):
     return f
 
 
-def parse_sets(sets: tuple[str, ...]) -> dict:
-    import yaml
-
-    out: dict = {}
-    for s in sets:
-        if "=" not in s:
-            raise click.BadParameter(f"{s!r} is not KEY=VALUE")
-        key, value = s.split("=", 1)
-        node = out
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
-    return out
-
-
 def _args(
-    stage, shards, model, run_dir, seed, deepspeed_config, sets, run_eval, recipe, init=None, steps=None
+    stage,
+    shards,
+    model,
+    run_dir,
+    seed,
+    deepspeed_config,
+    config,
+    sets,
+    run_eval,
+    recipe,
+    init=None,
+    steps=None,
 ):
     from accord.train.stage import StageArgs
 
@@ -86,14 +86,10 @@ def _args(
         stage=stage,
         shards=shards,
         run_dir=run_dir,
-        model=model,
-        init=init,
-        steps=steps,
-        seed=seed,
+        **given({"model": model, "seed": seed, "init": init, "steps": steps, "run_eval": run_eval}),
         debug_recipe=None if recipe == "auto" else recipe == "debug",
         deepspeed_config=json.loads(deepspeed_config.read_text()) if deepspeed_config else None,
-        overrides=parse_sets(sets),
-        run_eval=run_eval,
+        overrides=build_overrides(config, sets, "train", replace=REPLACED_KEYS),
     )
 
 
@@ -126,27 +122,12 @@ def _make_stage_command(stage: str) -> click.Command:
     @click.option(
         "--stop-after", type=int, default=None, hidden=True, help="Leave after this step (resumable)."
     )
-    def cmd(
-        shards,
-        model,
-        run_dir,
-        seed,
-        deepspeed_config,
-        sets,
-        run_eval,
-        recipe,
-        local_rank,
-        init,
-        steps,
-        stop_after,
-    ):
+    def cmd(local_rank, stop_after, **options):
         _setup(local_rank)
         from accord.train.stage import run_stage, shutdown
 
         try:
-            args = _args(
-                stage, shards, model, run_dir, seed, deepspeed_config, sets, run_eval, recipe, init, steps
-            )
+            args = _args(stage, **options)
             args.stop_after = stop_after
             r = run_stage(args)
         finally:
@@ -170,26 +151,13 @@ for _stage in STAGES:
     default=None,
     help="Weights for the first stage run (e.g. a pretrain final/ when --start midtrain).",
 )
-def curriculum(
-    shards,
-    model,
-    run_dir,
-    seed,
-    deepspeed_config,
-    sets,
-    run_eval,
-    recipe,
-    local_rank,
-    steps_per_stage,
-    start,
-    init,
-):
+def curriculum(local_rank, steps_per_stage, start, **options):
     _setup(local_rank)
     from accord.train.curriculum import run_curriculum
     from accord.train.stage import shutdown
 
     try:
-        base = _args("pretrain", shards, model, run_dir, seed, deepspeed_config, sets, run_eval, recipe, init)
+        base = _args("pretrain", **options)
         r = run_curriculum(base, steps_per_stage=steps_per_stage, start=start)
     finally:
         shutdown()

@@ -28,13 +28,22 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from accord.stages import STAGES
+from accord.core.eligibility import load_thresholds
+from accord.core.shards import (
+    INDEX_PARQUET,
+    SAMPLES_PARQUET,
+    TOKENIZE_JSON,
+    read_index,
+    read_samples,
+    read_tokenize_json,
+)
+from accord.core.stages import STAGES
 
 LOSS_KEYS = ("loss", "train/loss", "loss/total", "nll")
 
 
 def results(record: dict[str, Any]) -> dict[str, Any]:
-    """The run record's results block (``accord.pipeline.run_record``); flat records are accepted too."""
+    """The run record's results block (``accord.core.runs``); flat records are accepted too."""
     res = record.get("results")
     return res if isinstance(res, dict) else record
 
@@ -137,10 +146,12 @@ def read_ingest(out: Path | None) -> IngestData:
 
         data.clips = read_manifest(str(out)) if (out / "manifest").is_dir() else None
         data.errors = read_errors(str(out)) if (out / "errors").is_dir() else None
-    except ImportError:
+    except ImportError as e:
+        if (e.name or "").startswith("accord"):
+            raise  # our own broken import is a bug, not a missing extra
         data.clips = _read_parquet_dir(out / "manifest", "manifest", data.notes)
         data.errors = _read_parquet_dir(out / "errors", "errors", data.notes)
-        data.notes.append("accord.pipeline not installed: eligibility shown as recorded at ingest")
+        data.notes.append(f"pipeline extra missing ({e.name}): eligibility shown as recorded at ingest")
     except Exception as e:  # a damaged manifest still gets a report of the rest
         data.notes.append(f"manifest unreadable through accord.pipeline ({type(e).__name__}: {e}); raw read")
         data.clips = _read_parquet_dir(out / "manifest", "manifest", data.notes)
@@ -150,12 +161,7 @@ def read_ingest(out: Path | None) -> IngestData:
     elif "duration_s" not in data.clips.column_names:
         data.notes.append("manifest has no duration_s column; not a CLIP_SCHEMA manifest")
         data.clips = None
-    try:
-        from accord.pipeline.eligibility import load_thresholds
-
-        data.thresholds = {s: float(t.min_agreement) for s, t in load_thresholds(None).items()}
-    except ImportError:
-        pass
+    data.thresholds = {s: float(t.min_agreement) for s, t in load_thresholds(None).items()}
     return data
 
 
@@ -164,21 +170,19 @@ def read_shards(path: Path | None) -> ShardsData:
     if path is None:
         data.notes.append("no SHARDS dir given or found")
         return data
-    for name in ("index", "samples"):
-        f = path / f"{name}.parquet"
-        if f.exists():
-            try:
-                setattr(data, name, pq.read_table(f))
-            except Exception as e:
-                data.notes.append(f"{f.name} unreadable: {type(e).__name__}: {e}")
-        else:
-            data.notes.append(f"no {f.name} in {path}")
-    cfg = path / "tokenize.json"
-    if cfg.exists():
+    readers = {"index": (INDEX_PARQUET, read_index), "samples": (SAMPLES_PARQUET, read_samples)}
+    for name, (filename, reader) in readers.items():
+        if not (path / filename).exists():
+            data.notes.append(f"no {filename} in {path}")
+            continue
         try:
-            data.config = json.loads(cfg.read_text())
-        except ValueError as e:
-            data.notes.append(f"tokenize.json unreadable: {e}")
+            setattr(data, name, reader(str(path)))
+        except Exception as e:
+            data.notes.append(f"{filename} unreadable: {type(e).__name__}: {e}")
+    try:
+        data.config = read_tokenize_json(str(path)) or {}
+    except ValueError as e:
+        data.notes.append(f"{TOKENIZE_JSON} unreadable: {e}")
     return data
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from accord.stages import STAGES
+from accord.core.stages import STAGES
 
 INGEST_NAMES = ("ingest", "out", "ingest-out", "manifest")
 SHARDS_NAMES = ("shards", "SHARDS", "tokenize")

@@ -12,13 +12,14 @@ import io
 import json
 import math
 import os
-import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from accord.core.stages import STAGES
+from accord.core.storage import atomic_write_bytes
 from accord.report import plots
 from accord.report.collect import (
     IngestData,
@@ -30,7 +31,6 @@ from accord.report.collect import (
     results,
 )
 from accord.report.inputs import ReportInputs
-from accord.stages import STAGES
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d232a;
@@ -143,7 +143,7 @@ def _audio(path: Path, out_dir: Path, cfg: ReportConfig, label: str) -> str:
         media = out_dir / "media"
         media.mkdir(parents=True, exist_ok=True)
         target = media / path.name
-        target.write_bytes(wav)
+        atomic_write_bytes(target, wav)
         src = os.path.relpath(target, out_dir)
     return (
         f"<figure><figcaption>{_e(label)} — {_e(path.name)}, {dur:.2f} s, {sr} Hz</figcaption>"
@@ -388,7 +388,5 @@ def build_report(inputs: ReportInputs, out_path: Path, cfg: ReportConfig | None 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     page = render(inputs, out_path, cfg)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    shutil.move(str(tmp), str(out_path))
+    atomic_write_bytes(out_path, page.encode("utf-8"))
     return out_path

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from accord.pipeline.asr.base import AsrBackend, Transcript
 from accord.pipeline.asr.moonshine_onnx import MIN_SAMPLES, RATE, MoonshineOnnx, as_input
 

@@ -10,6 +10,7 @@ from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
+
 from accord.pipeline.asr.base import AsrBackend, Transcript
 
 

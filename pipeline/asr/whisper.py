@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from accord.pipeline.asr.base import AsrBackend, Transcript
 
 RATE = 16000

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
-from accord.pipeline.io.fs import _is_local, open_fs, redact_uri
+
+from accord.core.storage import is_local, open_fs, redact_uri
 
 DEFAULT_EXTENSIONS: tuple[str, ...] = ("wav", "flac", "mp3", "ogg", "opus", "m4a", "aac", "webm", "mp4")
 
@@ -58,7 +59,7 @@ def _fingerprint(info: dict[str, Any]) -> str:
 
 
 def _full_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    return path if _is_local(fs) else fs.unstrip_protocol(path)
+    return path if is_local(fs) else fs.unstrip_protocol(path)
 
 
 def _ext_ok(path: str, exts: tuple[str, ...]) -> bool:
@@ -84,7 +85,7 @@ def _resolve_entry(fs: fsspec.AbstractFileSystem, root: str, entry: str) -> tupl
         if type(efs) is not type(fs):
             return None, "list entry is on a different filesystem than RAW_URI"
         return epath, ""
-    if entry.startswith("/") and _is_local(fs):
+    if entry.startswith("/") and is_local(fs):
         return posixpath.normpath(entry), ""
     joined = posixpath.normpath(posixpath.join(root, entry.lstrip("/")))
     if not (joined == root or joined.startswith(root.rstrip("/") + "/")):

@@ -1,20 +1,19 @@
 """Configuration of an ingest run: which steps, which ASR systems, how Ray sizes them.
 
-A run config is YAML (``--config run.yaml``) with the fields of :class:`IngestConfig`;
-command-line flags override it. ``steps`` carries per-step keyword arguments (VAD lengths,
-padding, window size...) and ``eligibility`` the stage thresholds, both passed through to the
-step classes unchanged so the job never needs to know their knobs.
+A run config is YAML (``--config run.yaml``, flat or under ``ingest:``) with the fields of
+:class:`IngestConfig`, loaded by :mod:`accord.core.config` like every job's config;
+command-line flags and ``--set`` override it. ``steps`` carries per-step keyword arguments
+(VAD lengths, padding, window size...) and ``eligibility`` the stage thresholds, both passed
+through to the step classes unchanged so the job never needs to know their knobs.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from accord.core.config import MERGE_OVER_DEFAULT, from_dict, load_config, to_dict
 from accord.pipeline.io.listing import DEFAULT_EXTENSIONS
-from accord.pipeline.steps.base import Step
 
 # ASR backend name -> default model reference (resolved by accord.weights in the step).
 DEFAULT_ASR_MODELS: dict[str, str] = {
@@ -24,44 +23,16 @@ DEFAULT_ASR_MODELS: dict[str, str] = {
 }
 
 
-def _load(path: str) -> Any:
-    module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    """A step class by import path, its config class and the config's fields (picklable).
-
-    Built inside the Ray worker: ``Step(config=Config(**kwargs))`` (or ``Step(**kwargs)``
-    when the step has no config class), then ``setup()`` once.
-    """
-
-    target: str  # "package.module:StepClass"
-    config_target: str | None = None  # "package.module:ConfigClass"
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def build(self) -> Step:
-        cls = _load(self.target)
-        if self.config_target:
-            step = cls(config=_load(self.config_target)(**self.kwargs))
-        else:
-            step = cls(**self.kwargs)
-        step.setup()
-        return step
-
-    @property
-    def label(self) -> str:
-        return self.target.rpartition(":")[2]
-
-
 @dataclass
 class IngestConfig:
     """Everything that decides what an ingest produces or how fast; recorded in the run record."""
 
     extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
     asr: tuple[str, ...] = ("faster-whisper", "moonshine")
-    asr_models: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ASR_MODELS))
+    # merged over the defaults: naming one system's model keeps the others'
+    asr_models: dict[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_ASR_MODELS), metadata={MERGE_OVER_DEFAULT: True}
+    )
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)  # step name -> kwargs overrides
     # step name -> "module:Class" replacing a source/post step (same config class), e.g. a
     # site-specific decoder; the module must be importable on every Ray worker.
@@ -96,36 +67,22 @@ class IngestConfig:
         default_factory=lambda: {"decode+vad": 64.0, "faster-whisper": 25.0, "moonshine": 25.0, "nemo": 20.0}
     )
 
+    def __post_init__(self) -> None:
+        # "WAV", ".wav" and "wav" name the same files
+        self.extensions = tuple(e.strip().lstrip(".").lower() for e in self.extensions if e.strip())
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> IngestConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(
-                f"unknown ingest config keys: {', '.join(unknown)}; known: {', '.join(sorted(names))}"
-            )
-        kw = dict(d)
-        for k in ("extensions", "asr"):
-            if k in kw and isinstance(kw[k], str):
-                kw[k] = tuple(x.strip() for x in kw[k].split(",") if x.strip())
-            elif k in kw:
-                kw[k] = tuple(kw[k])
-        if "asr_models" in kw:
-            kw["asr_models"] = {**DEFAULT_ASR_MODELS, **kw["asr_models"]}
-        return cls(**kw)
+        """From a mapping (comma strings work for ``extensions`` and ``asr``); unknown keys fail."""
+        return from_dict(cls, d, name="ingest config")
 
     @classmethod
     def from_yaml(cls, path: str) -> IngestConfig:
-        import yaml
-        from accord.pipeline.io.fs import open_fs
-
-        fs, p = open_fs(path)
-        with fs.open(p, "rt") as f:
-            data = yaml.safe_load(f) or {}
-        return cls.from_dict(data.get("ingest", data))
+        """From a YAML file on any storage, flat or under its ``ingest:`` section."""
+        return load_config(cls, path, section="ingest")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return to_dict(self)
 
     def validate(self) -> None:
         if len(self.asr) < 1:

@@ -83,9 +83,9 @@ def dry_run(raw_uri: str, out_uri: str, cfg: IngestConfig, list_file: str | None
     est = estimate(seconds, cfg, cfg.num_cpus or os.cpu_count() or 1)
     est["sources"] = len(planned)
     est["sources_unreadable_header"] = unknown
-    from accord.pipeline.io.fs import _is_local, open_fs, redact_uri
+    from accord.core.storage import is_local, open_fs, redact_uri
 
     fs, root = open_fs(raw_uri)
     return DryRun(
-        planned, done, listing, est, root if _is_local(fs) else redact_uri(fs.unstrip_protocol(root))
+        planned, done, listing, est, root if is_local(fs) else redact_uri(fs.unstrip_protocol(root))
     )

@@ -1,9 +1,10 @@
 """Which step classes an ingest composes, in order, from an :class:`IngestConfig`.
 
-Three groups, matching how Ray runs them: *source* steps (decode + VAD, CPU tasks, one
-source in, many clips out), *ASR* steps (one actor pool per system, batched), and *post*
-steps (agreement, features, eligibility; light CPU tasks). Step classes live in
-``accord.pipeline.steps``; the job only knows their import paths and config classes.
+Three groups, matching how the job runner (:mod:`accord.jobs`) runs them: *source* steps
+(decode + VAD, CPU tasks, one source in, many clips out), *ASR* steps (one actor pool per
+system, batched), and *post* steps (agreement, features, eligibility; light CPU tasks). Step
+classes live in ``accord.pipeline.steps``; the job only knows their import paths and config
+classes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from accord.pipeline.job.config import IngestConfig, StepSpec
+from accord.jobs.graph import JobGraph, PoolSpec
+from accord.jobs.spec import StepSpec
+from accord.pipeline.job.config import IngestConfig
 
 _STEPS = "accord.pipeline.steps"
 
@@ -83,3 +86,34 @@ def build_plan(cfg: IngestConfig) -> Plan:
             spec = StepSpec(spec.target, None, {"thresholds": cfg.eligibility})
         post.append(spec)
     return Plan(source=source, asr=asr, post=post)
+
+
+# What the source steps learn about a file, reported once per source for the run record.
+SOURCE_SUMMARY_KEYS = ("source_duration_s", "source_sample_rate", "source_channels", "source_sha256")
+
+
+def build_graph(plan: Plan, cfg: IngestConfig) -> JobGraph:
+    """The runner's graph of an ingest: one clip per row, ASR pools named ``asr:<system>``."""
+    pools = [
+        PoolSpec(
+            f"asr:{name}",
+            spec,
+            concurrency=cfg.asr_concurrency,
+            num_cpus=cfg.asr_num_cpus,
+            num_gpus=cfg.asr_num_gpus,
+            batch_size=cfg.asr_batch_size,
+        )
+        for name, spec in plan.asr.items()
+    ]
+    return JobGraph(
+        source=plan.source,
+        pools=pools,
+        post=plan.post,
+        summary_keys=SOURCE_SUMMARY_KEYS,
+        source_num_cpus=cfg.source_num_cpus,
+        post_num_cpus=cfg.post_num_cpus,
+        task_max_retries=cfg.task_max_retries,
+        actor_max_task_retries=cfg.actor_max_task_retries,
+        block_mb=cfg.block_mb,
+        progress=cfg.progress,
+    )

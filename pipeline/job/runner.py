@@ -1,27 +1,31 @@
-"""``run_ingest``: list, skip what is done, run the Ray graph, commit each source atomically.
+"""``run_ingest``: list, skip what is done, run the graph, commit each source atomically.
 
-The driver consumes the result rows as Ray Data streams them and commits a source (its
-manifest part, its error part, then its completion marker) the moment its last clip
-arrives. A killed run therefore loses at most the sources in flight; the next run skips
-every committed source (same URI and fingerprint) and redoes the rest.
+Each source is a unit of the job runner (:mod:`accord.jobs`). The driver consumes the result
+rows as Ray Data streams them and commits a source (its manifest part, its error part, then
+its completion marker) the moment its last clip arrives. A killed run therefore loses at most
+the sources in flight; the next run skips every committed source (same URI and fingerprint)
+and redoes the rest.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from accord.core.errors import error_row
+from accord.core.runs import RunStats, build_record, new_run_id, write_run_record
+from accord.jobs.driver import drive
+from accord.jobs.graph import iter_ray
+from accord.jobs.ray_init import init_ray
+from accord.jobs.rows import TIMINGS, Unit
 from accord.pipeline.io.listing import Source, list_sources
 from accord.pipeline.job.config import IngestConfig
-from accord.pipeline.job.execute import TIMINGS, SourceTracker
-from accord.pipeline.job.plan import Plan, build_plan
-from accord.pipeline.manifest.rows import clip_row, error_row
+from accord.pipeline.job.plan import Plan, build_graph, build_plan
+from accord.pipeline.manifest.rows import clip_row
 from accord.pipeline.manifest.store import ManifestStore
-from accord.pipeline.run_record import RunStats, build_record, new_run_id
 
 log = logging.getLogger("accord.ingest")
 
@@ -39,45 +43,61 @@ class IngestResult:
         return self.record["status"] == "succeeded"
 
 
-def init_ray(cfg: IngestConfig) -> bool:
-    """Connect to the cluster this process runs in (Ray Jobs sets RAY_ADDRESS) or start a local one.
-
-    Returns True when this call started Ray (and the caller should shut it down).
-    """
-    import ray
-
-    if ray.is_initialized():
-        return False
-    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(**kwargs)  # inside a Ray job or pointed at a cluster
-    else:
-        ray.init(num_cpus=cfg.num_cpus or os.cpu_count(), include_dashboard=False, **kwargs)
-    return True
+def source_unit(source: Source) -> Unit:
+    """A source as the runner's unit: what the first (decode) step receives."""
+    item = {
+        "source_uri": source.uri,
+        "source_size": source.size,
+        "source_fingerprint": source.fingerprint,
+        "source_key": source.key,
+    }
+    return Unit(source.key, item)
 
 
-def _commit(
-    ms: ManifestStore,
-    source: Source,
-    summary: dict[str, Any],
-    items: list[dict[str, Any]],
-    errors: list[dict[str, Any]],
-    run_id: str,
-    stats: RunStats,
-) -> None:
-    clip_rows = [clip_row(it, run_id) for it in items]
-    error_rows = [
-        error_row(
-            e["input_uri"] or source.uri, e["step"], e["error_type"], e["reason"], run_id, e.get("clip_id")
-        )
-        for e in errors
-    ]
-    ms.commit(
-        source, clip_rows, error_rows, run_id, extra={"source_duration_s": summary.get("source_duration_s")}
-    )
-    stats.add_source(summary, clip_rows, error_rows)
-    for it in items:
-        stats.add_item_timings(it.get(TIMINGS) or {})
+class ManifestSink:
+    """Driver-side sink of an ingest: gathers a source's clip and error rows (metadata only:
+    audio never leaves the workers) and commits them with its marker when the source completes."""
+
+    def __init__(
+        self, ms: ManifestStore, sources: list[Source], run_id: str, stats: RunStats, on_commit: Any = None
+    ) -> None:
+        self.ms, self.run_id, self.stats, self.on_commit = ms, run_id, stats, on_commit
+        self.sources = {s.key: s for s in sources}
+        self.items: dict[str, list[dict[str, Any]]] = {}
+        self.errors: dict[str, list[dict[str, Any]]] = {}
+
+    def item(self, key: str, item: dict[str, Any]) -> None:
+        self.items.setdefault(key, []).append(item)
+
+    def error(self, key: str, error: dict[str, Any]) -> None:
+        self.errors.setdefault(key, []).append(error)
+
+    def complete(self, key: str, summary: dict[str, Any]) -> None:
+        source = self.sources[key]
+        items, errors = self.items.pop(key, []), self.errors.pop(key, [])
+        clip_rows = [clip_row(it, self.run_id) for it in items]
+        error_rows = [
+            error_row(e["input_uri"] or source.uri, e["step"], e["error_type"], e["reason"], self.run_id,
+                      e.get("clip_id"))
+            for e in errors
+        ]  # fmt: skip
+        extra = {"source_duration_s": summary.get("source_duration_s")}
+        self.ms.commit(source, clip_rows, error_rows, self.run_id, extra=extra)
+        self.stats.add_source(summary, clip_rows, error_rows)
+        for it in items:
+            self.stats.add_item_timings(it.get(TIMINGS) or {})
+        if self.on_commit is not None:
+            self.on_commit(source, len(items), len(errors))
+
+    def incomplete(self, key: str) -> None:
+        """A block failed outright: record it, write no marker, so the next run retries the source."""
+        source = self.sources[key]
+        self.items.pop(key, None)
+        self.errors.pop(key, None)
+        reason = "the worker processing this source failed; it will be retried by the next run"
+        err = error_row(source.uri, "job", "incomplete", reason, self.run_id)
+        self.ms.commit(source, [], [err], self.run_id, mark_done=False)
+        self.stats.errors["job:incomplete"] += 1
 
 
 def run_sources(
@@ -89,33 +109,14 @@ def run_sources(
     stats: RunStats,
     on_commit: Any = None,
 ) -> list[Source]:
-    """Run the graph over ``sources`` and commit each as it completes; returns incomplete sources."""
-    from accord.pipeline.job.graph import build_dataset
-
-    by_key = {s.key: s for s in sources}
-    tracker = SourceTracker()
-    committed: set[str] = set()
-    ds = build_dataset(sources, plan, cfg)
-    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-        stats.result_blocks += 1
-        for row in batch.to_pylist():
-            key = tracker.add(row)
-            if key is None:
-                continue
-            summary, items, errors = tracker.pop(key)
-            _commit(ms, by_key[key], summary, items, errors, run_id, stats)
-            committed.add(key)
-            if on_commit is not None:
-                on_commit(by_key[key], len(items), len(errors))
-    incomplete = [s for s in sources if s.key not in committed]
-    for s in incomplete:
-        # A block failed outright: record it, write no marker, so the next run retries the source.
-        for d in (tracker.summary, tracker.clips, tracker.errors, tracker.weight):
-            d.pop(s.key, None)
-        reason = "the worker processing this source failed; it will be retried by the next run"
-        ms.commit(s, [], [error_row(s.uri, "job", "incomplete", reason, run_id)], run_id, mark_done=False)
-        stats.errors["job:incomplete"] += 1
-    return incomplete
+    """Run the graph over ``sources`` on the connected Ray and commit each as it completes;
+    returns the incomplete sources."""
+    sink = ManifestSink(ms, sources, run_id, stats, on_commit)
+    rows = iter_ray([source_unit(s) for s in sources], build_graph(plan, cfg))
+    result = drive(rows, [s.key for s in sources], sink)
+    stats.result_blocks += result.blocks
+    missing = set(result.incomplete)
+    return [s for s in sources if s.key in missing]
 
 
 def run_ingest(
@@ -158,23 +159,24 @@ def run_ingest(
         }
         record = build_record(
             run_id,
+            "ingest",
+            status=status,
+            started_at=t_start,
+            argv=argv if argv is not None else sys.argv,
             raw_uri=raw_uri,
             out_uri=out_uri,
             config=cfg.to_dict(),
             plan=plan.describe(),
             counts=counts,
-            timings=timings,
-            stats=stats,
-            started_at=t_start,
-            status=status,
-            argv=argv if argv is not None else sys.argv,
+            timings_s={k: round(v, 3) for k, v in timings.items()},
+            results=stats.to_dict(),
         )
-        return record, ms.write_run(run_id, record)
+        return record, write_run_record(out_uri, record)
 
     incomplete: list[Source] = []
     if todo:
         t0 = time.perf_counter()
-        started = init_ray(cfg)
+        started = init_ray(num_cpus=cfg.num_cpus)
         timings["ray_init"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         try:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from accord.pipeline.io.fs import redact_uri
 from rich.console import Console
 from rich.table import Table
 
-from accord.stages import STAGES
+from accord.core.stages import STAGES
+from accord.core.storage import redact_uri
 
 
 def _fmt_h(h: float) -> str:

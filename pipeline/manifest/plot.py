@@ -8,14 +8,14 @@ import io
 from pathlib import Path
 
 import pyarrow as pa
+
+from accord.core.stages import STAGES
 from accord.pipeline.manifest.stats import (
     AGREEMENT_BINS,
     agreement_histogram,
     disagreeing,
     per_stage_language,
 )
-
-from accord.stages import STAGES
 
 
 def _figure(table: pa.Table):

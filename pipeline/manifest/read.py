@@ -1,7 +1,7 @@
 """Read an ingest output back: clips (with stage eligibility re-applied), errors, run records.
 
 Eligibility is a read-time decision: the ``eligible_<stage>`` columns written at ingest are
-recomputed here from ``accord.pipeline.eligibility`` with the thresholds in force now (the
+recomputed here from ``accord.core.eligibility`` with the thresholds in force now (the
 defaults, or a config the caller passes), so changing a threshold never needs a re-ingest.
 Rows come back in a deterministic order: by source URI, then start time.
 """
@@ -15,11 +15,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from accord.pipeline.io.fs import Store
-from accord.pipeline.manifest.store import ERRORS_DIR, MANIFEST_DIR
 
-from accord.schema import CLIP_SCHEMA, ELIGIBILITY_COLUMNS, ERROR_SCHEMA, SCHEMA_VERSION
-from accord.stages import STAGES, stage_index
+from accord.core.clip import CLIP_SCHEMA, ELIGIBILITY_COLUMNS, SCHEMA_VERSION
+from accord.core.eligibility import load_thresholds
+from accord.core.errors import ERROR_SCHEMA
+from accord.core.stages import STAGES, stage_index
+from accord.core.storage import Store
+from accord.pipeline.manifest.store import ERRORS_DIR, MANIFEST_DIR
 
 
 class SchemaVersionError(ValueError):
@@ -55,31 +57,15 @@ def _sort(t: pa.Table, keys: list[tuple[str, str]]) -> pa.Table:
     return t.take(pc.sort_indices(t, sort_keys=keys)) if len(t) else t
 
 
-def load_thresholds(config: str | dict[str, Any] | None) -> Any:
-    """Stage thresholds: the defaults of ``accord.pipeline.eligibility`` overridden by a mapping
-    ``{stage: {threshold: value}}`` or a YAML file holding one (optionally under ``eligibility:``)."""
-    from accord.pipeline import eligibility
-
-    if isinstance(config, str):
-        import yaml
-        from accord.pipeline.io.fs import open_fs
-
-        fs, path = open_fs(config)
-        with fs.open(path, "rt") as f:
-            data = yaml.safe_load(f) or {}
-        config = data.get("eligibility", data.get("ingest", {}).get("eligibility", data))
-    return eligibility.load_thresholds(config)
-
-
 def _built(thresholds: Any) -> bool:
-    from accord.pipeline.eligibility import StageThresholds
+    from accord.core.eligibility import StageThresholds
 
     return isinstance(thresholds, dict) and all(isinstance(v, StageThresholds) for v in thresholds.values())
 
 
 def reapply_eligibility(table: pa.Table, thresholds: Any) -> pa.Table:
     """Recompute the ``eligible_<stage>`` columns of ``table`` under ``thresholds``."""
-    from accord.pipeline import eligibility
+    from accord.core import eligibility
 
     if not len(table):
         return table
@@ -102,8 +88,8 @@ def read_manifest(
 ) -> pa.Table:
     """All clip rows (CLIP_SCHEMA), eligibility re-applied, optionally only ``stage``/``lang``.
 
-    ``thresholds``: ``None`` for the defaults of ``accord.pipeline.eligibility``, a YAML path
-    or mapping (see :func:`load_thresholds`), or an already-built thresholds object.
+    ``thresholds``: ``None`` for the defaults of ``accord.core.eligibility``, a YAML path
+    or mapping (see :func:`accord.core.eligibility.load_thresholds`), or an already-built thresholds object.
     """
     store = Store(out_uri)
     t = _read_parts(store, MANIFEST_DIR, CLIP_SCHEMA)
@@ -126,7 +112,7 @@ def read_errors(out_uri: str) -> pa.Table:
 
 def write_filtered(table: pa.Table, dest: str) -> str:
     """Write ``table`` as one Parquet file (``dest`` ends in .parquet) or a part in a dataset dir."""
-    from accord.pipeline.io.fs import open_fs
+    from accord.core.storage import open_fs
 
     fs, path = open_fs(dest)
     if not path.endswith(".parquet"):

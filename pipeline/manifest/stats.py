@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from accord.stages import STAGES
+from accord.core.stages import STAGES
 
 AGREEMENT_BINS: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
 

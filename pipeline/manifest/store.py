@@ -20,14 +20,15 @@ import json
 import time
 from typing import Any
 
-from accord.pipeline.io.fs import Store
+from accord.core.errors import error_table
+from accord.core.runs import RUNS_DIR
+from accord.core.storage import Store
 from accord.pipeline.io.listing import Source
-from accord.pipeline.manifest.rows import clip_table, error_table
+from accord.pipeline.manifest.rows import clip_table
 
 MANIFEST_DIR = "manifest"
 ERRORS_DIR = "errors"
 DONE_DIR = "_state/done"
-RUNS_DIR = "runs"
 
 
 def _fp_hash(fingerprint: str) -> str:
@@ -111,12 +112,3 @@ class ManifestStore:
     def clean_temp(self) -> int:
         """Drop temp files a killed run left behind (they are invisible to readers anyway)."""
         return sum(self.store.clean_temp(d) for d in (MANIFEST_DIR, ERRORS_DIR, DONE_DIR, RUNS_DIR))
-
-    # -- run records --------------------------------------------------------------------
-    def write_run(self, run_id: str, record: dict[str, Any]) -> str:
-        key = f"{RUNS_DIR}/{run_id}.json"
-        self.store.write_bytes(key, json.dumps(record, indent=2, default=str).encode())
-        return self.store.url(key)
-
-    def runs(self) -> list[dict[str, Any]]:
-        return [json.loads(self.store.read_bytes(k)) for k in self.store.list(RUNS_DIR, ".json")]

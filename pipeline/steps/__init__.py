@@ -4,8 +4,8 @@ Order: DecodeStep -> VadStep (source -> clips with ``audio_16k``) -> AsrStep (ba
 -> AgreementStep -> FeatureStep -> EligibilityStep -> :func:`to_row` (the manifest row).
 """
 
+from accord.jobs.step import Item, ItemError, Step
 from accord.pipeline.steps.asr import AsrSpec, AsrStep
-from accord.pipeline.steps.base import Item, ItemError, Step
 from accord.pipeline.steps.decode import DecodeStep
 from accord.pipeline.steps.row import to_row
 from accord.pipeline.steps.score import AgreementStep, EligibilityStep, FeatureStep

@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from accord.jobs.step import Item, ItemError, Step
 from accord.pipeline.asr.base import AsrBackend, create_backend
-from accord.pipeline.steps.base import Item, ItemError, Step
 
 
 @dataclass

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from accord.jobs.step import Item, ItemError, Step
 from accord.pipeline import audio_io
-from accord.pipeline.steps.base import Item, ItemError, Step
 
 
 def source_uri(item: Item) -> str:

@@ -1,13 +1,12 @@
-"""``to_row``: a finished clip item -> exactly the columns of :data:`accord.schema.CLIP_SCHEMA`."""
+"""``to_row``: a finished clip item -> exactly the columns of :data:`accord.core.clip.CLIP_SCHEMA`."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from accord.pipeline.steps.base import Item
-
-from accord.schema import CLIP_SCHEMA
+from accord.core.clip import CLIP_SCHEMA
+from accord.jobs.step import Item
 
 
 def _default(type_: Any) -> Any:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from accord.core.eligibility import StageThresholds, eligible, load_thresholds
+from accord.jobs.step import Item, Step
 from accord.pipeline import audio_io, features
 from accord.pipeline.agreement import consensus_language, score
-from accord.pipeline.eligibility import StageThresholds, eligible, load_thresholds
 from accord.pipeline.features import FeatureConfig
-from accord.pipeline.steps.base import Item, Step
 
 
 class AgreementStep(Step):

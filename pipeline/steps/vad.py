@@ -6,8 +6,10 @@ import math
 from collections.abc import Iterator
 
 import numpy as np
-from accord.pipeline import audio_io, errors
-from accord.pipeline.steps.base import Item, ItemError, Step
+
+from accord.core import errors
+from accord.jobs.step import Item, ItemError, Step
+from accord.pipeline import audio_io
 from accord.pipeline.steps.decode import source_uri
 from accord.pipeline.vad import FRAME, RATE, SileroVad, VadConfig, clip_id, load_vad, segment
 

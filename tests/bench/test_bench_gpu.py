@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
-from accord.model.config import get_flavour
 
+from accord.model.config import get_flavour
 from bench import bench_gpu, flops
 from bench.run import met, select_modules
 
@@ -63,7 +63,7 @@ def test_every_section_runs_on_the_cpu_at_tiny_shapes() -> None:
         assert row["goal"] == 0.8
 
     attention = bench_gpu.attention_rows(SHAPES, CPU)
-    from accord.model.attention import BACKENDS
+    from accord.model.kernels import BACKENDS
 
     assert [r["name"].rsplit(": ", 1)[1] for r in attention] == list(BACKENDS)
     timed = [r for r in attention if r["value"] is not None]

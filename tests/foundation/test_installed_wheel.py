@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from accord.stages import STAGES
+from accord.core.stages import STAGES
 
 from .absent_extras import SKIP_REASON
 from .conftest import ROOT

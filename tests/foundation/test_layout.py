@@ -21,7 +21,7 @@ def test_code_folders_are_namespace_portions() -> None:
 def test_import_tokenize_from_repo_root_is_stdlib() -> None:
     code = (
         "import tokenize, inspect, sysconfig, pathlib;"
-        "import accord.tokenize.vocab as v;"
+        "import accord.tokenize.batching as v;"
         "std = pathlib.Path(sysconfig.get_paths()['stdlib']).resolve();"
         "assert pathlib.Path(tokenize.__file__).resolve().parent == std, tokenize.__file__;"
         "assert hasattr(tokenize, 'generate_tokens');"
@@ -93,3 +93,70 @@ def test_wheel_ships_every_data_file(built_wheel: Path) -> None:
     with zipfile.ZipFile(built_wheel) as zf:
         missing = data - set(zf.namelist())
     assert not missing, f"data files missing from the wheel (add them to package-data): {sorted(missing)}"
+
+
+# Which rooms each room may import (besides itself): the one-way stack of issue #13. The floor
+# (accord.core) stands on nothing; model/ sees the vocabulary contract, never tokenize/.
+LAYERS: dict[str, set[str]] = {
+    "accord.core": set(),
+    "accord.jobs": {"accord.core"},
+    "accord.weights": set(),
+    "accord.pipeline": {"accord.core", "accord.jobs", "accord.weights"},
+    "accord.tokenize": {"accord.core", "accord.jobs", "accord.pipeline", "accord.weights"},
+    "accord.model": {"accord.core", "accord.weights"},
+}
+
+
+def _room(module: str) -> str | None:
+    return next(
+        (r for r in sorted(LAYERS, key=len, reverse=True) if module == r or module.startswith(r + ".")), None
+    )
+
+
+def _module_of(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    folder = "/".join(parts[:1])
+    package = next((p for p, f in PORTIONS.items() if f == folder and p != "accord"), None)
+    name = ".".join([package, *parts[1:]]) if package else ".".join(parts)
+    return name.removesuffix(".__init__")
+
+
+def test_rooms_import_only_the_rooms_below_them() -> None:
+    import ast
+
+    bad = []
+    files = [p for folder in set(PORTIONS.values()) for p in (ROOT / folder).rglob("*.py")]
+    for path in files:
+        room = _room(_module_of(path))
+        if room is None:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                if not name.startswith("accord"):
+                    continue
+                target = _room(name) or name
+                if target != room and target not in LAYERS[room]:
+                    bad.append(f"{path.relative_to(ROOT)}:{node.lineno} {room} -> {name}")
+    assert not bad, "imports against the layering:\n" + "\n".join(bad)
+
+
+def test_no_private_names_across_modules() -> None:
+    import ast
+
+    bad = []
+    files = [p for folder in set(PORTIONS.values()) for p in (ROOT / folder).rglob("*.py")]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("accord"):
+                bad += [
+                    f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+    assert not bad, "private names imported from another module:\n" + "\n".join(bad)

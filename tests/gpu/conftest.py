@@ -124,7 +124,7 @@ class Drill:
 def curriculum_drill(tier: Tier, tier_shards: Path, tier_env: dict[str, str], tmp_path_factory):
     """``drill(zero_stage, curriculum) -> Drill``, run once per argument pair and shared by the
     tier's tests (the ZeRO 1 curriculum also feeds the export round trip)."""
-    from accord.stages import STAGES
+    from accord.core.stages import STAGES
 
     done: dict[tuple[int, bool], Drill] = {}
 

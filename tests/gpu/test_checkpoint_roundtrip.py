@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from accord.model.checkpoint import load_state, load_zonos2, read_params, save_zonos2
 from accord.train.checkpoint import clean_state_dict, latest_tag
 

@@ -8,6 +8,7 @@ import json
 import math
 
 import pytest
+
 from accord.train.metrics import read_metrics
 
 from ..train.conftest import falls, losses_of

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from accord.model.attention import BACKENDS
+
 from accord.model.config import get_flavour
+from accord.model.kernels import BACKENDS
 from accord.model.zonos import ZonosModel
 
 from .conftest import random_ids

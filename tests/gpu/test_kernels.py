@@ -11,8 +11,9 @@ import itertools
 
 import pytest
 import torch
-from accord.model.attention import BACKENDS
+
 from accord.model.config import get_flavour
+from accord.model.kernels import BACKENDS
 from accord.model.moe import IMPLS, GroupedExperts, grouped_mm_supported
 from accord.model.zonos import ZonosModel
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from accord.stages import STAGES
+from accord.core.stages import STAGES
 
 from ._infra import INFRA
 

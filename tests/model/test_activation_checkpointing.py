@@ -11,12 +11,13 @@ import copy
 
 import pytest
 import torch
-from accord.model import attention
-from accord.model.attention import Kernel
+from torch.utils.checkpoint import CheckpointError, checkpoint
+
+from accord.model import masks
+from accord.model.kernels import Kernel
 from accord.model.recompute import RecomputeMismatchError, choice_log_contexts, recompute_stable
 from accord.model.zonos import ZonosModel
 from accord.train.engine import apply_activation_checkpointing
-from torch.utils.checkpoint import CheckpointError, checkpoint
 
 from .conftest import random_ids
 
@@ -31,7 +32,7 @@ def _flipping_select_kernel(monkeypatch) -> list[Kernel]:
         calls.append(Kernel.SDPA_MATH if len(calls) % 2 == 0 else Kernel.SDPA_FLASH)
         return calls[-1]
 
-    monkeypatch.setattr(attention, "select_kernel", flip)
+    monkeypatch.setattr(masks, "select_kernel", flip)
     return calls
 
 

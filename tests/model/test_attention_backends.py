@@ -5,18 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from accord.model import attention
-from accord.model.attention import (
-    BACKENDS,
-    AttentionMask,
-    Kernel,
-    Structure,
-    attend,
-    doc_mask,
-    document_block_mask,
-    select_kernel,
-)
 from torch.nn.attention.flex_attention import create_block_mask
+
+from accord.model import kernels, masks
+from accord.model.attention import attend
+from accord.model.kernels import BACKENDS, Kernel, Structure, select_kernel
+from accord.model.masks import AttentionMask, doc_mask, document_block_mask
 
 from .conftest import random_ids
 
@@ -64,10 +58,10 @@ def test_kernel_choice_is_explicit(backend, device, dtype, hd, structure, q_len,
 
 def test_unknown_and_missing_backends_fail_closed():
     with pytest.raises(ValueError, match="unknown attention backend"):
-        attention.resolve_backend("cudnn")
+        kernels.resolve_backend("cudnn")
     if "flash" not in BACKENDS:
         with pytest.raises(ValueError, match="flash-attn"):
-            attention.resolve_backend("flash")
+            kernels.resolve_backend("flash")
 
 
 STRUCTURES = ["causal", "documents", "explicit_prefix", "decode"]
@@ -142,14 +136,14 @@ def test_document_block_mask_equals_create_block_mask(block):
     ],
 )
 def test_only_the_reference_lays_documents_out_densely(kernel, layout):
-    assert attention.documents_layout(kernel) == layout
+    assert kernels.documents_layout(kernel) == layout
 
 
 def test_documents_build_no_dense_mask_outside_reference(monkeypatch):
     def refuse(*_):
         raise AssertionError("a [T, T] mask was built")
 
-    monkeypatch.setattr(attention, "doc_mask", refuse)
+    monkeypatch.setattr(masks, "doc_mask", refuse)
     q, k, v = _qkv()
     for backend in BACKENDS:
         if backend == "reference":
@@ -164,7 +158,7 @@ def test_documents_build_no_dense_mask_outside_reference(monkeypatch):
 def test_per_document_segments_equal_reference(kernel):
     """One causal SDPA call per document, for each kernel the CPU runs."""
     q, k, v = _qkv(grad=True)
-    segs = attention.doc_segments(DOCS_BT)
+    segs = masks.doc_segments(DOCS_BT)
     assert segs[:3] == ((0, 0, 7), (0, 7, 20), (0, 20, 24)) and len(segs) == 7
     mask = AttentionMask(Structure.DOCUMENTS, kernel, doc_ids_BT=DOCS_BT, segments=segs)
     out = attend(q, k, v, mask)

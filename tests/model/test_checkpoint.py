@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+
 from accord.model.checkpoint import load_zonos2, read_extra, save_zonos2
 from accord.model.config import ModelConfig, get_flavour
 from accord.model.zonos import ZonosModel
@@ -167,7 +168,7 @@ def test_cli_init_convert_info(tmp_path):
 def test_export_advertises_control_tokens_to_zonos2(tmp_path, debug_model):
     """params.json carries ZONOS2's conditioning fields for an accord-vocabulary model, so its
     server can place rate/quality/background/accurate-mode tokens; a foreign vocabulary gets none."""
-    from accord.tokenize.vocab import Vocab
+    from accord.core.vocab import Vocab
 
     params = json.loads((save_zonos2(debug_model, tmp_path / "a") / "params.json").read_text())
     assert params["text_vocab"] == Vocab().size
@@ -178,3 +179,25 @@ def test_export_advertises_control_tokens_to_zonos2(tmp_path, debug_model):
     foreign = ZonosModel(get_flavour("debug", text_vocab=469))
     params = json.loads((save_zonos2(foreign, tmp_path / "b") / "params.json").read_text())
     assert "speaking_rate_num_buckets" not in params and "quality_buckets" not in params
+
+
+def test_speaker_lda_exact_or_fitted(tmp_path, debug_cfg):
+    import numpy as np
+
+    from accord.model.checkpoint import init_speaker_lda
+
+    model = ZonosModel(debug_cfg)
+    L, S = model.speaker_lda_projection.weight.shape
+    rng = np.random.default_rng(0)
+    small = tmp_path / "small.npz"
+    np.savez(small, weight=rng.normal(size=(L - 1, S)).astype(np.float32), bias=np.ones(L - 1, np.float32))
+    with pytest.raises(ValueError, match="does not fit"):
+        init_speaker_lda(model, small)  # exact by default: `accord model init --lda`
+    init_speaker_lda(model, small, exact=False)  # training: zero-padded to the model's dims
+    w, b = model.speaker_lda_projection.weight, model.speaker_lda_projection.bias
+    assert torch.equal(w[: L - 1], torch.from_numpy(np.load(small)["weight"])) and w[L - 1].abs().sum() == 0
+    assert b[: L - 1].eq(1).all() and b[L - 1] == 0
+    wide = tmp_path / "wide.npz"
+    np.savez(wide, weight=np.zeros((L, S + 1), np.float32), bias=np.zeros(L, np.float32))
+    with pytest.raises(ValueError, match=f"projects {S + 1}-d"):
+        init_speaker_lda(model, wide, exact=False)

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from accord.model.config import FLAVOURS, ModelConfig, count_params, get_flavour
 from click.testing import CliRunner
+
+from accord.model.config import FLAVOURS, ModelConfig, count_params, get_flavour
 
 PAPER_TOTAL, PAPER_ACTIVE = 8e9, 0.9e9
 

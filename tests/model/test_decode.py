@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from accord.core.vocab import AUDIO_PAD_ID, EOA_ID
 from accord.model.decode import DecodeConfig, Decoder, decode, undelay_rows
 from accord.model.generate import DelaySampler, SamplingConfig, generate, generate_stream
 from accord.model.sampling import RowSampler
 from accord.model.sequence import build_prompt
-from accord.tokenize.vocab import AUDIO_PAD_ID, EOA_ID
 
 TEXTS = ["hi", "a longer prompt with more text", "x"]
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from accord.core.vocab import AUDIO_PAD_ID, EOA_ID
 from accord.model.generate import SamplingConfig, generate, generate_stream
 from accord.model.sequence import build_prompt
-from accord.tokenize.vocab import AUDIO_PAD_ID, EOA_ID
 
 from .conftest import random_ids
 

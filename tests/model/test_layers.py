@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from accord.model.moe import GroupedExperts, grouped_mm_supported
 from accord.model.rope import RotaryEmbedding, apply_rope
 from accord.model.router import Router

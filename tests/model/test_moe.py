@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
 from accord.model.moe import GroupedExperts, grouped_mm_runs, grouped_mm_supported, swiglu_interleaved
 from accord.model.recompute import choice_log_contexts
-from torch.utils.checkpoint import checkpoint
 
 needs_gmm = pytest.mark.skipif(
     not grouped_mm_supported("cpu", torch.float32), reason="torch._grouped_mm does not run on this CPU"

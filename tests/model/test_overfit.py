@@ -7,6 +7,7 @@ import time
 
 import pytest
 import torch
+
 from accord.model.config import get_flavour
 from accord.model.generate import SamplingConfig, generate
 from accord.model.sequence import audio_loss, build_prompt, build_sequence, control_tokens

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from accord.model.attention import BACKENDS
+
+from accord.model.kernels import BACKENDS
 from accord.model.sequence import build_sequence, pack
 from accord.model.zonos import positions_from_docs
 

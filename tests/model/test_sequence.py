@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from accord.core.delay import apply_delay, invert_delay
+from accord.core.vocab import AUDIO_PAD_ID, BOS_ID, DEFAULT_VOCAB, EOA_ID, EOS_ID
 from accord.model.sequence import audio_loss, build_prompt, build_sequence, control_tokens, pack
-from accord.tokenize.delay import apply_delay, invert_delay
-from accord.tokenize.vocab import AUDIO_PAD_ID, BOS_ID, DEFAULT_VOCAB, EOA_ID, EOS_ID
 
 
 def _codes(T=12, seed=0):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from accord.model.static_cache import StaticKVCache
 
 from .conftest import random_ids

@@ -21,7 +21,8 @@ def checkpoint(tmp_path_factory):
     from accord.cli.main import cli
 
     out = tmp_path_factory.mktemp("synth") / "debug-init"
-    res = CliRunner().invoke(cli, ["model", "init", "debug", str(out), "--seed", "3", "--codec", "dac:random"])
+    args = ["model", "init", "debug", str(out), "--seed", "3", "--codec", "dac:random"]
+    res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     return out
 
@@ -54,7 +55,7 @@ def test_reference_voice_reaches_the_model(checkpoint, reference_wav):
     """The real ECAPA embedding of the reference replaces row 0 and changes the prompt's logits."""
     from accord.model.checkpoint import load_zonos2
     from accord.model.sequence import build_prompt
-    from accord.model.synth import DEFAULT_SPEAKER, speaker_embedding
+    from accord.synth import DEFAULT_SPEAKER, speaker_embedding
 
     spk = speaker_embedding(reference_wav, DEFAULT_SPEAKER)
     assert spk.shape == (192,) and torch.isfinite(spk).all()
@@ -69,7 +70,7 @@ def test_reference_voice_reaches_the_model(checkpoint, reference_wav):
 
 
 def test_unreadable_speaker_reference_is_a_clear_error(checkpoint, tmp_path):
-    from accord.model.synth import SynthRequest, synthesize
+    from accord.synth import SynthRequest, synthesize
 
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not a wav file")
@@ -82,8 +83,8 @@ def test_foreign_checkpoint_without_accord_vocab_prompts_plain_text(tmp_path):
     from accord.model.checkpoint import save_zonos2
     from accord.model.config import get_flavour
     from accord.model.generate import SamplingConfig
-    from accord.model.synth import SynthRequest, synthesize
     from accord.model.zonos import ZonosModel
+    from accord.synth import SynthRequest, synthesize
 
     torch.manual_seed(0)
     ckpt = save_zonos2(ZonosModel(get_flavour("debug", text_vocab=469)), tmp_path / "foreign")

@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from accord.pipeline.manifest import read_manifest
 
 pytestmark = pytest.mark.integration

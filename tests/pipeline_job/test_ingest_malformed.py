@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from accord.pipeline.manifest import read_errors, read_manifest
 
 pytestmark = pytest.mark.integration

@@ -17,10 +17,10 @@ from pathlib import Path
 import jiwer
 import pyarrow.parquet as pq
 import pytest
+
+from accord.core.clip import SCHEMA_VERSION
 from accord.pipeline.manifest import read_errors, read_manifest
 from accord.pipeline.text_norm import normalize
-
-from accord.schema import SCHEMA_VERSION
 
 pytestmark = pytest.mark.integration
 

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from accord.pipeline.manifest import read_errors, read_manifest
 
 pytestmark = pytest.mark.integration

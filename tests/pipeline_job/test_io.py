@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from accord.pipeline.io import Store, list_sources, redact_uri, source_key
-from accord.pipeline.io.fs import check_key
+
+from accord.core.storage import Store, check_output_key, redact_uri
+from accord.pipeline.io import list_sources, source_key
 from accord.pipeline.manifest import ManifestStore, read_errors
 
 
@@ -103,7 +104,7 @@ def test_hostile_names_never_write_outside_out(raw: Path, tmp_path: Path) -> Non
 @pytest.mark.parametrize("key", ["../x", "/abs", "a/../b", "a//b", "", "a\\b", ".", "x/./y"])
 def test_check_key_rejects_unsafe(key: str) -> None:
     with pytest.raises(ValueError):
-        check_key(key)
+        check_output_key(key)
 
 
 def test_redact_uri_drops_credentials() -> None:

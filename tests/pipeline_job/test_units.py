@@ -8,25 +8,27 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+
+from accord.jobs.driver import drive
+from accord.jobs.rows import (
+    ERROR,
+    ITEM,
+    UNIT,
+    UnitTracker,
+    finish_rows,
+    iter_unit,
+    pack,
+    process_rows,
+    unpack,
+)
+from accord.jobs.step import ItemError, Step
 from accord.pipeline.cluster import SubmitConfig, build_runtime_env, dashboard_address, strip_option
 from accord.pipeline.io import Source
 from accord.pipeline.job.config import IngestConfig
 from accord.pipeline.job.dry_run import estimate
-from accord.pipeline.job.execute import (
-    CLIP,
-    ERROR,
-    SOURCE,
-    SourceTracker,
-    finish_rows,
-    iter_source,
-    pack,
-    process_rows,
-    process_source,
-    unpack,
-)
 from accord.pipeline.job.plan import build_plan
+from accord.pipeline.job.runner import source_unit
 from accord.pipeline.manifest import ManifestStore, clip_row, read_errors, read_manifest
-from accord.pipeline.steps.base import ItemError, Step
 
 
 class Split(Step):
@@ -66,55 +68,76 @@ class Flaky(Step):
         return [self.process(it)[0] for it in items]
 
 
-def _src(uri: str) -> dict:
-    return {"uri": uri, "size": 1, "fingerprint": "1", "key": Source.make(uri, 1, "1").key}
+def _src(uri: str):
+    return source_unit(Source.make(uri, 1, "1"))
+
+
+def process_source(steps, unit) -> list[dict]:
+    return list(iter_unit(steps, unit))
+
+
+class Collect:
+    """A sink that keeps everything, per unit."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, list] = {}
+        self.errors: dict[str, list] = {}
+        self.done: dict[str, dict] = {}
+        self.lost: list[str] = []
+
+    def item(self, key, item):
+        self.items.setdefault(key, []).append(item)
+
+    def error(self, key, error):
+        self.errors.setdefault(key, []).append(error)
+
+    def complete(self, key, summary):
+        self.done[key] = summary
+
+    def incomplete(self, key):
+        self.lost.append(key)
 
 
 def test_per_item_failures_are_isolated_and_every_source_completes() -> None:
-    rows = process_source([Split()], _src("/b/a_6.wav")) + process_source([Split()], _src("/b/bad_3.wav"))
+    a, bad = _src("/b/a_6.wav"), _src("/b/bad_3.wav")
+    rows = process_source([Split()], a) + process_source([Split()], bad)
     rows = process_rows(Flaky(), rows, batched=True)
     rows = finish_rows(rows)
-    tracker = SourceTracker()
-    done = [k for r in reversed(rows) if (k := tracker.add(r))]  # any arrival order works
-    assert len(done) == 2
-    a = Source.make("/b/a_6.wav", 1, "1").key
-    summary, items, errors = tracker.pop(a)
+    sink = Collect()
+    result = drive([[r] for r in reversed(rows)], [a.key, bad.key], sink)  # any arrival order works
+    assert sorted(result.completed) == sorted([a.key, bad.key]) and result.incomplete == sink.lost == []
+    summary, items, errors = sink.done[a.key], sink.items[a.key], sink.errors[a.key]
     assert summary["n_expected"] == 6
-    s_bad, items_bad, errors_bad = tracker.pop(Source.make("/b/bad_3.wav", 1, "1").key)
-    assert (
-        s_bad["n_expected"] == 1
-        and items_bad == []
-        and [e["error_type"] for e in errors_bad] == ["not_audio"]
-    )
+    assert sink.done[bad.key]["n_expected"] == 1 and bad.key not in sink.items
+    assert [e["error_type"] for e in sink.errors[bad.key]] == ["not_audio"]
     kinds = sorted((e["step"], e["error_type"]) for e in errors)
     assert kinds == [("asr:x", "timeout"), ("flaky", "ZeroDivisionError"), ("flaky", "dropped")]
     crash = next(e for e in errors if e["error_type"] == "ZeroDivisionError")
     assert "boom" in crash["reason"] and crash["clip_id"] == "/b/a_6.wav#2"
     assert sorted(it["clip_id"][-1] + str(it.get("part", "")) for it in items) == ["0", "40", "41", "5"]
     assert all("audio" in it for it in items)  # lists are kept; arrays are what finish_rows drops
-    assert tracker.incomplete() == set()
 
 
 def test_a_source_is_not_complete_until_its_last_clip() -> None:
     rows = process_source([Split()], _src("/b/a_2.wav"))
     kinds = [r["kind"] for r in rows]
-    assert kinds == [CLIP, CLIP, SOURCE]
-    tracker = SourceTracker()
-    assert tracker.add(rows[2]) is None and tracker.add(rows[0]) is None
-    assert tracker.add(rows[1]) is not None
-    half = pack("k", CLIP, ({"clip_id": "x"}, Fraction(1, 2)))
-    t2 = SourceTracker()
-    t2.add(pack("k", SOURCE, {"n_expected": 1}))
-    assert t2.add(half) is None and t2.add(pack("k", ERROR, ({"step": "s"}, Fraction(1, 2)))) == "k"
+    assert kinds == [ITEM, ITEM, UNIT]
+    sink = Collect()
+    drive([[rows[2], rows[0]]], [], sink)
+    assert sink.done == {}, "one clip still in flight"
+    tracker = UnitTracker()
+    assert not tracker.add("k", UNIT, summary={"n_expected": 1})
+    assert not tracker.add("k", ITEM, Fraction(1, 2)) and tracker.add("k", ERROR, Fraction(1, 2))
+    row = rows[1]
+    assert drive([[rows[2], rows[0]], [row]], [row["key"], "other"], sink).incomplete == ["other"]
+    assert list(sink.done) == [row["key"]] and sink.lost == ["other"]
 
 
 def test_finish_rows_drops_arrays() -> None:
     import numpy as np
 
-    row = pack(
-        "k", CLIP, ({"clip_id": "c", "audio_16k": np.zeros(10, np.float32), "_tmp": 1, "x": 2}, Fraction(1))
-    )
-    item, w = unpack(finish_rows([row])[0])
+    item = {"clip_id": "c", "audio_16k": np.zeros(10, np.float32), "_tmp": 1, "x": 2}
+    [(item, w)] = unpack(finish_rows([pack("k", ITEM, [(item, Fraction(1))])])[0])
     assert item == {"clip_id": "c", "x": 2} and w == 1
 
 
@@ -267,20 +290,19 @@ class Streaming(Step):
 
 def test_source_rows_stream_out_as_steps_yield_them() -> None:
     step = Streaming()
-    rows = iter_source([step], _src("/b/long.wav"))
+    rows = iter_unit([step], _src("/b/long.wav"))
     first = next(rows)
-    assert first["kind"] == CLIP and step.log == ["made 0"]  # nothing made ahead of demand
+    assert first["kind"] == ITEM and step.log == ["made 0"]  # nothing made ahead of demand
     rest = list(rows)
-    assert [r["kind"] for r in rest] == [CLIP, CLIP, SOURCE] and unpack(rest[-1])["n_expected"] == 3
+    assert [r["kind"] for r in rest] == [ITEM, ITEM, UNIT] and unpack(rest[-1])["n_expected"] == 3
 
 
 def test_a_step_failing_mid_source_keeps_what_it_yielded() -> None:
     rows = process_source([Streaming()], _src("/b/bad_long.wav"))
-    assert [r["kind"] for r in rows] == [CLIP, CLIP, ERROR, SOURCE]
+    assert [r["kind"] for r in rows] == [ITEM, ITEM, ERROR, UNIT]
     err, w = unpack(rows[2])
     assert (err["step"], err["error_type"], w) == ("stream", "RuntimeError", 1)
-    tracker = SourceTracker()
-    assert [k for r in rows if (k := tracker.add(r))] == [Source.make("/b/bad_long.wav", 1, "1").key]
+    assert drive([rows], [], Collect()).completed == [Source.make("/b/bad_long.wav", 1, "1").key]
 
 
 def test_a_subclass_overriding_process_of_a_streaming_step_is_honoured() -> None:
@@ -291,4 +313,4 @@ def test_a_subclass_overriding_process_of_a_streaming_step_is_honoured() -> None
     assert [c["clip_id"] for c in Custom().outputs({"source_uri": "/b/x.wav"})] == ["custom"]
     assert len(list(Streaming().outputs({"source_uri": "/b/x.wav"}))) == 3
     rows = process_source([Custom()], _src("/b/x.wav"))
-    assert [unpack(r)[0]["clip_id"] for r in rows if r["kind"] == CLIP] == ["custom"]
+    assert [unpack(r)[0][0]["clip_id"] for r in rows if r["kind"] == ITEM] == ["custom"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from accord.pipeline.agreement import consensus_language, pair_score, score
 from accord.pipeline.text_norm import is_char_scored, normalize, strip_annotations
 

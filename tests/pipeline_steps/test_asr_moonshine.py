@@ -7,10 +7,10 @@ import math
 import jiwer
 import numpy as np
 import pytest
+
 from accord.pipeline.asr import create_backend
 from accord.pipeline.asr.moonshine_onnx import MoonshineTokenizer
 from accord.pipeline.text_norm import normalize
-
 from accord.weights import resolve
 
 

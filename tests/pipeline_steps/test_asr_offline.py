@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jiwer
 import pytest
+
 from accord.pipeline.text_norm import normalize
 
 pytestmark = pytest.mark.integration

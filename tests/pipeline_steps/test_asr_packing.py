@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from accord.pipeline.asr import available_backends, create_backend
 from accord.pipeline.text_norm import normalize
 

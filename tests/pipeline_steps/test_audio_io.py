@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from accord.pipeline import audio_io, errors
+
+from accord.core import errors
+from accord.pipeline import audio_io
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg to make test files")
 
@@ -162,6 +164,7 @@ def test_malformed_corpus_fails_with_its_expected_kind(malformed_bucket):
 
 def test_fsspec_uri_through_the_decode_step(encoded):
     import fsspec
+
     from accord.pipeline.steps import DecodeStep
 
     path, rate, ch = encoded["a.m4a"]

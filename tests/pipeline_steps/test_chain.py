@@ -7,7 +7,7 @@ import math
 import pyarrow as pa
 import pytest
 
-from accord.schema import CLIP_SCHEMA, ELIGIBILITY_COLUMNS
+from accord.core.clip import CLIP_SCHEMA, ELIGIBILITY_COLUMNS
 
 pytestmark = pytest.mark.integration
 

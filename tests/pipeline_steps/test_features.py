@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soxr
+
 from accord.pipeline import features as F
 
 SR = 16000
@@ -73,7 +74,7 @@ def test_silences_from_vad_frames():
 
 
 def test_compute_fills_every_schema_feature():
-    from accord.schema import FEATURE_FIELDS
+    from accord.core.clip import FEATURE_FIELDS
 
     x = _gated_tone().astype(np.float32)
     out = F.compute(x, "hello there", np.full(len(x) // 512, 0.9))

@@ -52,7 +52,6 @@ def test_nemo_backend_transcribes_with_a_restored_model(tiny_nemo, english_sente
 
 def test_missing_nemo_file_is_a_clear_error(tmp_path):
     from accord.pipeline.asr import create_backend
-
     from accord.weights import ModelNotFound
 
     with pytest.raises(ModelNotFound):

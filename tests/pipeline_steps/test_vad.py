@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from accord.pipeline.vad import FRAME_S, VadConfig, clip_id, segment, speech_runs
 
 
@@ -142,6 +143,7 @@ def test_streaming_is_chunk_invariant_and_backends_agree(sample_bucket, backend)
     silero-vad package's own model agrees with the batched export on speech vs silence."""
     import soundfile as sf
     import soxr
+
     from accord.pipeline.vad import VadConfig, load_vad
 
     x, sr = sf.read(str(sample_bucket.path / "en_flite_slt.flac"), dtype="float32")
@@ -165,8 +167,8 @@ def test_long_source_clips_stream_out_without_holding_the_source(sample_bucket, 
     import tracemalloc
 
     import soundfile as sf
-    from accord.pipeline.steps import DecodeStep, VadStep
 
+    from accord.pipeline.steps import DecodeStep, VadStep
     from accord.samples.encode import load_mono
 
     english = [n for n in sorted(sample_bucket.truth) if sample_bucket.truth[n]["language"] == "en"]

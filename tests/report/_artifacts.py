@@ -1,7 +1,7 @@
 """Small real artifacts of a run, laid out as ``make demo`` leaves them, for the report tests.
 
 The manifest and errors are real CLIP_SCHEMA / ERROR_SCHEMA Parquet files, the run record has the
-shape ``accord.pipeline.run_record.build_record`` writes, the metrics are JSONL as
+shape ``accord.core.runs.build_record`` writes, the metrics are JSONL as
 ``accord.train.metrics.MetricsLogger`` appends them, and the audio is espeak-ng speech.
 """
 
@@ -15,8 +15,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from accord.schema import CLIP_SCHEMA, ERROR_SCHEMA
-from accord.stages import STAGES
+from accord.core.clip import CLIP_SCHEMA
+from accord.core.errors import ERROR_SCHEMA
+from accord.core.stages import STAGES
 
 SENTENCE = "The report shows what accord did with the audio."
 

@@ -9,16 +9,16 @@ import pytest
 from click.testing import CliRunner
 
 from accord.cli.cmd_report import report
+from accord.core.stages import STAGES
 from accord.report import ReportConfig, build_report, discover
 from accord.report.collect import read_ingest, read_metrics_file, read_train
-from accord.stages import STAGES
 
 from ._artifacts import clip_rows, espeak_wav
 
 
 def test_hours_kept_reapply_eligibility(built_report) -> None:
     """On disk every eligible_* flag is False; the report recomputes them with the thresholds in force."""
-    from accord.pipeline.eligibility import eligible
+    from accord.core.eligibility import eligible
 
     ingest = read_ingest(built_report.run_dir / "ingest")
     kept = ingest.hours_kept()
@@ -93,7 +93,7 @@ def test_damaged_manifest_file_does_not_stop_the_report(tmp_path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from accord.schema import CLIP_SCHEMA
+    from accord.core.clip import CLIP_SCHEMA
 
     ingest = tmp_path / "ingest"
     (ingest / "manifest").mkdir(parents=True)

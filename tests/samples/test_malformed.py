@@ -94,5 +94,5 @@ def test_size_small(malformed_bucket):
 
 
 def test_error_kinds_match_the_pipeline():
-    errors = pytest.importorskip("accord.pipeline.errors")
+    errors = pytest.importorskip("accord.core.errors")
     assert set(errors.ERROR_KINDS) == set(ERROR_KINDS)

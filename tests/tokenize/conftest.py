@@ -8,6 +8,7 @@ import pytest
 @pytest.fixture(scope="session")
 def dac_codec():
     import torch
+
     from accord.tokenize.codec import DacCodec
 
     torch.set_num_threads(2)

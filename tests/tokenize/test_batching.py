@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from accord.tokenize.batching import length_batches
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from accord.tokenize.batching import length_batches
 
 
 @settings(max_examples=60, deadline=None)
@@ -22,19 +23,3 @@ def test_every_item_once_and_batches_bounded(lengths: list[int], max_samples: in
             assert int(lengths_B[b]) == n
             assert (wav_BT[b, :n] == i + 1).all() and (wav_BT[b, n:] == 0).all()
     assert sorted(seen) == list(range(len(wavs)))
-
-
-def test_a_failing_batch_is_retried_item_by_item() -> None:
-    from accord.tokenize.job import _batch_or_each
-
-    def run_one(x: int) -> int:
-        if x < 0:
-            raise ValueError(f"bad {x}")
-        return 2 * x
-
-    items, failed = [1, -2, 3], []
-    out = _batch_or_each(
-        lambda: [run_one(x) for x in items], items, run_one, lambda x, e: failed.append((x, str(e)))
-    )
-    assert out == [2, None, 6] and failed == [(-2, "bad -2")]
-    assert _batch_or_each(lambda: [7], [1], run_one, lambda x, e: failed.append(x)) == [7]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from accord.tokenize.codec import FRAME_RATE, CodecConfig, DacCodec, expected_frames
 
 pytestmark = pytest.mark.integration

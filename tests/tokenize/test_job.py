@@ -15,12 +15,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+from click.testing import CliRunner
+
+from accord.core.shards import RANDOM_WEIGHTS_KEY, ShardConfig, iter_samples, read_random_weights
 from accord.tokenize.codec import CodecConfig
 from accord.tokenize.job import TokenizeConfig, run_tokenize
 from accord.tokenize.sample_manifest import clip_row, rows_from_bucket, write_manifest
-from accord.tokenize.shards import RANDOM_WEIGHTS_KEY, ShardConfig, iter_samples, read_random_weights
 from accord.tokenize.speaker import SpeakerConfig, cosine
-from click.testing import CliRunner
 
 pytestmark = pytest.mark.integration
 
@@ -104,8 +105,8 @@ def test_codes_embeddings_and_metadata(job) -> None:
         assert meta["augmentations"] == ["noise", "music", "codec", "reverb"]
         assert meta["source_uri"] == row["source_uri"] and meta["start_s"] == row["start_s"]
         assert meta["transcripts"][0]["text"] == row["transcripts"][0]["text"]
-        assert meta["eligible"]["pretrain"] is True and meta["language"] == "en"
-        assert meta["features"]["snr_db"] == pytest.approx(40.0)
+        assert meta["eligible_pretrain"] is True and meta["language"] == "en"
+        assert meta["snr_db"] == pytest.approx(40.0)
 
 
 def test_same_voice_clips_are_closer(job) -> None:
@@ -151,6 +152,8 @@ def test_rerun_skips_done_shards_and_redoes_a_lost_one(job, dac_codec, auralis_e
         encoder=auralis_encoder,
     )
     assert (third.n_written, third.n_skipped) == (1, 2)
+    name = "shards/shard-000001.tar"  # the local executor batches as Ray did: the same bytes
+    assert (shards / name).read_bytes() == (job["shards"] / name).read_bytes()
     assert sorted(s["__key__"] for s in iter_samples(str(shards))) == sorted(job["good"])
     assert len(list(shards.rglob("*.tmp"))) == 0
 
@@ -173,9 +176,10 @@ def test_cli_decode_and_fit_lda(job, tmp_path) -> None:
 
 
 def test_one_bad_clip_does_not_sink_its_batch(auralis_encoder, voice_clips) -> None:
-    from accord.tokenize.job import SpeakerStage
+    from accord.jobs.rows import ERROR, ITEM, pack, process_rows, unpack
+    from accord.tokenize.steps import SpeakerStep
 
-    stage = SpeakerStage(_config("local"), "run-x", encoder=auralis_encoder)
+    step = SpeakerStep(_config("local"), encoder=auralis_encoder)
     good = voice_clips[0][1][:16000]
     items = [
         clip_row("/a.wav", 0.0, 1.0, "a", "en") | {"wav16": good, "codes": np.zeros((9, 86), np.int16)},
@@ -183,8 +187,10 @@ def test_one_bad_clip_does_not_sink_its_batch(auralis_encoder, voice_clips) -> N
         clip_row("/b.wav", 0.0, 1.0, "b", "en")
         | {"wav16": np.where(np.arange(16000) == 500, np.nan, good), "codes": np.zeros((9, 86), np.int16)},
     ]
-    out = stage(items)
-    assert "sample" in out[0] and np.isfinite(out[0]["sample"]["spk"]).all()
-    assert "sample" not in out[1] and out[1]["error"]["step"] == "tokenize:speaker"
-    assert out[1]["error"]["error_type"] == "nan_embedding"
-    assert out[1]["error"]["run_id"] == "run-x" and out[1]["error"]["clip_id"] == items[1]["clip_id"]
+    out = process_rows(step, [pack("shard-000000", ITEM, [(it, 1) for it in items])], name=step.name)
+    assert [r["kind"] for r in out] == [ERROR, ITEM]
+    err, w = unpack(out[0])
+    [(sample_item, _)] = unpack(out[1])
+    assert np.isfinite(sample_item["sample"]["spk"]).all() and sample_item["clip_id"] == items[0]["clip_id"]
+    assert err["step"] == "tokenize:speaker" and err["error_type"] == "nan_embedding" and w == 1
+    assert err["clip_id"] == items[1]["clip_id"] and err["input_uri"] == "/b.wav"

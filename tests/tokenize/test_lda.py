@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from accord.tokenize.lda import LdaConfig, LdaProjection, fit_lda, read_labels_csv
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+from accord.tokenize.lda import LdaConfig, LdaProjection, fit_lda, read_labels_csv
 
 
 def _data(n_cls: int = 6, per: int = 20, dim: int = 32, seed: int = 0) -> tuple[np.ndarray, list[str]]:

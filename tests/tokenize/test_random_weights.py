@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from accord.tokenize.sample_manifest import rows_from_bucket, write_manifest
-from accord.tokenize.shards import RANDOM_WEIGHTS_KEY, read_random_weights
 from click.testing import CliRunner
 
 from accord.cli.main import cli
+from accord.core.shards import RANDOM_WEIGHTS_KEY, read_random_weights
+from accord.tokenize.sample_manifest import rows_from_bucket, write_manifest
 
 pytestmark = pytest.mark.integration
 

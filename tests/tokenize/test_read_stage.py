@@ -1,11 +1,14 @@
-"""The read stage: each clip from its source at 44.1 kHz, or an error row with a reason."""
+"""The read step: each clip from its source at 44.1 kHz, or an error row with a reason."""
 
 from __future__ import annotations
 
 import numpy as np
 import soundfile as sf
-from accord.tokenize.job import ReadStage, TokenizeConfig
+
+from accord.jobs.rows import ERROR, ITEM, Unit, iter_unit, unpack
+from accord.tokenize.config import TokenizeConfig
 from accord.tokenize.sample_manifest import clip_row
+from accord.tokenize.steps import ReadStep, ShardClipsStep
 
 
 def test_reads_spans_and_reports_bad_ones(sample_bucket, tmp_path) -> None:
@@ -19,11 +22,15 @@ def test_reads_spans_and_reports_bad_ones(sample_bucket, tmp_path) -> None:
         "empty_audio": clip_row(src, dur + 5.0, dur + 6.0, "d", "en"),
         "missing_source": clip_row(str(tmp_path / "nope.flac"), 0.0, 1.0, "e", "en"),
     }
-    out = ReadStage(TokenizeConfig(), "r1")([dict(r) for r in rows.values()])
-    got = dict(zip(rows, out, strict=True))
-    wav = got["ok"]["wav44"]
+    shard = Unit("shard-000000", {"shard": 0, "clips": list(rows.values())})
+    out = list(iter_unit([ShardClipsStep(), ReadStep(TokenizeConfig())], shard, bundle=4))
+    assert [r["kind"] for r in out] == [ERROR] * 5 + [ITEM, "unit"]  # a bundle leaves when full or at the end
+    (item, w), *rest = unpack(out[5])
+    wav = item["wav44"]
+    assert not rest and w == 1 and item["clip_id"] == rows["ok"]["clip_id"]
     assert wav.dtype == np.float32 and len(wav) == round(1.25 * 44100) and np.abs(wav).max() > 0.01
-    for kind in ("bad_clip_id", "bad_span", "short_read", "empty_audio", "missing_source"):
-        err = got[kind]["error"]
-        assert err["error_type"] == kind and err["step"] == "tokenize:read" and err["run_id"] == "r1", err
-        assert "wav44" not in got[kind]
+    errors = [unpack(r)[0] for r in out[:5]]
+    for kind, err in zip(list(rows)[1:], errors, strict=True):
+        assert err["error_type"] == kind and err["step"] == "tokenize:read", err
+        assert err["clip_id"] == rows[kind]["clip_id"] and err["input_uri"] == rows[kind]["source_uri"]
+    assert unpack(out[-1])["n_expected"] == 6

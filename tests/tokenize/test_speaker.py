@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from accord.tokenize.augment import AUGMENTATIONS, augment
 from accord.tokenize.speaker import SpeakerEncoder, cosine
 
@@ -113,7 +114,6 @@ def test_speaker_follows_the_same_weights_rule(monkeypatch, tmp_path) -> None:
     """No VoxCeleb weights: refused with the how-to; the opt-in (flag or ``ecapa:random``) gives the
     VoxCeleb architecture with seeded random weights, loaded as a speechbrain model dir."""
     from accord.tokenize.speaker import SpeakerConfig
-
     from accord.weights import ModelNotFound
 
     monkeypatch.setenv("ACCORD_MODELS", str(tmp_path))

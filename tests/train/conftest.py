@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from accord.train.synthetic import write_synthetic_shards
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,6 +30,7 @@ def bucket_shards(sample_bucket, tmp_path_factory) -> Path:
     accord.tokenize (DAC architecture with its seeded random weights, opted in with
     ``dac:random`` and recorded in tokenize.json; auralis ECAPA)."""
     import torch
+
     from accord.tokenize.codec import CodecConfig
     from accord.tokenize.job import TokenizeConfig, run_tokenize
     from accord.tokenize.sample_manifest import rows_from_bucket, write_manifest
@@ -149,9 +151,9 @@ bare = ZonosModel(cfg)
 ds_model = ZonosModel(cfg)
 ds_model.load_state_dict(bare.state_dict())
 bare.to(info.device)
+ds_model.to(info.device)  # first: the MoE kernel probe of the AC wrapper runs on the device
 if p["checkpointing"]:
     apply_activation_checkpointing(ds_model)
-ds_model.to(info.device)
 opt = build_optimizer(bare, recipe.optim)
 sched = build_scheduler(opt, 100, recipe.optim)
 recipe.engine.zero_stage = p["zero_stage"]

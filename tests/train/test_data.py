@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from accord.train.data import LoaderConfig, StageLoader, read_shard, select_samples, shard_url
+
+from accord.core.shards import read_shard, shard_tar_uri
+from accord.train.data import LoaderConfig, StageLoader, select_samples
 from accord.train.examples import ExampleBuilder, mask_crop_frames
 from accord.train.recipe import ConditioningConfig, load_recipe
 
@@ -95,7 +97,7 @@ def test_truncated_shard_is_skipped_logged_and_counted(
 ) -> None:
     root = tmp_path / "shards"
     shutil.copytree(synthetic_shards, root)
-    tar = Path(shard_url(str(root), "shard-000001"))
+    tar = Path(shard_tar_uri(str(root), "shard-000001"))
     tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 2])
     with pytest.raises(Exception, match=r"truncated|EOF|unexpected end"):
         read_shard(str(tar))
@@ -113,7 +115,7 @@ def test_truncated_shard_is_skipped_logged_and_counted(
 
 
 def test_conditioning_per_stage(synthetic_shards: Path) -> None:
-    (sample,) = [s for s in read_shard(shard_url(str(synthetic_shards), "shard-000000"))[0][:1]]
+    (sample,) = [s for s in read_shard(shard_tar_uri(str(synthetic_shards), "shard-000000"))[0][:1]]
     a1 = ExampleBuilder(load_recipe("anneal1").conditioning)
     a2 = ExampleBuilder(load_recipe("anneal2").conditioning)
     pre = ExampleBuilder(load_recipe("pretrain").conditioning)
@@ -127,7 +129,7 @@ def test_conditioning_per_stage(synthetic_shards: Path) -> None:
 
 
 def test_rate_and_quality_dropout_rates(synthetic_shards: Path) -> None:
-    samples, _ = read_shard(shard_url(str(synthetic_shards), "shard-000000"))
+    samples, _ = read_shard(shard_tar_uri(str(synthetic_shards), "shard-000000"))
     b = ExampleBuilder(ConditioningConfig(rate=True, quality=True, rate_drop_p=0.4, quality_drop_p=0.25))
     rate_kept = qual_kept = 0
     n = 0

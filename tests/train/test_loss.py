@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from accord.train.loss import head_nll, masked_nll, training_loss
 from torch import nn
+
+from accord.train.loss import head_nll, masked_nll, training_loss
 
 
 def test_masked_nll_matches_a_direct_computation() -> None:

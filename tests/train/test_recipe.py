@@ -6,10 +6,11 @@ import itertools
 import math
 
 import pytest
-from accord.train.engine import is_muon_param, lr_factor, param_groups
-from accord.train.recipe import OptimConfig, load_recipe
 
-from accord.stages import STAGES
+from accord.core.config import load_overrides
+from accord.core.stages import STAGES
+from accord.train.engine import is_muon_param, lr_factor, param_groups
+from accord.train.recipe import REPLACED_KEYS, OptimConfig, load_recipe
 
 
 def test_pretrain_recipe_matches_the_report() -> None:
@@ -50,6 +51,20 @@ def test_unknown_keys_are_rejected() -> None:
         load_recipe("pretrain", overrides={"optim": {"lr_typo": 1.0}})
     with pytest.raises(ValueError, match="unknown stage"):
         load_recipe("finetune")
+
+
+def test_config_file_and_sets_override_the_recipe(tmp_path) -> None:
+    """``accord train --config run.yaml --set ...``: the file's ``train:`` section, then ``--set``,
+    over the stage recipe; listed dataset weights replace the recipe's instead of merging."""
+    run_yaml = tmp_path / "run.yaml"
+    run_yaml.write_text("train:\n  engine: {zero_stage: 2}\n  data: {dataset_weights: {podcasts: 2.0}}\n")
+    sets = ["optim.muon_lr=1e-3", "train.engine.grad_accum=4"]  # 1e-3: a string to YAML 1.1
+    overrides = load_overrides(str(run_yaml), sets, section="train", replace=REPLACED_KEYS)
+    r = load_recipe("midtrain", overrides=overrides)
+    assert r.engine.zero_stage == 2 and r.engine.grad_accum == 4
+    assert r.optim.muon_lr == 1e-3 and isinstance(r.optim.muon_lr, float)
+    assert r.data.dataset_weights == {"podcasts": 2.0}, "the recipe's '*' weight is replaced"
+    assert r.data.min_agreement == load_recipe("midtrain").data.min_agreement
 
 
 def test_warmup_then_cosine() -> None:

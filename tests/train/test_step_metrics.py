@@ -12,6 +12,7 @@ import math
 
 import pytest
 import torch
+
 from accord.train.loss import LossOut, training_loss
 from accord.train.step_metrics import StepMetrics
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from accord.stages import STAGES
+from accord.core.stages import STAGES
 
 from .conftest import falls, kill_after_checkpoint, losses_of, run_cli
 
@@ -112,8 +112,8 @@ def test_curriculum_on_bucket_shards(bucket_shards: Path, tmp_path: Path, train_
     run_cli(["curriculum", "--shards", str(bucket_shards), "--model", "debug", "--run", str(run),
           "--steps-per-stage", "12", "--set", "log_every=1", "--set", "eval.n_sentences=2",
           "--set", "eval.max_new_frames=24"], train_env, timeout=900)  # fmt: skip
+    from accord.core.shards import RANDOM_WEIGHTS_KEY
     from accord.model.checkpoint import load_zonos2, read_extra
-    from accord.tokenize.shards import RANDOM_WEIGHTS_KEY
 
     prev_final = None
     for stage in STAGES:

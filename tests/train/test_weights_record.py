@@ -7,12 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from accord.model.checkpoint import save_zonos2
-from accord.model.synth import SynthRequest, recorded_ref, synthesize
-from accord.tokenize.shards import RANDOM_WEIGHTS_KEY
-from accord.train.eval import tokenize_refs
-from accord.train.stage import StageArgs, export_extra, resolve_recipe
 
+from accord.core.shards import RANDOM_WEIGHTS_KEY, tokenize_refs
+from accord.model.checkpoint import save_zonos2
+from accord.synth import SynthRequest, recorded_ref, synthesize
+from accord.train.trainer import StageArgs, export_extra, resolve_recipe
 from accord.weights import ModelNotFound, resolve
 
 
@@ -63,6 +62,7 @@ def test_recorded_ref_allows_random_weights_only_when_recorded() -> None:
 @pytest.fixture(scope="module")
 def init_model():
     import torch
+
     from accord.model.config import get_flavour
     from accord.model.zonos import ZonosModel
 
@@ -91,9 +91,9 @@ def test_synth_fails_closed_without_the_record_and_decodes_with_it(init_model, t
 
 
 def test_exported_vocab_keeps_control_token_ids(init_model, tmp_path: Path) -> None:
+    from accord.core.vocab import DEFAULT_VOCAB
     from accord.model.checkpoint import read_extra
-    from accord.model.synth import vocab_from_extra
-    from accord.tokenize.vocab import DEFAULT_VOCAB
+    from accord.synth import vocab_from_extra
 
     args = StageArgs(stage="pretrain", shards=str(tmp_path / "s"), run_dir=tmp_path / "run")
     ckpt = save_zonos2(init_model, tmp_path / "ckpt", extra=export_extra(args, resolve_recipe(args), step=1))

@@ -6,15 +6,15 @@ import itertools
 import math
 
 import pytest
-from accord.pipeline.eligibility import (
+
+from accord.core.eligibility import (
     DEFAULT_THRESHOLDS,
     StageThresholds,
     eligible,
     failures,
     load_thresholds,
 )
-
-from accord.stages import STAGES
+from accord.core.stages import STAGES
 
 CLEAN = {
     "agreement": 0.97,
@@ -102,3 +102,11 @@ def test_reapplied_at_read_time_on_manifest_rows():
     df = pd.DataFrame([CLEAN, {**CLEAN, "agreement": 0.75}, {**CLEAN, "language_prob": float("nan")}])
     verdicts = [eligible(r) for r in df.to_dict("records")]
     assert [v["anneal1"] for v in verdicts] == [True, False, False]
+
+
+def test_thresholds_from_a_yaml_file_or_a_run_config(tmp_path):
+    (tmp_path / "t.yaml").write_text("anneal1:\n  min_agreement: 0.55\n")
+    (tmp_path / "run.yaml").write_text("ingest:\n  eligibility:\n    anneal2: {min_snr_db: 7}\n")
+    assert load_thresholds(str(tmp_path / "t.yaml"))["anneal1"].min_agreement == 0.55
+    run = load_thresholds(str(tmp_path / "run.yaml"))
+    assert run["anneal2"].min_snr_db == 7.0 and run["anneal1"] == DEFAULT_THRESHOLDS["anneal1"]

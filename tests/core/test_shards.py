@@ -7,40 +7,130 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from accord.tokenize.shards import (
+
+from accord.core.clip import sample_meta
+from accord.core.shards import (
     RANDOM_WEIGHTS_KEY,
+    SHARD_FORMAT_VERSION,
     ShardConfig,
+    ShardError,
     ShardWriter,
     is_done,
     iter_samples,
     plan_shards,
     read_random_weights,
     read_sample,
+    read_samples,
+    read_shard,
+    read_tar,
+    read_tokenize_json,
+    tar_bytes,
+    tokenize_refs,
     write_index,
     write_shard,
+    write_tokenize_json,
 )
+from accord.core.vocab import CODEC_FRAME_RATE
+
+
+def _row(i: int, seconds: float, lang: str) -> dict:
+    """A manifest row (the fields a shard sample carries)."""
+    return {
+        "clip_id": f"clip{i:04d}",
+        "language": lang,
+        "start_s": 2.0,
+        "end_s": 2.0 + seconds,
+        "agreement": 0.9,
+        "eligible_pretrain": True,
+        "eligible_midtrain": i % 2 == 0,
+        "speaking_rate": 12.0,
+        "snr_db": 30.0,
+        "source_uri": f"/src/{i}.wav",
+        "transcripts": [{"system": "truth", "text": "héllo"}],
+        "pairs": [{"a": "x", "b": "y", "wer": 0.1, "cer": 0.05}],
+    }
 
 
 def _sample(i: int, seconds: float = 1.0, lang: str = "en") -> dict:
     rng = np.random.default_rng(i)
-    T = round(seconds * 86.1328125)
+    T = round(seconds * CODEC_FRAME_RATE)
     return {
         "codes": rng.integers(0, 1024, (9, T)).astype(np.int16),
         "spk": rng.normal(size=192).astype(np.float32),
         "spkcrop": rng.normal(size=192).astype(np.float32),
         "spkaug": rng.normal(size=(4, 192)).astype(np.float32),
-        "json": {
-            "clip_id": f"clip{i:04d}",
-            "language": lang,
-            "duration_s": seconds,
-            "n_frames": T,
-            "agreement": 0.9,
-            "eligible": {"pretrain": True, "midtrain": i % 2 == 0, "anneal1": False, "anneal2": False},
-            "features": {"speaking_rate": 12.0, "snr_db": 30.0},
-            "source_uri": f"/src/{i}.wav",
-            "transcripts": [{"system": "truth", "text": "héllo"}],
-        },
+        "json": sample_meta(_row(i, seconds, lang), T, (0, T // 2), ("noise",)),
     }
+
+
+def test_sample_meta_is_the_manifest_row_flat() -> None:
+    meta = _sample(3, seconds=1.5)["json"]
+    assert meta["duration_s"] == pytest.approx(1.5) and meta["n_frames"] == round(1.5 * CODEC_FRAME_RATE)
+    assert meta["eligible_pretrain"] is True and meta["eligible_midtrain"] is False
+    assert meta["eligible_anneal2"] is False, "absent eligibility is False, never missing"
+    assert meta["snr_db"] == 30.0 and meta["speaker_crop"] == [0, meta["n_frames"] // 2]
+    assert "pairs" not in meta and "eligible" not in meta and "features" not in meta
+    assert meta["transcripts"][0]["text"] == "héllo" and "language_prob" in meta["transcripts"][0]
+    json.dumps(meta, allow_nan=False)  # NaN-free: json_safe ran
+
+
+def test_format_1_shards_read_in_the_current_shape(tmp_path) -> None:
+    """Shards written before the flat clip shape (nested eligible/features, a ``seconds`` column)."""
+    root = tmp_path / "old"
+    s = _sample(0, seconds=2.0)
+    flat = s["json"]
+    s["json"] = {
+        **{k: v for k, v in flat.items() if not k.startswith(("eligible_", "snr_db", "speaking_rate"))},
+        "eligible": {"pretrain": True, "midtrain": True, "anneal1": False, "anneal2": False},
+        "features": {"snr_db": 31.0, "speaking_rate": 11.0},
+    }
+    write_shard(str(root), 0, ["clip0000"], [s])
+    write_index(str(root), 1)
+    samples = pq.read_table(root / "samples.parquet")
+    old_names = ["seconds" if c == "duration_s" else c for c in samples.column_names]
+    pq.write_table(samples.rename_columns(old_names), root / "samples.parquet")
+    got = read_sample(str(root), "clip0000")["json"]
+    assert got["eligible_midtrain"] is True and got["snr_db"] == 31.0 and "features" not in got
+    table = read_samples(str(root))
+    assert table["duration_s"].to_pylist() == [pytest.approx(2.0)] and "seconds" not in table.column_names
+    assert table["snr_db"].to_pylist() == [31.0]
+
+
+def test_truncated_tar_is_an_error_and_a_bad_sample_only_skips_itself(tmp_path) -> None:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(tar_bytes([_sample(0)]))) as good,
+        tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar,
+    ):
+        for info in good.getmembers():
+            tar.addfile(info, good.extractfile(info))
+        for name, payload in (("clip0001.codes.npy", b"not npy"), ("clip0001.json", b"{}")):
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    data = buf.getvalue()
+    samples, n_bad = read_tar(data)
+    assert [x["clip_id"] for x in samples] == ["clip0000"] and n_bad == 1
+    with pytest.raises(ShardError, match="truncated"):
+        read_tar(data[: len(data) // 2 // 512 * 512])
+    with pytest.raises(ShardError):
+        read_shard(str(tmp_path / "missing.tar"))
+
+
+def test_tokenize_json_is_stamped_and_read_back(tmp_path) -> None:
+    root = str(tmp_path)
+    assert read_tokenize_json(root) is None and tokenize_refs(root) == {}
+    write_tokenize_json(root, {"codec": {"ref": "dac:random"}, "speaker": {"ref": "ecapa:auralis"},
+                               RANDOM_WEIGHTS_KEY: ["dac:random"]})  # fmt: skip
+    assert read_tokenize_json(root)["shard_format"] == SHARD_FORMAT_VERSION
+    assert tokenize_refs(root) == {"codec": "dac:random", "speaker": "ecapa:auralis",
+                                   RANDOM_WEIGHTS_KEY: ["dac:random"]}  # fmt: skip
+    (tmp_path / "tokenize.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_tokenize_json(root)
 
 
 def test_plan_is_deterministic_and_bounded() -> None:
@@ -129,7 +219,7 @@ def test_done_marker_written_last(tmp_path) -> None:
 
 
 def test_remove_stale_drops_shards_beyond_the_plan(tmp_path) -> None:
-    from accord.tokenize.shards import remove_stale
+    from accord.core.shards import remove_stale
 
     root = str(tmp_path)
     for i in range(3):

@@ -1,9 +1,10 @@
-"""The step contract shared by every ingest stage (NeMo SDP style: one class per step).
+"""The step contract shared by every ingest and tokenize stage (NeMo SDP style: one class per step).
 
 A step turns one item (a plain ``dict``) into zero or more items. Model steps also accept
-a batch. Steps never see Ray: the job wraps them in Ray Data tasks or actor pools, and
-tests call ``process`` directly. A per-item failure raises :class:`ItemError`; the job
-turns it into a row of the errors manifest and carries on with the other items.
+a batch. Steps never see Ray: the job runner (:mod:`accord.jobs`) wraps them in Ray Data
+tasks or actor pools, or runs them in-process, and tests call ``process`` directly. A
+per-item failure raises :class:`ItemError`; the runner turns it into an ``ERROR_SCHEMA`` row
+(:mod:`accord.core.errors`) and carries on with the other items.
 """
 
 from __future__ import annotations
@@ -55,8 +56,11 @@ class Step(ABC):
         else:
             yield from self.iter_process(item)
 
-    def process_batch(self, items: list[Item]) -> list[Item]:
-        """Batched form; model steps override it to run one forward over the batch."""
+    def process_batch(self, items: list[Item]) -> list[Item | Exception]:
+        """Batched form; model steps override it to run one forward over the batch and return
+        one result per item, in order: the item, or the exception that is its failure alone
+        (e.g. a non-finite output). Raising fails the batch: the runner then calls
+        :meth:`process` on each item so one bad item cannot sink its batch-mates."""
         out: list[Item] = []
         for item in items:
             out.extend(self.process(item))

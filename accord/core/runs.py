@@ -1,8 +1,11 @@
-"""The run record: what one ingest run did, written to ``OUT/runs/<run_id>.json``.
+"""Run records: what one ingest or tokenize run did, written to ``<root>/runs/<run_id>.json``.
 
-Config, software versions, counts, timings, hours in and kept per stage and language, and
-errors by reason. URIs are redacted (no user info or query strings) and no environment
-variable is ever copied in, so a record can be shared without leaking credentials.
+Every record has the run id, its kind (``ingest``/``tokenize``), status, start and finish
+times, argv and software versions, plus the job's own fields (ingest: config, plan, counts,
+timings and :class:`RunStats`' results: hours in and kept per stage and language, errors by
+reason; tokenize: clips, shards, samples, errors). URIs are redacted (no user info or query
+strings) and no environment variable is ever copied in, so a record can be shared without
+leaking credentials.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from accord.stages import STAGES
+from accord.core.stages import STAGES
+from accord.core.storage import check_output_key, join_uri, redact_uri, write_json_atomic
+
+RUNS_DIR = "runs"  # under an ingest OUT or a tokenize SHARDS root
 
 VERSIONED_PACKAGES = (
     "accord",
@@ -51,7 +57,7 @@ def versions() -> dict[str, str]:
 
 @dataclass
 class RunStats:
-    """Accumulates per-source results on the driver as sources are committed."""
+    """An ingest run's ``results`` block, accumulated on the driver as sources are committed."""
 
     sources_committed: int = 0
     sources_failed: int = 0  # committed with no clip and at least one error
@@ -115,33 +121,29 @@ class RunStats:
 
 def build_record(
     run_id: str,
+    kind: str,
     *,
-    raw_uri: str,
-    out_uri: str,
-    config: dict[str, Any],
-    plan: dict[str, Any],
-    counts: dict[str, Any],
-    timings: dict[str, float],
-    stats: RunStats,
-    started_at: float,
     status: str,
+    started_at: float,
     argv: list[str] | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
-    from accord.pipeline.io.fs import redact_uri
-
+    """The record of one run; ``fields`` are the job's own (values of ``*_uri`` keys redacted)."""
+    extra = {k: redact_uri(v) if k.endswith("_uri") and isinstance(v, str) else v for k, v in fields.items()}
     return {
         "run_id": run_id,
-        "kind": "ingest",
+        "kind": kind,
         "status": status,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_at)),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "raw_uri": redact_uri(raw_uri),
-        "out_uri": redact_uri(out_uri),
         "argv": [redact_uri(a) for a in (argv or [])],
-        "config": config,
-        "plan": plan,
         "versions": versions(),
-        "counts": counts,
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "results": stats.to_dict(),
+        **extra,
     }
+
+
+def write_run_record(root: str, record: dict[str, Any]) -> str:
+    """Write ``record`` atomically to ``<root>/runs/<run_id>.json``; returns its URI."""
+    uri = join_uri(root, RUNS_DIR, check_output_key(f"{record['run_id']}.json"))
+    write_json_atomic(uri, record)
+    return uri

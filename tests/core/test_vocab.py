@@ -7,7 +7,10 @@ import math
 
 import numpy as np
 import pytest
-from accord.tokenize.vocab import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accord.core.vocab import (
     BACKGROUND_MARKERS,
     BOS_ID,
     BYTE_OFFSET,
@@ -15,8 +18,6 @@ from accord.tokenize.vocab import (
     Vocab,
     VocabConfig,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def test_layout_and_text_round_trip() -> None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from accord.stages import STAGES
+from accord.core.stages import STAGES
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,17 @@ DEFAULT_THRESHOLDS: dict[str, StageThresholds] = {
 }
 
 
-def load_thresholds(config: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, StageThresholds]:
-    """Defaults overridden per stage by ``config`` (e.g. the ``eligibility:`` block of a run YAML)."""
+def load_thresholds(
+    config: str | Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, StageThresholds]:
+    """Defaults overridden per stage by ``config``: a mapping ``{stage: {threshold: value}}`` or
+    a YAML file (any URI) holding one, at top level, under ``eligibility:`` or under
+    ``ingest: eligibility:`` (so a run config file serves as a thresholds file)."""
+    if isinstance(config, str):
+        from accord.core.config import read_yaml
+
+        data = read_yaml(config)
+        config = data.get("eligibility", (data.get("ingest") or {}).get("eligibility", data))
     out = dict(DEFAULT_THRESHOLDS)
     for stage, values in (config or {}).items():
         if stage not in STAGES:

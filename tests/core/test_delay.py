@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
-from accord.tokenize.delay import apply_delay, invert_delay
-from accord.tokenize.vocab import AUDIO_PAD_ID, CODEBOOK_SIZE, EOA_ID
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from accord.core.delay import apply_delay, invert_delay
+from accord.core.vocab import AUDIO_PAD_ID, CODEBOOK_SIZE, EOA_ID
 
 codes = st.tuples(st.integers(1, 12), st.integers(0, 40), st.integers(0, 2**31 - 1)).map(
     lambda kts: torch.randint(0, CODEBOOK_SIZE, kts[:2], generator=torch.Generator().manual_seed(kts[2]))

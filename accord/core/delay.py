@@ -9,7 +9,8 @@ outside the model, as in the released stack.
 from __future__ import annotations
 
 import torch
-from accord.tokenize.vocab import AUDIO_PAD_ID, EOA_ID
+
+from accord.core.vocab import AUDIO_PAD_ID, EOA_ID
 
 
 def apply_delay(codes_KT: torch.Tensor, pad_id: int = AUDIO_PAD_ID, eoa_id: int = EOA_ID) -> torch.Tensor:

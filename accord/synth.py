@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from accord.core.shards import RANDOM_WEIGHTS_KEY
+from accord.core.vocab import CODEC_SAMPLE_RATE, Vocab, VocabConfig
 from accord.model.checkpoint import load_zonos2, read_extra
 from accord.model.generate import SamplingConfig, generate
 from accord.model.sequence import build_prompt, control_tokens
-from accord.tokenize.shards import RANDOM_WEIGHTS_KEY
-from accord.tokenize.vocab import Vocab, VocabConfig
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def speaker_embedding(wav_path: str | os.PathLike, ref: str) -> torch.Tensor:
     """Raw (pre-LDA) speaker embedding [D_spk] of a reference recording."""
     import soundfile as sf
     import torchaudio.functional as AF
+
     from accord.tokenize.speaker import SAMPLE_RATE, SpeakerEncoder
 
     try:
@@ -139,6 +141,6 @@ def synthesize(checkpoint: str | os.PathLike, req: SynthRequest, decode: bool = 
         "prompt_rows": int(prompt.shape[0]),
     }
     if not decode:
-        return SynthResult(np.zeros(0, np.float32), 44100, result.codes_KT, result.ended, info)
+        return SynthResult(np.zeros(0, np.float32), CODEC_SAMPLE_RATE, result.codes_KT, result.ended, info)
     wav, sr = decode_codes(result.codes_KT, codec_ref)
     return SynthResult(wav, sr, result.codes_KT, result.ended, info)

@@ -30,6 +30,10 @@ CODEBOOK_SIZE = 1024
 EOA_ID = 1024
 AUDIO_PAD_ID = 1025
 AUDIO_VOCAB = CODEBOOK_SIZE + 2
+# The DAC 44 kHz code layout: one frame of N_CODEBOOKS codes per HOP_LENGTH samples.
+CODEC_SAMPLE_RATE = 44100
+CODEC_HOP_LENGTH = 512
+CODEC_FRAME_RATE = CODEC_SAMPLE_RATE / CODEC_HOP_LENGTH  # 86.1328125 frames/s
 
 # ZONOS2's speaker-background markers, in its order: is the speaker prompt clean or noisy.
 BACKGROUND_MARKERS: tuple[str, ...] = ("clean", "noisy")

@@ -1,0 +1,175 @@
+"""The clip: one schema and one shape from manifest row to shard sample to loader row.
+
+Every ingest writes rows of ``CLIP_SCHEMA`` to ``OUT/manifest/``; tokenize copies a clip's row
+(without the per-system pairs) into its shard sample's ``json`` member, adding what it
+measured (``SAMPLE_FIELDS``), and projects it to ``samples.parquet`` (``SAMPLE_SCHEMA``)
+under the same column names; the trainer reads both. Errors are in :mod:`accord.core.errors`.
+
+Bump ``SCHEMA_VERSION`` on any change and keep readers able to read the previous
+version. The version is stored in each Parquet file's key-value metadata.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from accord.core.stages import STAGES
+
+SCHEMA_VERSION = 1
+
+TRANSCRIPT_TYPE = pa.struct(
+    [
+        ("system", pa.string()),  # backend name, e.g. "faster-whisper"
+        ("model", pa.string()),  # model reference, e.g. "whisper:base"
+        ("text", pa.string()),  # raw transcript as the system produced it
+        ("normalized", pa.string()),  # after the language-appropriate normaliser
+        ("language", pa.string()),  # ISO 639-1 code or "" when the system does not say
+        ("language_prob", pa.float32()),  # NaN when unknown
+        ("avg_logprob", pa.float32()),  # NaN when unknown
+    ]
+)
+
+PAIR_TYPE = pa.struct(
+    [
+        ("a", pa.string()),
+        ("b", pa.string()),
+        ("wer", pa.float32()),
+        ("cer", pa.float32()),
+    ]
+)
+
+FEATURE_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
+    ("speaking_rate", pa.float32()),  # UTF-8 bytes/s of the transcript without punctuation/space
+    ("loudness_lufs", pa.float32()),
+    ("snr_db", pa.float32()),
+    ("bandwidth_hz", pa.float32()),
+    ("longest_pause_s", pa.float32()),
+    ("leading_silence_s", pa.float32()),
+    ("trailing_silence_s", pa.float32()),
+)
+
+CLIP_SCHEMA = pa.schema(
+    [
+        ("clip_id", pa.string()),  # stable: hash of source URI + offsets
+        ("source_uri", pa.string()),
+        ("source_sha256", pa.string()),  # of the source file bytes; lineage + change detection
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("duration_s", pa.float64()),
+        ("source_sample_rate", pa.int32()),
+        ("source_channels", pa.int16()),
+        ("source_duration_s", pa.float64()),
+        ("language", pa.string()),  # consensus language ("" if unknown)
+        ("language_prob", pa.float32()),
+        ("transcripts", pa.list_(TRANSCRIPT_TYPE)),
+        ("pairs", pa.list_(PAIR_TYPE)),
+        ("agreement", pa.float32()),  # see accord.pipeline agreement docs: 1 - mean pairwise error
+        *FEATURE_FIELDS,
+        *((f"eligible_{s}", pa.bool_()) for s in STAGES),
+        ("run_id", pa.string()),
+    ],
+    metadata={"accord.core.clip": "clip", "accord.schema_version": str(SCHEMA_VERSION)},
+)
+
+ELIGIBILITY_COLUMNS: tuple[str, ...] = tuple(f"eligible_{s}" for s in STAGES)
+
+# ---------------------------------------------------------------- the clip in a shard
+
+SAMPLE_FIELDS: tuple[str, ...] = ("n_frames", "speaker_crop", "augmentations")
+"""What tokenize adds to a clip's row in its sample's ``json`` member: code frames, the speaker
+crop ``[f0, f1)`` in frames, and the names of the augmented speaker views."""
+
+SAMPLE_META_DROPS: tuple[str, ...] = ("pairs",)
+"""Manifest columns a sample does not carry (per-system pairs are ingest diagnostics)."""
+
+SAMPLE_SCHEMA = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("shard", pa.string()),
+        *((f"eligible_{s}", pa.bool_()) for s in STAGES),
+        ("language", pa.string()),
+        ("duration_s", pa.float64()),
+        ("n_frames", pa.int32()),
+        ("agreement", pa.float32()),
+        *FEATURE_FIELDS,
+        ("source_uri", pa.string()),
+    ]
+)
+"""``samples.parquet``: one row per sample, the clip columns the trainer filters and samples on
+(same names as ``CLIP_SCHEMA``) plus the shard that holds it."""
+
+
+def json_safe(v: Any) -> Any:
+    """JSON-ready: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
+    if isinstance(v, dict):
+        return {k: json_safe(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [json_safe(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def sample_meta(
+    row: Mapping[str, Any], n_frames: int, speaker_crop: tuple[int, int], augmentations: Sequence[str]
+) -> dict[str, Any]:
+    """A sample's ``json`` member: the clip's manifest row (``CLIP_SCHEMA`` names, flat, without
+    ``SAMPLE_META_DROPS``) plus ``SAMPLE_FIELDS``; ``duration_s`` is the span ``end_s - start_s``."""
+    transcript_keys = TRANSCRIPT_TYPE.names
+    meta: dict[str, Any] = {}
+    for name in CLIP_SCHEMA.names:
+        if name in SAMPLE_META_DROPS:
+            continue
+        value = row.get(name)
+        if name == "transcripts":
+            value = [{k: t.get(k) for k in transcript_keys} for t in value or []]
+        elif name.startswith("eligible_"):
+            value = bool(value)
+        elif name == "language":
+            value = value or ""
+        meta[name] = value
+    meta["start_s"], meta["end_s"] = float(row["start_s"]), float(row["end_s"])
+    meta["duration_s"] = meta["end_s"] - meta["start_s"]
+    meta["n_frames"] = int(n_frames)
+    meta["speaker_crop"] = [int(speaker_crop[0]), int(speaker_crop[1])]
+    meta["augmentations"] = list(augmentations)
+    return json_safe(meta)
+
+
+def clip_of(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A sample's ``json`` member in the current (flat) shape.
+
+    Shards written before the flat shape nested eligibility (``{"eligible": {stage: bool}}``)
+    and features (``{"features": {name: value}}``); they are lifted to ``eligible_<stage>`` and
+    the feature columns, so every reader sees one shape whatever wrote the shard.
+    """
+    out = dict(meta)
+    nested_eligible = out.pop("eligible", None)
+    if isinstance(nested_eligible, Mapping):
+        for s in STAGES:
+            out.setdefault(f"eligible_{s}", bool(nested_eligible.get(s, False)))
+    nested_features = out.pop("features", None)
+    if isinstance(nested_features, Mapping):
+        for name, _ in FEATURE_FIELDS:
+            out.setdefault(name, nested_features.get(name))
+    return out
+
+
+def sample_row(shard: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``SAMPLE_SCHEMA`` row of a sample's ``json`` member (either shape) in ``shard``."""
+    clip = clip_of(meta)
+    row = {name: clip.get(name) for name in SAMPLE_SCHEMA.names}
+    row["shard"] = shard
+    row["language"] = clip.get("language") or ""
+    row["duration_s"] = float(clip["duration_s"])
+    row["n_frames"] = int(clip["n_frames"])
+    for s in STAGES:
+        row[f"eligible_{s}"] = bool(clip.get(f"eligible_{s}", False))
+    return row

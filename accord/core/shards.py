@@ -1,0 +1,559 @@
+"""The shard format: WebDataset tars of tokenized clips, their Parquet tables, and ``tokenize.json``.
+
+The writer and the reader live side by side here; tokenize writes through :class:`ShardWriter`,
+the trainer, the LDA fit, the report and ``accord tokenize decode`` read through
+:func:`read_shard`, :func:`read_samples` and :func:`read_tokenize_json`.
+
+Layout under ``SHARDS_URI``::
+
+    shards/shard-000000.tar     WebDataset tar; sample key = clip_id; members codes.npy (int16
+                                [9, T]), spk.npy, spkcrop.npy, spkaug.npy, json (the clip row:
+                                ``accord.core.clip.sample_meta``)
+    shards/shard-000000.done    JSON marker written last: the shard is complete
+    parts/shard-000000.parquet  per-sample rows of that shard (-> samples.parquet)
+    errors/shard-000000.parquet ERROR_SCHEMA rows of clips that failed in that shard
+    index.parquet               one row per shard: counts and hours per stage and language, and
+                                ``random_weights``: the model refs its codes/embeddings came from
+                                with random weights (sorted; [] = all trained; null = not recorded)
+    samples.parquet             one row per sample (``SAMPLE_SCHEMA``): what the trainer samples
+    tokenize.json               the run's models and settings, with the same ``random_weights``
+    lda.npz                     the speaker LDA projection (``accord tokenize fit-lda``)
+    runs/<run_id>.json          one record per tokenize run
+
+Clips are assigned to shards deterministically (sorted by clip id, chunked by estimated bytes
+and a sample cap), so a re-run recomputes the same plan and skips every shard whose tar and
+done marker exist and whose marker records the same clip set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from accord.core.clip import SAMPLE_SCHEMA, clip_of, sample_row
+from accord.core.errors import ERROR_SCHEMA
+from accord.core.stages import STAGES
+from accord.core.storage import (
+    AtomicFile,
+    atomic_write_bytes,
+    exists,
+    join_uri,
+    list_names,
+    parquet_bytes,
+    read_json,
+    read_parquet,
+    remove,
+)
+from accord.core.vocab import CODEC_FRAME_RATE, N_CODEBOOKS
+
+log = logging.getLogger(__name__)
+
+SHARD_FORMAT_VERSION = 2  # 2: the json member is the flat clip row (1 nested eligible/features)
+SHARDS_DIR, PARTS_DIR, ERRORS_DIR = "shards", "parts", "errors"
+INDEX_PARQUET = "index.parquet"
+SAMPLES_PARQUET = "samples.parquet"
+TOKENIZE_JSON = "tokenize.json"
+LDA_NPZ = "lda.npz"
+RANDOM_WEIGHTS_KEY = "random_weights"  # in tokenize.json, done markers and index.parquet
+MEMBERS: tuple[str, ...] = ("codes.npy", "spk.npy", "spkcrop.npy", "spkaug.npy", "json")
+CODEC_BYTES_PER_SECOND = N_CODEBOOKS * 2 * CODEC_FRAME_RATE  # int16 codes
+TAR_OVERHEAD_PER_MEMBER = 1024  # header + padding (upper bound)
+
+
+@dataclass
+class ShardConfig:
+    max_bytes: int = 1_000_000_000  # ~1 GB shards
+    max_samples: int = 100_000
+    n_augmentations: int = 4  # for the byte estimate
+    speaker_dim: int = 192  # for the byte estimate
+
+
+class ShardError(Exception):
+    """A shard that cannot be read in full (truncated tar, bad gzip, missing file)."""
+
+
+def shards_file(shards_uri: str, name: str) -> str:
+    """URI of a top-level file of the layout (``INDEX_PARQUET``, ``TOKENIZE_JSON``, ``LDA_NPZ``...)."""
+    return join_uri(shards_uri, name)
+
+
+def shard_tar_uri(shards_uri: str, shard: str) -> str:
+    """``index.parquet`` names shards ``shard-000000``; they live at ``SHARDS/shards/<name>.tar``."""
+    return join_uri(shards_uri, SHARDS_DIR, f"{shard}.tar")
+
+
+# ---------------------------------------------------------------- plan
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:06d}"
+
+
+def estimate_sample_bytes(duration_s: float, cfg: ShardConfig) -> int:
+    """Upper estimate of one sample's tar bytes, used to plan shards before encoding."""
+    codes = CODEC_BYTES_PER_SECOND * duration_s + 128
+    spk = (3 + cfg.n_augmentations) * cfg.speaker_dim * 4 + 3 * 128
+    meta = 4096
+    return int(codes + spk + meta + len(MEMBERS) * TAR_OVERHEAD_PER_MEMBER)
+
+
+def plan_shards(clips: list[dict[str, Any]], cfg: ShardConfig) -> list[list[str]]:
+    """Clip ids per shard: sorted by id, chunked by estimated bytes and ``max_samples``."""
+    plan: list[list[str]] = []
+    current: list[str] = []
+    size = 0
+    for clip in sorted(clips, key=lambda c: c["clip_id"]):
+        est = estimate_sample_bytes(float(clip["duration_s"]), cfg)
+        if current and (size + est > cfg.max_bytes or len(current) >= cfg.max_samples):
+            plan.append(current)
+            current, size = [], 0
+        current.append(clip["clip_id"])
+        size += est
+    if current:
+        plan.append(current)
+    return plan
+
+
+def plan_digest(clip_ids: list[str]) -> str:
+    return hashlib.sha256("\n".join(clip_ids).encode()).hexdigest()
+
+
+def done_marker_uri(shards_uri: str, index: int) -> str:
+    return join_uri(shards_uri, SHARDS_DIR, f"{shard_name(index)}.done")
+
+
+def is_done(shards_uri: str, index: int, clip_ids: list[str]) -> bool:
+    """The shard's tar and marker exist and the marker's clip set equals the plan's."""
+    marker = done_marker_uri(shards_uri, index)
+    if not exists(marker) or not exists(shard_tar_uri(shards_uri, shard_name(index))):
+        return False
+    try:
+        info = read_json(marker)
+    except (ValueError, OSError):
+        return False
+    return info.get("plan_digest") == plan_digest(clip_ids)
+
+
+# ---------------------------------------------------------------- encode / decode samples
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return buf.getvalue()
+
+
+def encode_sample(sample: dict[str, Any]) -> dict[str, bytes]:
+    """Tar members of one tokenized clip (see the module docstring)."""
+    codes = np.asarray(sample["codes"])
+    if codes.dtype != np.int16 or codes.ndim != 2:
+        raise ValueError(f"codes must be int16 [9, T], got {codes.dtype} {codes.shape}")
+    return {
+        "codes.npy": _npy(codes),
+        "spk.npy": _npy(np.asarray(sample["spk"], np.float32)),
+        "spkcrop.npy": _npy(np.asarray(sample["spkcrop"], np.float32)),
+        "spkaug.npy": _npy(np.asarray(sample["spkaug"], np.float32)),
+        "json": json.dumps(sample["json"], ensure_ascii=False, allow_nan=True).encode(),
+    }
+
+
+def decode_member(name: str, data: bytes) -> Any:
+    if name.endswith(".npy"):
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    if name == "json" or name.endswith(".json"):
+        return json.loads(data)
+    return data
+
+
+def check_clip_id(clip_id: str) -> None:
+    """WebDataset splits keys at the first dot of the basename: clip ids must be plain."""
+    if not clip_id or any(c in clip_id for c in "./\\") or clip_id.strip() != clip_id:
+        raise ValueError(f"clip id {clip_id!r} cannot be a WebDataset key (no '.', '/', '\\\\' or spaces)")
+
+
+def _add_sample(tar: tarfile.TarFile, sample: dict[str, Any]) -> int:
+    """Append one sample's members (fixed mtime/owner, so content alone defines the bytes)."""
+    key = sample["json"]["clip_id"]
+    check_clip_id(key)
+    n = 0
+    for member, data in encode_sample(sample).items():
+        info = tarfile.TarInfo(f"{key}.{member}")
+        info.size = len(data)
+        info.mtime = 0
+        info.mode = 0o444
+        info.uname = info.gname = "accord"
+        tar.addfile(info, io.BytesIO(data))
+        n += len(data)
+    return n
+
+
+def tar_bytes(samples: list[dict[str, Any]]) -> bytes:
+    """A WebDataset tar of ``samples`` in memory (tests, small writes)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for sample in samples:
+            _add_sample(tar, sample)
+    return buf.getvalue()
+
+
+def read_tar(data: bytes, name: str = "<tar>") -> tuple[list[dict[str, Any]], int]:
+    """Samples of one WebDataset tar's bytes: ``([{"__key__", "clip_id", member: value...}], n_bad)``.
+
+    Raises :class:`ShardError` when the tar itself is unreadable or truncated (a complete tar
+    ends with two zero blocks; one cut at a member boundary would otherwise read as shorter).
+    A sample whose members fail to decode, or lack ``codes.npy`` / ``json``, is skipped and
+    counted, never fatal. The ``json`` member is returned in the current shape (``clip_of``).
+    """
+    if len(data) < 1024 or len(data) % 512 or any(data[-1024:]):
+        raise ShardError(f"{name}: truncated tar ({len(data)} bytes, no end-of-archive marker)")
+    groups: dict[str, dict[str, bytes]] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for info in tar:
+                if not info.isfile():
+                    continue
+                key, _, member = PurePosixPath(info.name).name.partition(".")
+                f = tar.extractfile(info)
+                if f is None:
+                    continue
+                payload = f.read()
+                if len(payload) != info.size:
+                    raise ShardError(
+                        f"{name}: member {info.name} truncated ({len(payload)} of {info.size} bytes)"
+                    )
+                groups.setdefault(key, {})[member] = payload
+    except ShardError:
+        raise
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise ShardError(f"{name}: {type(e).__name__}: {e}") from e
+    samples: list[dict[str, Any]] = []
+    bad = 0
+    for key, members in groups.items():
+        try:
+            if "codes.npy" not in members or "json" not in members:
+                raise ValueError(f"missing members, have {sorted(members)}")
+            sample: dict[str, Any] = {"__key__": key}
+            sample.update({m: decode_member(m, members[m]) for m in MEMBERS if m in members})
+            if sample["codes.npy"].ndim != 2:
+                raise ValueError(f"codes.npy has shape {sample['codes.npy'].shape}, expected [K, T]")
+            sample["json"] = clip_of(sample["json"])
+            sample["clip_id"] = sample["json"].get("clip_id", key)
+            samples.append(sample)
+        except Exception as e:  # one bad sample never stops the shard
+            bad += 1
+            log.warning("skipping sample %s in %s: %s", key, name, e)
+    return samples, bad
+
+
+def read_shard(url: str) -> tuple[list[dict[str, Any]], int]:
+    """All samples of the shard tar at ``url`` (local path or any fsspec URL, gzip inferred);
+    see :func:`read_tar`. A missing or unreadable file is a :class:`ShardError`."""
+    import fsspec
+
+    try:
+        with fsspec.open(url, "rb", compression="infer") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise ShardError(f"{url}: {type(e).__name__}: {e}") from e
+    return read_tar(data, url)
+
+
+# ---------------------------------------------------------------- per-sample and per-shard tables
+
+
+LANGUAGE_TYPE = pa.struct([("language", pa.string()), ("n_samples", pa.int64()), ("hours", pa.float64())])
+INDEX_SCHEMA = pa.schema(
+    [
+        ("shard", pa.string()),
+        ("n_samples", pa.int64()),
+        ("n_errors", pa.int64()),
+        ("bytes", pa.int64()),
+        ("seconds", pa.float64()),
+        *((f"n_{s}", pa.int64()) for s in STAGES),
+        *((f"hours_{s}", pa.float64()) for s in STAGES),
+        ("languages", pa.list_(LANGUAGE_TYPE)),
+        (RANDOM_WEIGHTS_KEY, pa.list_(pa.string())),
+    ]
+)
+
+
+def index_row(shard: str, rows: list[dict[str, Any]], n_errors: int, n_bytes: int) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "shard": shard,
+        "n_samples": len(rows),
+        "n_errors": n_errors,
+        "bytes": n_bytes,
+        "seconds": float(sum(r["duration_s"] for r in rows)),
+    }
+    for s in STAGES:
+        sel = [r for r in rows if r[f"eligible_{s}"]]
+        out[f"n_{s}"] = len(sel)
+        out[f"hours_{s}"] = sum(r["duration_s"] for r in sel) / 3600.0
+    langs: dict[str, list[float]] = {}
+    for r in rows:
+        langs.setdefault(r["language"], []).append(r["duration_s"])
+    out["languages"] = [
+        {"language": k, "n_samples": len(v), "hours": sum(v) / 3600.0} for k, v in sorted(langs.items())
+    ]
+    return out
+
+
+class ShardWriter:
+    """Streams one shard's samples into a temp tar as they arrive; :meth:`close` publishes it.
+
+    Publishing order: tar, per-sample part, errors, then the done marker — a crash at any
+    point leaves the shard not-done, and a re-run rewrites it from scratch. ``random_weights``
+    (model refs loaded with random weights; None = not known) goes into the marker and the index.
+    """
+
+    def __init__(
+        self, shards_uri: str, index: int, clip_ids: list[str], random_weights: list[str] | None = None
+    ) -> None:
+        self.shards_uri = shards_uri
+        self.index = index
+        self.random_weights = None if random_weights is None else sorted(set(random_weights))
+        self.name = shard_name(index)
+        self.clip_ids = list(clip_ids)
+        self.pending = set(clip_ids)
+        self.rows: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] = []
+        self._file = AtomicFile(shard_tar_uri(shards_uri, self.name))
+        self._tar = tarfile.open(fileobj=self._file.file, mode="w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
+
+    @property
+    def complete(self) -> bool:
+        return not self.pending
+
+    def _claim(self, clip_id: str) -> None:
+        if clip_id not in self.pending:
+            raise ValueError(
+                f"{self.name}: clip {clip_id!r} is not pending in this shard (duplicate or foreign)"
+            )
+        self.pending.discard(clip_id)
+
+    def add(self, sample: dict[str, Any]) -> None:
+        self._claim(sample["json"]["clip_id"])
+        _add_sample(self._tar, sample)
+        self.rows.append(sample_row(self.name, sample["json"]))
+
+    def add_error(self, clip_id: str, error: dict[str, Any]) -> None:
+        self._claim(clip_id)
+        self.errors.append(error)
+
+    def close(self) -> dict[str, Any]:
+        if self.pending:
+            raise RuntimeError(f"{self.name}: {len(self.pending)} clips still pending")
+        self._tar.close()
+        n_bytes = self._file.file.tell()
+        self._file.commit()
+        rows = sorted(self.rows, key=lambda r: r["clip_id"])
+        atomic_write_bytes(
+            join_uri(self.shards_uri, PARTS_DIR, f"{self.name}.parquet"),
+            parquet_bytes(pa.Table.from_pylist(rows, schema=SAMPLE_SCHEMA)),
+        )
+        err_uri = join_uri(self.shards_uri, ERRORS_DIR, f"{self.name}.parquet")
+        if self.errors:
+            atomic_write_bytes(err_uri, parquet_bytes(pa.Table.from_pylist(self.errors, schema=ERROR_SCHEMA)))
+        else:
+            remove(err_uri)
+        info = index_row(self.name, rows, len(self.errors), n_bytes)
+        info[RANDOM_WEIGHTS_KEY] = self.random_weights
+        info["plan_digest"] = plan_digest(self.clip_ids)
+        atomic_write_bytes(done_marker_uri(self.shards_uri, self.index), json.dumps(info).encode())
+        return info
+
+    def abort(self) -> None:
+        self._tar.close()
+        self._file.abort()
+
+
+def write_shard(
+    shards_uri: str,
+    index: int,
+    clip_ids: list[str],
+    samples: list[dict[str, Any]],
+    errors: dict[str, dict[str, Any]] | None = None,
+    random_weights: list[str] | None = None,
+) -> dict[str, Any]:
+    """Write one whole shard at once (``errors``: clip_id -> ERROR_SCHEMA row)."""
+    w = ShardWriter(shards_uri, index, clip_ids, random_weights)
+    try:
+        for sample in sorted(samples, key=lambda s: s["json"]["clip_id"]):
+            w.add(sample)
+        for clip_id, err in (errors or {}).items():
+            w.add_error(clip_id, err)
+        return w.close()
+    except BaseException:
+        w.abort()
+        raise
+
+
+def write_index(shards_uri: str, n_shards: int) -> tuple[pa.Table, pa.Table]:
+    """Rebuild ``index.parquet`` and ``samples.parquet`` from the done shards ``0..n_shards-1``."""
+    index_rows, parts = [], []
+    for i in range(n_shards):
+        marker = done_marker_uri(shards_uri, i)
+        if not exists(marker):
+            continue
+        info = read_json(marker)
+        # markers of older shards lack random_weights: null, "not recorded", never "none"
+        index_rows.append(
+            {k: info.get(k) if k == RANDOM_WEIGHTS_KEY else info[k] for k in INDEX_SCHEMA.names}
+        )
+        parts.append(
+            upgrade_samples(read_parquet(join_uri(shards_uri, PARTS_DIR, f"{shard_name(i)}.parquet")))
+        )
+    index = pa.Table.from_pylist(index_rows, schema=INDEX_SCHEMA)
+    samples = pa.concat_tables(parts) if parts else SAMPLE_SCHEMA.empty_table()
+    atomic_write_bytes(shards_file(shards_uri, INDEX_PARQUET), parquet_bytes(index))
+    atomic_write_bytes(shards_file(shards_uri, SAMPLES_PARQUET), parquet_bytes(samples))
+    return index, samples
+
+
+def remove_stale(shards_uri: str, n_shards: int) -> list[str]:
+    """Delete shards numbered ``>= n_shards`` (left by an earlier, larger plan); returns their names.
+
+    The done marker goes first, so an interrupted clean-up leaves not-done shards, never
+    half-deleted done ones.
+    """
+    stale = set()
+    for entry in list_names(join_uri(shards_uri, SHARDS_DIR)):
+        name = entry.split(".", 1)[0]
+        if name.startswith("shard-") and name[6:].isdigit() and int(name[6:]) >= n_shards:
+            stale.add(name)
+    for name in sorted(stale):
+        remove(done_marker_uri(shards_uri, int(name[6:])))
+        remove(shard_tar_uri(shards_uri, name))
+        remove(join_uri(shards_uri, PARTS_DIR, f"{name}.parquet"))
+        remove(join_uri(shards_uri, ERRORS_DIR, f"{name}.parquet"))
+    return sorted(stale)
+
+
+# ---------------------------------------------------------------- readers
+
+
+def upgrade_samples(table: pa.Table) -> pa.Table:
+    """``samples.parquet`` rows in the current schema (format 1 named ``duration_s`` ``seconds``)."""
+    if "seconds" in table.column_names and "duration_s" not in table.column_names:
+        table = table.rename_columns(["duration_s" if c == "seconds" else c for c in table.column_names])
+    return table
+
+
+def read_samples(shards_uri: str, columns: list[str] | None = None) -> pa.Table:
+    """``samples.parquet``: one row per sample (``SAMPLE_SCHEMA`` names, whatever format wrote it)."""
+    table = upgrade_samples(read_parquet(shards_file(shards_uri, SAMPLES_PARQUET)))
+    return table.select(columns) if columns is not None else table
+
+
+def read_index(shards_uri: str) -> pa.Table | None:
+    """``index.parquet`` (one row per finished shard), or None before the first index is written."""
+    uri = shards_file(shards_uri, INDEX_PARQUET)
+    return read_parquet(uri) if exists(uri) else None
+
+
+def shard_names(shards_uri: str) -> list[str]:
+    """Finished shards: those ``index.parquet`` lists, else every tar with a done marker."""
+    index = read_index(shards_uri)
+    if index is not None:
+        return index["shard"].to_pylist()
+    entries = set(list_names(join_uri(shards_uri, SHARDS_DIR)))
+    return [e[:-4] for e in sorted(entries) if e.endswith(".tar") and f"{e[:-4]}.done" in entries]
+
+
+def iter_samples(shards_uri: str) -> Iterator[dict[str, Any]]:
+    """Every sample of every finished shard, in shard then clip-id order."""
+    for name in shard_names(shards_uri):
+        samples, _ = read_shard(shard_tar_uri(shards_uri, name))
+        yield from samples
+
+
+def read_sample(shards_uri: str, clip_id: str) -> dict[str, Any]:
+    """One sample by clip id (looked up in ``samples.parquet``, then read from its shard)."""
+    names = None
+    if exists(shards_file(shards_uri, SAMPLES_PARQUET)):
+        t = read_samples(shards_uri, columns=["clip_id", "shard"])
+        names = [
+            s for c, s in zip(t["clip_id"].to_pylist(), t["shard"].to_pylist(), strict=True) if c == clip_id
+        ]
+    for name in names if names is not None else shard_names(shards_uri):
+        samples, _ = read_shard(shard_tar_uri(shards_uri, name))
+        for sample in samples:
+            if sample["__key__"] == clip_id:
+                return sample
+    raise KeyError(f"clip {clip_id!r} is not in {shards_uri}")
+
+
+# ---------------------------------------------------------------- tokenize.json
+
+
+def write_tokenize_json(shards_uri: str, meta: dict[str, Any]) -> None:
+    """The run's models and settings, stamped with ``SHARD_FORMAT_VERSION``."""
+    atomic_write_bytes(
+        shards_file(shards_uri, TOKENIZE_JSON),
+        json.dumps({**meta, "shard_format": SHARD_FORMAT_VERSION}, indent=2).encode(),
+    )
+
+
+def read_tokenize_json(shards_uri: str) -> dict[str, Any] | None:
+    """``SHARDS/tokenize.json``, or None when the shards have none (written before it existed,
+    or by hand); an unreadable file is an error, never silently "no metadata"."""
+    uri = shards_file(shards_uri, TOKENIZE_JSON)
+    if not exists(uri):
+        return None
+    try:
+        info = read_json(uri)
+    except ValueError as e:
+        raise ValueError(f"{uri} is not valid JSON: {e}") from e
+    if not isinstance(info, dict):
+        raise ValueError(f"{uri} holds {type(info).__name__}, expected an object")
+    return info
+
+
+def tokenize_refs(shards_uri: str) -> dict[str, Any]:
+    """What ``tokenize.json`` records of its models, so an eval and a checkpoint match the data:
+    ``codec`` and ``speaker`` refs, and ``random_weights`` (refs loaded with seeded random
+    weights); keys are absent when the shards do not say."""
+    info = read_tokenize_json(shards_uri) or {}
+    refs: dict[str, Any] = {}
+    codec = info.get("codec") or {}
+    speaker = info.get("speaker") or {}
+    if isinstance(codec, dict) and codec.get("ref"):
+        refs["codec"] = codec["ref"]
+    if isinstance(speaker, dict) and speaker.get("ref"):
+        refs["speaker"] = speaker["ref"]
+    random = info.get(RANDOM_WEIGHTS_KEY)
+    if random is None and isinstance(codec, dict) and codec.get("random_weights") and codec.get("ref"):
+        random = [codec["ref"]]  # written before the list existed: the flag sat on the codec
+    if random is not None:
+        refs[RANDOM_WEIGHTS_KEY] = sorted(random)
+    return refs
+
+
+def read_random_weights(shards_uri: str) -> list[str] | None:
+    """Model refs whose random weights made (some of) these shards, sorted; ``[]`` when every model
+    was trained; ``None`` when neither ``tokenize.json`` nor the index records it.
+
+    The union of what ``tokenize.json`` and every index row say, so one random shard is enough
+    to report the refs: what a checkpoint trained on these shards should carry in its params.
+    """
+    found: set[str] | None = None
+    recorded = tokenize_refs(shards_uri).get(RANDOM_WEIGHTS_KEY)
+    if recorded is not None:
+        found = set(recorded)
+    index = read_index(shards_uri)
+    if index is not None and RANDOM_WEIGHTS_KEY in index.column_names:
+        for refs in index[RANDOM_WEIGHTS_KEY].to_pylist():
+            if refs is not None:
+                found = (found or set()) | set(refs)
+    return None if found is None else sorted(found)

@@ -1,0 +1,170 @@
+"""A job's graph: source steps -> named actor pools -> post steps, and its Ray Data form.
+
+Source steps run in one task per unit (``flat_map``: one unit in, its item bundles, error rows
+and unit row out, streamed in blocks); each pool is a Ray actor pool whose actors build their
+step once (models) and run it over ``batch_size`` rows per call; post steps run as light tasks
+and drop arrays before the rows reach the driver. :mod:`accord.jobs.local` runs the same graph
+in-process with the same batching.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from accord.jobs.rows import Row, Unit, finish_rows, iter_unit, process_rows
+from accord.jobs.spec import StepSpec
+from accord.jobs.step import Step
+
+ROW_SCHEMA = pa.schema([("key", pa.string()), ("kind", pa.string()), ("payload", pa.large_binary())])
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """One actor pool: its step, how many actors, what each reserves, rows per call.
+
+    ``name`` is the step name in error rows and timings (e.g. ``asr:moonshine``).
+    ``batch_size``: rows per call; None = each block as it arrives (one unit's rows when the
+    unit fits in a block).
+    """
+
+    name: str
+    step: StepSpec
+    concurrency: int = 1
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    batch_size: int | None = None
+
+
+@dataclass(frozen=True)
+class JobGraph:
+    """The steps of a job and how Ray sizes and retries them (recorded in run records)."""
+
+    source: list[StepSpec]
+    pools: list[PoolSpec] = field(default_factory=list)
+    post: list[StepSpec] = field(default_factory=list)
+    bundle: int = 1  # items per row out of the source steps (one pool call's batch with batch_size=1)
+    summary_keys: tuple[str, ...] = ()  # item keys the unit row reports (see iter_unit)
+    source_num_cpus: float = 0.5
+    post_num_cpus: float = 0.25
+    # Retries when a worker process dies (segfault, OOM kill) on a block. Ray Data's default is
+    # to retry forever, so one poison input would hang the job; after these many the block is
+    # dropped, its units are reported incomplete and the job goes on.
+    task_max_retries: int = 2
+    actor_max_task_retries: int = 2
+    block_mb: float | None = None  # Ray Data's target block size in MiB (None: Ray's default)
+    progress: bool = False
+
+
+# Steps built in this worker process, by their specs (Ray reuses worker processes for tasks).
+_BUILT: dict[str, list[Step]] = {}
+
+
+def built_steps(specs: list[StepSpec]) -> list[Step]:
+    k = repr(specs)
+    if k not in _BUILT:
+        _BUILT[k] = [s.build() for s in specs]
+    return _BUILT[k]
+
+
+def _table(rows: list[Row]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
+
+
+def source_fn(row: dict[str, Any], graph: JobGraph) -> Iterator[Row]:
+    """flat_map: one unit -> its rows, lazily: Ray Data cuts them into blocks of
+    ``target_max_block_size`` as they come, so a long unit is never all in the worker at once."""
+    unit = Unit(row["key"], pickle.loads(row["payload"]))
+    yield from iter_unit(built_steps(graph.source), unit, graph.bundle, graph.summary_keys)
+
+
+def post_fn(batch: pa.Table, specs: list[StepSpec]) -> pa.Table:
+    rows = batch.to_pylist()
+    for step in built_steps(specs):
+        rows = process_rows(step, rows, batched=True)
+    return _table(finish_rows(rows))
+
+
+class PoolActor:
+    """One pool's step, built once per actor; runs it over a batch of rows in one call."""
+
+    def __init__(self, pool: PoolSpec, finish: bool) -> None:
+        self.pool, self.finish = pool, finish
+        self.step = pool.step.build()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = process_rows(self.step, batch.to_pylist(), batched=True, name=self.pool.name)
+        return _table(finish_rows(rows) if self.finish else rows)
+
+
+def actor_class(pool: PoolSpec, finish: bool = False) -> type:
+    """A ``PoolActor`` subclass with its spec built in: no constructor arguments in the object
+    store (Ray warns about those for restartable actors), and a readable operator name."""
+
+    class _Pool(PoolActor):
+        def __init__(self) -> None:
+            super().__init__(pool, finish)
+
+    _Pool.__name__ = _Pool.__qualname__ = "Pool_" + "".join(c if c.isalnum() else "_" for c in pool.name)
+    return _Pool
+
+
+def configure_data_context(graph: JobGraph) -> None:
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = graph.progress
+    ctx.enable_operator_progress_bars = graph.progress
+    # A block that fails outright (worker died, OOM) must not end the job: its units are
+    # reported incomplete, left without a completion marker, and retried by the next run.
+    ctx.max_errored_blocks = -1
+    if graph.block_mb is not None:
+        ctx.target_max_block_size = int(graph.block_mb * 2**20)
+
+
+def build_dataset(units: list[Unit], graph: JobGraph):
+    """The lazy Ray Dataset of result rows for ``units`` (executed by iterating it)."""
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    configure_data_context(graph)
+    items = [{"key": u.key, "payload": pickle.dumps(u.item, protocol=pickle.HIGHEST_PROTOCOL)} for u in units]
+    ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+    ds = ds.flat_map(
+        source_fn,
+        fn_kwargs={"graph": graph},
+        num_cpus=graph.source_num_cpus,
+        max_retries=graph.task_max_retries,
+    )
+    for i, pool in enumerate(graph.pools):
+        last = i == len(graph.pools) - 1 and not graph.post
+        ds = ds.map_batches(
+            actor_class(pool, finish=last),
+            batch_size=pool.batch_size,
+            batch_format="pyarrow",
+            compute=ActorPoolStrategy(size=pool.concurrency),
+            num_cpus=pool.num_cpus,
+            num_gpus=pool.num_gpus or None,
+            max_task_retries=graph.actor_max_task_retries,
+        )
+    if graph.post or not graph.pools:
+        # batch_size=None: each block as it arrives, so finished units reach the driver promptly.
+        ds = ds.map_batches(
+            post_fn,
+            fn_kwargs={"specs": graph.post},
+            batch_size=None,
+            batch_format="pyarrow",
+            num_cpus=graph.post_num_cpus,
+            max_retries=graph.task_max_retries,
+        )
+    return ds
+
+
+def iter_ray(units: list[Unit], graph: JobGraph) -> Iterator[list[Row]]:
+    """Result rows of ``units`` on the connected Ray cluster, one list per block as it arrives."""
+    for batch in build_dataset(units, graph).iter_batches(batch_format="pyarrow", batch_size=None):
+        yield batch.to_pylist()
