@@ -213,6 +213,7 @@ def summary(res: Any) -> str:
 )
 @click.option("--shrinkage", type=float, default=None, help="Eigen solver with this shrinkage (0..1].")
 def fit_lda(shards_uri: str, labels: str | None, dim: int | None, shrinkage: float | None) -> None:
+    from accord.core.shards import LDA_NPZ, shards_file
     from accord.tokenize.lda import fit_lda_on_shards, read_labels_csv
 
     cfg = LdaConfig(shrinkage=shrinkage) if dim is None else LdaConfig(lda_dim=dim, shrinkage=shrinkage)
@@ -221,7 +222,7 @@ def fit_lda(shards_uri: str, labels: str | None, dim: int | None, shrinkage: flo
     click.echo(
         json.dumps(
             {
-                "lda": f"{shards_uri.rstrip('/')}/lda.npz",
+                "lda": shards_file(shards_uri, LDA_NPZ),
                 "dim": proj.dim,
                 "input_dim": int(proj.weight.shape[1]),
                 "explained_variance": round(evr, 4),

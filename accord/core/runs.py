@@ -20,7 +20,15 @@ from importlib import metadata
 from typing import Any
 
 from accord.core.stages import STAGES
-from accord.core.storage import check_output_key, join_uri, redact_uri, write_json_atomic
+from accord.core.storage import (
+    TEMP_PREFIX,
+    check_output_key,
+    join_uri,
+    list_names,
+    read_json,
+    redact_uri,
+    write_json_atomic,
+)
 
 RUNS_DIR = "runs"  # under an ingest OUT or a tokenize SHARDS root
 
@@ -147,3 +155,17 @@ def write_run_record(root: str, record: dict[str, Any]) -> str:
     uri = join_uri(root, RUNS_DIR, check_output_key(f"{record['run_id']}.json"))
     write_json_atomic(uri, record)
     return uri
+
+
+def read_run_records(root: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every run record under ``<root>/runs/`` in run-id (= time) order, and a note for each file
+    that cannot be read (a report still shows the others)."""
+    records, problems = [], []
+    for name in list_names(join_uri(root, RUNS_DIR)):
+        if not name.endswith(".json") or name.startswith(TEMP_PREFIX):
+            continue
+        try:
+            records.append(read_json(join_uri(root, RUNS_DIR, name)))
+        except (OSError, ValueError) as e:
+            problems.append(f"run record {name} unreadable: {e}")
+    return records, problems

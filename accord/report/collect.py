@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from accord.core.eligibility import load_thresholds
+from accord.core.runs import RUNS_DIR, read_run_records
 from accord.core.shards import (
     INDEX_PARQUET,
     SAMPLES_PARQUET,
@@ -133,13 +134,10 @@ def read_ingest(out: Path | None) -> IngestData:
     if out is None:
         data.notes.append("no ingest OUT dir given or found")
         return data
-    for f in sorted((out / "runs").glob("*.json")):
-        try:
-            data.records.append(json.loads(f.read_text()))
-        except (OSError, ValueError) as e:
-            data.notes.append(f"run record {f.name} unreadable: {e}")
+    data.records, problems = read_run_records(str(out))
+    data.notes.extend(problems)
     if not data.records:
-        data.notes.append(f"no run record in {out / 'runs'}")
+        data.notes.append(f"no run record in {out / RUNS_DIR}")
     # Eligibility is a read-time decision: re-apply the thresholds in force now when the pipeline is here.
     try:
         from accord.pipeline.manifest.read import read_errors, read_manifest

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from accord.core.runs import RUNS_DIR
+from accord.core.shards import INDEX_PARQUET, SAMPLES_PARQUET, TOKENIZE_JSON
 from accord.core.stages import STAGES
 
 INGEST_NAMES = ("ingest", "out", "ingest-out", "manifest")
@@ -43,11 +45,11 @@ class ReportInputs:
 
 
 def is_ingest_dir(p: Path) -> bool:
-    return p.is_dir() and ((p / "manifest").is_dir() or (p / "runs").is_dir())
+    return p.is_dir() and ((p / "manifest").is_dir() or (p / RUNS_DIR).is_dir())
 
 
 def is_shards_dir(p: Path) -> bool:
-    return p.is_dir() and any((p / n).exists() for n in ("index.parquet", "samples.parquet", "tokenize.json"))
+    return p.is_dir() and any((p / n).exists() for n in (INDEX_PARQUET, SAMPLES_PARQUET, TOKENIZE_JSON))
 
 
 def is_train_dir(p: Path) -> bool:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from accord.core.shards import INDEX_PARQUET, TOKENIZE_JSON
 from accord.core.stages import STAGES
 from accord.core.storage import atomic_write_bytes
 from accord.report import plots
@@ -266,11 +267,11 @@ def _shards_section(shards: ShardsData) -> str:
                     else None
                 )
                 rows.append([f"{s}: samples / hours", f"{n} / {_hours(h)}"])
-        parts.append(_table(["index.parquet", "value"], rows))
+        parts.append(_table([INDEX_PARQUET, "value"], rows))
     if shards.config:
         flat = [[k, v] for k, v in _flatten(shards.config) if len(str(v)) < 200][:40]
         if flat:
-            parts.append(_table(["tokenize.json", "value"], flat))
+            parts.append(_table([TOKENIZE_JSON, "value"], flat))
     parts.append(_notes(shards.notes))
     return "".join(parts)
 

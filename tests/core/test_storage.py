@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from accord.core.storage import AtomicFile, Store, atomic_write_bytes, read_bytes, write_json_atomic
@@ -26,3 +28,18 @@ def test_uri_writes_are_atomic_on_remote_filesystems_too() -> None:
     with pytest.raises(TypeError):
         atomic_write_bytes(uri, "not bytes")  # type: ignore[arg-type]
     assert read_bytes(uri).startswith(b"{"), "a failed write keeps the old file whole"
+
+
+def test_run_records_round_trip_and_a_broken_one_is_a_note(tmp_path) -> None:
+    from accord.core.runs import build_record, new_run_id, read_run_records, write_run_record
+
+    ids = []
+    for kind in ("ingest", "tokenize"):
+        ids.append(new_run_id())
+        rec = build_record(ids[-1], kind, status="succeeded", started_at=0.0, argv=["accord"],
+                           out_uri="s3://user:secret@bucket/out?sig=x")  # fmt: skip
+        write_run_record(str(tmp_path), rec)
+    (tmp_path / "runs" / "zz.json").write_text("{broken")
+    records, problems = read_run_records(str(tmp_path))
+    assert sorted(r["run_id"] for r in records) == sorted(ids) and len(problems) == 1
+    assert all("secret" not in json.dumps(r) and "sig=" not in json.dumps(r) for r in records)
