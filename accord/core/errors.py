@@ -22,8 +22,13 @@ DECODE_ERROR = "decode_error"  # recognised, but decoding failed (corrupt or tru
 NAN_SAMPLES = "nan_samples"  # decoded samples contain NaN or inf
 EMPTY_AUDIO = "empty_audio"  # decodes to zero samples
 NO_SPEECH = "no_speech"  # decodes fine, but VAD finds no speech clip
+DANGLING_SYMLINK = "dangling_symlink"  # an input named like audio that links to nothing
+NOT_A_FILE = "not_a_file"  # named like audio but a directory, a linked directory, a FIFO, ...
 
-ERROR_KINDS: tuple[str, ...] = (EMPTY_FILE, NOT_AUDIO, DECODE_ERROR, NAN_SAMPLES, EMPTY_AUDIO, NO_SPEECH)
+ERROR_KINDS: tuple[str, ...] = (
+    EMPTY_FILE, NOT_AUDIO, DECODE_ERROR, NAN_SAMPLES, EMPTY_AUDIO, NO_SPEECH, DANGLING_SYMLINK, NOT_A_FILE,
+)  # fmt: skip
+LISTING_KINDS: tuple[str, ...] = (DANGLING_SYMLINK, NOT_A_FILE)  # found by listing: never decoded
 
 ERROR_SCHEMA = pa.schema(
     [

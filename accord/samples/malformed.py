@@ -10,9 +10,12 @@ Error kinds (the ``error_type`` strings of the errors manifest, shared with the 
 - ``nan_samples``  decoded samples contain NaN or Inf.
 - ``empty_audio``  a valid header with 0 audio frames.
 - ``no_speech``    decodes fine but VAD finds no speech (10 minutes of silence and faint noise).
+- ``dangling_symlink`` a name like an audio file that links to nothing.
+- ``not_a_file``   a directory named like an audio file.
 
 ``expected[name] is None`` means the file must be processed into clips and never lost: valid
-speech with a misleading extension (MP3 bytes named ``.wav``), a 384 kHz WAV, and a good FLAC.
+speech with a misleading extension (MP3 bytes named ``.wav``), a 384 kHz WAV, a good FLAC, and
+a symlink to that FLAC.
 Their sentences are in ``Malformed.speech`` (same entry format as the bucket truth).
 
 Layout: ``<dir>/malformed/<files>``, ``<dir>/expected.json``, ``<dir>/speech.json``, ``<dir>/params.json``.
@@ -39,9 +42,13 @@ NOT_AUDIO = "not_audio"
 NAN_SAMPLES = "nan_samples"
 EMPTY_AUDIO = "empty_audio"
 NO_SPEECH = "no_speech"
-ERROR_KINDS: tuple[str, ...] = (EMPTY_FILE, DECODE_ERROR, NOT_AUDIO, NAN_SAMPLES, EMPTY_AUDIO, NO_SPEECH)
+DANGLING_SYMLINK = "dangling_symlink"
+NOT_A_FILE = "not_a_file"
+ERROR_KINDS: tuple[str, ...] = (
+    EMPTY_FILE, DECODE_ERROR, NOT_AUDIO, NAN_SAMPLES, EMPTY_AUDIO, NO_SPEECH, DANGLING_SYMLINK, NOT_A_FILE,
+)  # fmt: skip
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 AUDIO_DIR = "malformed"
 
 EXPECTED: dict[str, str | None] = {
@@ -55,6 +62,9 @@ EXPECTED: dict[str, str | None] = {
     "mp3_bytes.wav": None,
     "high_rate_384k.wav": None,
     "good.flac": None,
+    "linked.flac": None,  # a symlink to good.flac: read through the link, never skipped
+    "dangling.wav": DANGLING_SYMLINK,
+    "folder.wav": NOT_A_FILE,
 }
 
 TEXTS = {
@@ -123,6 +133,10 @@ def _build(out: Path) -> dict[str, list[dict[str, Any]]]:
 
     x, speech["good.flac"] = _speech("good.flac", slt, 16000)
     encode.write(x, 16000, out / "good.flac", "flac")
+    (out / "linked.flac").symlink_to("good.flac")  # relative: the corpus can move
+    speech["linked.flac"] = speech["good.flac"]
+    (out / "dangling.wav").symlink_to("gone/dangling.wav")
+    (out / "folder.wav").mkdir()
 
     x, speech["mp3_bytes.wav"] = _speech("mp3_bytes.wav", us, 44100)
     encode.write(x, 44100, out / "mp3_bytes.mp3", "mp3").rename(out / "mp3_bytes.wav")

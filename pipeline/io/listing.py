@@ -9,14 +9,17 @@ decides where anything is written.
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
 
+from accord.core.errors import DANGLING_SYMLINK, NOT_A_FILE, error_row
 from accord.core.storage import is_local, open_fs, redact_uri
 
+LIST_STEP = "list"  # the step name of listing errors
 DEFAULT_EXTENSIONS: tuple[str, ...] = ("wav", "flac", "mp3", "ogg", "opus", "m4a", "aac", "webm", "mp4")
 
 # Listing fields that change when the object's bytes change, by filesystem.
@@ -68,7 +71,28 @@ def _ext_ok(path: str, exts: tuple[str, ...]) -> bool:
 
 
 def _error(uri: str, error_type: str, reason: str) -> dict[str, Any]:
-    return {"input_uri": uri, "clip_id": None, "step": "list", "error_type": error_type, "reason": reason}
+    return error_row(uri, LIST_STEP, error_type, reason)
+
+
+def classify(
+    fs: fsspec.AbstractFileSystem, path: str, info: dict[str, Any]
+) -> tuple[dict[str, Any] | None, str, str]:
+    """``(info of the file to read, "", "")`` for a regular file or a link to one, else
+    ``(None, error_type, reason)``: nothing named like audio is skipped without a word."""
+    kind = info.get("type", "file")
+    if info.get("islink") and is_local(fs):
+        if not os.path.exists(path):
+            return None, DANGLING_SYMLINK, f"symlink to {info.get('destination')!s}, which does not exist"
+        if os.path.isdir(path):
+            return None, NOT_A_FILE, "symlink to a directory: not followed (list its files, or ingest it)"
+        if os.path.isfile(path):
+            st = os.stat(path)  # the target's size and mtime: its bytes are what we read
+            return {**info, "type": "file", "size": st.st_size, "mtime": st.st_mtime}, "", ""
+    if kind == "file":
+        return info, "", ""
+    if kind == "directory":
+        return None, NOT_A_FILE, "a directory named like an audio file"
+    return None, NOT_A_FILE, f"not a regular file ({kind})"
 
 
 def _read_list_file(list_file: str) -> list[str]:
@@ -110,14 +134,21 @@ def list_sources(
     if list_file is None:
         if not fs.exists(root):
             raise FileNotFoundError(f"input not found: {redact_uri(raw_uri)}")
-        entries = {root: fs.info(root)} if fs.isfile(root) else fs.find(root, detail=True)
+        entries = {root: fs.info(root)} if fs.isfile(root) else fs.find(root, withdirs=True, detail=True)
         for path, info in entries.items():
-            if info.get("type", "file") != "file" or not _ext_ok(path, exts):
+            if path == root and info.get("type") == "directory":
                 continue
             if path != root and any(p.startswith(".") for p in posixpath.relpath(path, root).split("/")):
                 continue
+            linked_dir = bool(info.get("islink")) and is_local(fs) and os.path.isdir(path)
+            if not (_ext_ok(path, exts) or linked_dir):
+                continue  # other files, and the directories the walk goes into
             uri = _full_uri(fs, path)
-            sources[uri] = Source.make(uri, info.get("size") or 0, _fingerprint(info))
+            file_info, error_type, reason = classify(fs, path, info)
+            if file_info is None:
+                errors.append(_error(uri, error_type, reason))
+                continue
+            sources[uri] = Source.make(uri, file_info.get("size") or 0, _fingerprint(file_info))
     else:
         for entry in _read_list_file(list_file):
             path, reason = _resolve_entry(fs, root, entry)
@@ -131,10 +162,14 @@ def list_sources(
             try:
                 info = fs.info(path)
             except FileNotFoundError:
-                errors.append(_error(uri, "not_found", "listed file does not exist"))
+                if is_local(fs) and os.path.islink(path):  # info follows the link to nothing
+                    info = {"type": "other", "islink": True, "destination": os.readlink(path)}
+                else:
+                    errors.append(_error(uri, "not_found", "listed file does not exist"))
+                    continue
+            file_info, error_type, reason = classify(fs, path, info)
+            if file_info is None:
+                errors.append(_error(uri, error_type, reason))
                 continue
-            if info.get("type", "file") != "file":
-                errors.append(_error(uri, "not_a_file", "listed entry is a directory"))
-                continue
-            sources[uri] = Source.make(uri, info.get("size") or 0, _fingerprint(info))
+            sources[uri] = Source.make(uri, file_info.get("size") or 0, _fingerprint(file_info))
     return ListingResult(sources=sorted(sources.values()), errors=errors)

@@ -143,7 +143,7 @@ def run_ingest(
     log.info("%d sources listed, %d already done, %d to process", len(listing.sources), len(done), len(todo))
     for err in listing.errors:  # bad list entries: recorded per entry, never marked done
         bad = Source.make(err["input_uri"], 0, "")
-        ms.commit(bad, [], [error_row(**err, run_id=run_id)], run_id, mark_done=False)
+        ms.commit(bad, [], [{**err, "run_id": run_id}], run_id, mark_done=False)
 
     stats = RunStats()
     for err in listing.errors:

@@ -136,3 +136,22 @@ def test_object_store_listing_and_atomic_writes() -> None:
     )
     assert not [p for p in fs.find("/bucket-t/out") if ".tmp-" in p]
     fs.rm("/bucket-t", recursive=True)
+
+
+def test_walk_reports_links_and_folders_named_like_audio(tmp_path) -> None:
+    """Nothing named like audio is skipped without a word; a link to a file is read."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.wav").write_bytes(b"RIFF")
+    (tmp_path / "link.wav").symlink_to("sub/a.wav")
+    (tmp_path / "dangling.wav").symlink_to("gone.wav")
+    (tmp_path / "folder.flac").mkdir()
+    (tmp_path / "linked_dir").symlink_to("sub")
+    (tmp_path / "notes.txt").write_text("not audio")
+    res = list_sources(str(tmp_path))
+    assert sorted(Path(s.uri).name for s in res.sources) == ["a.wav", "link.wav"]
+    link = next(s for s in res.sources if s.uri.endswith("link.wav"))
+    assert link.size == 4, "a link's size and fingerprint are its target's"
+    kinds = {Path(e["input_uri"]).name: e["error_type"] for e in res.errors}
+    want = {"dangling.wav": "dangling_symlink", "folder.flac": "not_a_file", "linked_dir": "not_a_file"}
+    assert kinds == want
+    assert all(e["step"] == "list" and e["reason"] for e in res.errors)

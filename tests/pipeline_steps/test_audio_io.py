@@ -138,16 +138,24 @@ def test_error_kinds_match_the_malformed_corpus_contract():
     from accord.samples import malformed
 
     assert set(errors.ERROR_KINDS) == set(malformed.ERROR_KINDS)
-    for name in ("EMPTY_FILE", "DECODE_ERROR", "NOT_AUDIO", "NAN_SAMPLES", "EMPTY_AUDIO", "NO_SPEECH"):
+    names = ("EMPTY_FILE", "DECODE_ERROR", "NOT_AUDIO", "NAN_SAMPLES", "EMPTY_AUDIO", "NO_SPEECH")
+    for name in (*names, "DANGLING_SYMLINK", "NOT_A_FILE"):
         assert getattr(errors, name) == getattr(malformed, name)
 
 
 @pytest.mark.integration
 def test_malformed_corpus_fails_with_its_expected_kind(malformed_bucket):
+    from accord.pipeline.io import list_sources
     from accord.pipeline.steps import DecodeStep, ItemError, VadStep
 
+    listing = list_sources(str(malformed_bucket.path))
+    listed = {Path(e["input_uri"]).name: e["error_type"] for e in listing.errors}
+    assert listed == {n: k for n, k in malformed_bucket.expected.items() if k in errors.LISTING_KINDS}
+    assert "linked.flac" in {Path(s.uri).name for s in listing.sources}, "a link to a file is read"
     decode, vad = DecodeStep(), VadStep()
     for name, expected in sorted(malformed_bucket.expected.items()):
+        if expected in errors.LISTING_KINDS:
+            continue  # never reach decoding
         item = {"uri": str(malformed_bucket.path / name)}
         if expected is None:
             clips = vad.process(decode.process(item)[0])
