@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from accord.core.shards import RANDOM_WEIGHTS_KEY
-from accord.core.vocab import CODEC_SAMPLE_RATE, Vocab, VocabConfig
-from accord.model.checkpoint import load_zonos2, read_extra
+from accord.core.vocab import CODEC_SAMPLE_RATE, INFERENCE_BACKGROUND, Vocab, VocabConfig
+from accord.model.checkpoint import load_zonos2, read_extra, read_params
 from accord.model.generate import SamplingConfig, generate
 from accord.model.sequence import build_prompt, control_tokens
 
@@ -33,9 +33,13 @@ class SynthRequest:
     text: str
     speaker_wav: str | None = None
     speaking_rate: float | None = None  # UTF-8 bytes per second
-    background: str | None = None  # speaker-prompt background: "clean" | "noisy" ("noise"/"music" = noisy)
-    quality_mode: bool = False
+    # speaker-prompt background: "clean" | "noisy"; None = ZONOS2's default (noisy)
+    background: str | None = None
+    quality_mode: bool = False  # ZONOS2's accurate-mode marker (its server defaults to on)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    # quality feature values by the vocabulary's feature names ("lufs", "estimated_snr", ...);
+    # None = the vocabulary's default buckets (ZONOS2: trailing_silence_s bucket 3), {} = none
+    quality: dict[str, float] | None = None
 
 
 @dataclass
@@ -47,10 +51,43 @@ class SynthResult:
     info: dict[str, Any]
 
 
+def request_controls(req: SynthRequest, vocab: Vocab) -> list[int]:
+    """ZONOS2's control rows for a request, with its defaults (noisy background, default quality)."""
+    defaults = req.quality is None
+    return control_tokens(
+        vocab,
+        background=req.background or INFERENCE_BACKGROUND,
+        accurate=req.quality_mode,
+        speaking_rate=req.speaking_rate,
+        quality=None if defaults else req.quality,
+        quality_buckets=vocab.config.default_quality_buckets if defaults else None,
+    )
+
+
+def synth_prompt(req: SynthRequest, vocab: Vocab, n_codebooks: int) -> torch.Tensor:
+    """The prompt rows of a request: ZONOS2's layout, built by ``accord.model.sequence``."""
+    return build_prompt(req.text, request_controls(req, vocab), vocab, n_codebooks)
+
+
 def vocab_from_extra(extra: dict[str, Any]) -> Vocab:
     """The vocabulary the checkpoint was trained with (``extra["vocab"]``, VocabConfig.to_dict form)."""
     v = extra.get("vocab")
     return Vocab(VocabConfig.from_dict(v)) if v else Vocab()
+
+
+def vocab_from_params(params: dict[str, Any]) -> Vocab | None:
+    """The control layout a released ZONOS2 ``params.json`` advertises, if it is one accord can
+    build (rate + quality buckets, background and accurate markers) and it fills ``text_vocab``."""
+    if not (params.get("speaker_background_token_enabled") and params.get("accurate_mode_token_enabled")):
+        return None
+    keys = ("speaking_rate_buckets", "quality_buckets", "quality_features")
+    if not all(k in params for k in keys[:2]):
+        return None
+    try:
+        vocab = Vocab(VocabConfig.from_dict({k: params[k] for k in keys if k in params}))
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return vocab if vocab.size == params.get("text_vocab") else None
 
 
 def recorded_ref(ref: str, random_weights: list[str] | None) -> str:
@@ -74,7 +111,7 @@ def speaker_embedding(wav_path: str | os.PathLike, ref: str) -> torch.Tensor:
     import soundfile as sf
     import torchaudio.functional as AF
 
-    from accord.tokenize.speaker import SAMPLE_RATE, SpeakerEncoder
+    from accord.tokenize.speaker import SpeakerEncoder
 
     try:
         wav, sr = sf.read(str(wav_path), dtype="float32", always_2d=True)
@@ -83,9 +120,10 @@ def speaker_embedding(wav_path: str | os.PathLike, ref: str) -> torch.Tensor:
     if wav.size == 0:
         raise ValueError(f"speaker reference {wav_path} is empty")
     x = torch.from_numpy(wav.mean(axis=1))
-    if sr != SAMPLE_RATE:
-        x = AF.resample(x, sr, SAMPLE_RATE)
-    return SpeakerEncoder.load(ref).embed(x[None])[0]
+    encoder = SpeakerEncoder.load(ref)
+    if sr != encoder.sample_rate:  # 16 kHz for ECAPA, 24 kHz for the release's voice embedding
+        x = AF.resample(x, sr, encoder.sample_rate)
+    return encoder.embed(x[None])[0]
 
 
 def decode_codes(codes_KT: torch.Tensor, codec_ref: str) -> tuple[np.ndarray, int]:
@@ -103,8 +141,11 @@ def synthesize(checkpoint: str | os.PathLike, req: SynthRequest, decode: bool = 
     torch.manual_seed(req.sampling.seed or 0)
     model = load_zonos2(checkpoint)
     extra = read_extra(checkpoint)
-    vocab = vocab_from_extra(extra)
-    wants_controls = req.speaking_rate is not None or req.background is not None or req.quality_mode
+    released = None if "vocab" in extra else vocab_from_params(read_params(checkpoint))
+    vocab = released or vocab_from_extra(extra)
+    wants_controls = (
+        req.speaking_rate is not None or req.background is not None or req.quality_mode or bool(req.quality)
+    )
     if vocab.size != model.cfg.text_vocab:
         if "vocab" in extra or wants_controls:
             raise ValueError(
@@ -112,14 +153,13 @@ def synthesize(checkpoint: str | os.PathLike, req: SynthRequest, decode: bool = 
                 f"{model.cfg.text_vocab}; control tokens need the vocabulary the model was trained with"
             )
         # A foreign (e.g. released ZONOS2) checkpoint: byte ids agree, its control tail is unknown,
-        # so the prompt is plain text with the model's own padding id.
+        # so the prompt is plain text (+ ZONOS2's silence rows) with the model's own padding id.
         log.warning("%s: no accord vocabulary; prompting with plain text (no control tokens)", checkpoint)
         vocab = Vocab(vocab.config)
         vocab.size = model.cfg.text_vocab
-    controls = control_tokens(
-        vocab, speaking_rate=req.speaking_rate, background=req.background, quality_mode=req.quality_mode
-    )
-    prompt = build_prompt(req.text, controls, vocab, model.cfg.n_codebooks)
+        prompt = build_prompt(req.text, (), vocab, model.cfg.n_codebooks)
+    else:
+        prompt = synth_prompt(req, vocab, model.cfg.n_codebooks)
     spk = None
     recorded = extra.get(RANDOM_WEIGHTS_KEY)
     if req.speaker_wav:

@@ -4,12 +4,13 @@ A reference is one of:
 
 - an explicit local path (file or directory), or ``KIND:/some/path``;
 - a named model: ``whisper:base``, ``whisper:tiny.en``, ``moonshine:tiny-en``, ``silero-vad``,
-  ``dac:44khz``, ``ecapa:auralis``, ``ecapa:voxceleb``;
-- ``ecapa:<dir>`` / ``nemo:<file>.nemo`` with a path;
+  ``dac:44khz``, ``ecapa:auralis``, ``ecapa:voxceleb``, ``zonos2-spk:release``;
+- ``ecapa:<dir>`` / ``zonos2-spk:<file or dir>`` / ``nemo:<file>.nemo`` with a path;
 - ``hub:<org>/<name>``: fetched from the Hugging Face hub, the only reference that touches
   the network, and only because the user asked for it;
-- ``dac:random``, ``ecapa:random``: the architecture of ``dac:44khz`` / ``ecapa:voxceleb`` with
-  seeded random weights (tests, demos). See :func:`choose_weights`.
+- ``dac:random``, ``ecapa:random``, ``zonos2-spk:random``: the architecture of ``dac:44khz`` /
+  ``ecapa:voxceleb`` / ``zonos2-spk:release`` with seeded random weights (tests, demos). See
+  :func:`choose_weights`.
 
 Named models are looked up, in order, in ``$ACCORD_MODELS/<dir name>`` (what production
 users and images set), then in the weights that pip packages ship (see README "Models").
@@ -27,6 +28,7 @@ import os
 import shutil
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +107,17 @@ NAMED: dict[str, NamedModel] = {
             architecture="speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN",
             random_ref="ecapa:random",
         ),
+        NamedModel(
+            "zonos2-spk:release",
+            "zonos2-spk",
+            "2048-d voice embedding (ECAPA-TDNN, 24 kHz) of the ZONOS2 release "
+            "(marksverdhei/Qwen3-Voice-Embedding-12Hz-1.7B)",
+            "download marksverdhei/Qwen3-Voice-Embedding-12Hz-1.7B's model.safetensors on a machine with "
+            "network and place it at $ACCORD_MODELS/zonos2-spk/model.safetensors, or pass "
+            "zonos2-spk:<file or dir>",
+            architecture="accord.tokenize.voice_embedding.VoiceEmbedding",
+            random_ref="zonos2-spk:random",
+        ),
     )
 }
 
@@ -115,6 +128,38 @@ RANDOM_REFS: dict[str, str] = {m.random_ref: m.ref for m in NAMED.values() if m.
 def cache_dir() -> Path:
     """accord's cache root: ``$ACCORD_CACHE`` or ``~/.cache/accord``."""
     return Path(os.environ.get("ACCORD_CACHE") or Path.home() / ".cache" / "accord")
+
+
+RANDOM_MARKER = "accord-random-weights.json"  # in a model dir: its weights are seeded random
+
+
+def random_model_dir(name: str, seed: int, write: Callable[[Path], None]) -> Path:
+    """``cache_dir()/models/<name>``: a model dir whose weights ``write(tmp_dir)`` builds from
+    ``seed`` (under ``torch.random.fork_rng``), published once, atomically; concurrent workers
+    that race publish the same bytes and the first wins. ``RANDOM_MARKER`` inside says random."""
+    import json
+
+    import torch
+
+    path = cache_dir() / "models" / name
+    if (path / RANDOM_MARKER).is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.mkdir()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            write(tmp)
+        (tmp / RANDOM_MARKER).write_text(json.dumps({"seed": seed}))
+        try:
+            os.replace(tmp, path)
+        except OSError:  # another process published it first
+            if not (path / RANDOM_MARKER).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
 
 
 def _package_dir(package: str) -> Path | None:
@@ -230,7 +275,9 @@ def resolve(ref: str | os.PathLike) -> Path:
         return found
     kind, sep, rest = text.partition(":")
     candidate = Path(
-        rest if sep and kind in {"whisper", "moonshine", "ecapa", "nemo", "dac", "silero"} else text
+        rest
+        if sep and kind in {"whisper", "moonshine", "ecapa", "nemo", "dac", "silero", "zonos2-spk"}
+        else text
     )
     candidate = candidate.expanduser()
     if candidate.exists():

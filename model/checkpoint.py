@@ -8,8 +8,12 @@ ZONOS2's loader keeps only the fields its config class knows and ignores that ke
 
 Import accepts released ZONOS2 checkpoints: an optional ``"model"`` nesting in both files,
 bf16 tensors, parametrized keys (``.parametrizations.X.original``), training-only router
-buffers (dropped), and unfused experts (``w1``/``w3``/``w2`` ``.weight``, re-interleaved
-into ``w13``), so released weights can be fine-tuned.
+buffers (dropped), and every expert layout ZONOS2's loader reads (``EXPERT_LAYOUTS``):
+SonicMoE ``w13``/``w2`` (ours: gate on even rows, up on odd), unfused ``w1``/``w3``/``w2``
+``.weight``, and its inference names ``gate_up_proj`` (gate rows, then up rows) /
+``down_proj``; all become ``w13``/``w2``, so released weights can be fine-tuned.
+
+Export in a lower precision keeps ``FP32_KEYS`` in float32, as the release does.
 """
 
 from __future__ import annotations
@@ -32,6 +36,15 @@ log = logging.getLogger(__name__)
 PARAMS_FILE = "params.json"
 WEIGHTS_FILE = "model.pth"
 EXTRA_KEY = "accord"
+# Tensors the release keeps in float32 whatever the weights' dtype (ZONOS2 Python holds the
+# router's balancing biases in float32: a bf16 bias would move expert choices).
+FP32_KEYS: tuple[str, ...] = (".router.balancing_biases",)
+# The expert layouts import accepts (key suffixes under ``...feed_forward.experts.``).
+EXPERT_LAYOUTS: dict[str, tuple[str, ...]] = {
+    "sonicmoe": ("w13", "w2"),
+    "unfused": ("w1.weight", "w3.weight", "w2.weight"),
+    "zonos2-inference": ("gate_up_proj", "down_proj"),
+}
 
 
 def save_zonos2(
@@ -49,12 +62,7 @@ def save_zonos2(
         if extra:
             params[EXTRA_KEY] = extra
         (tmp / PARAMS_FILE).write_text(json.dumps(params, indent=2))  # key order is data (vocab)
-        state = {
-            k: (
-                v.detach().to("cpu", dtype=dtype if dtype and v.is_floating_point() else v.dtype)
-            ).contiguous()
-            for k, v in model.state_dict().items()
-        }
+        state = {k: export_tensor(k, v, dtype) for k, v in model.state_dict().items()}
         torch.save(state, tmp / WEIGHTS_FILE)
         if out.exists():
             old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
@@ -67,6 +75,12 @@ def save_zonos2(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def export_tensor(key: str, value: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """``value`` on the CPU, cast to ``dtype`` when it is floating point and not one of ``FP32_KEYS``."""
+    cast = dtype is not None and value.is_floating_point() and not key.endswith(FP32_KEYS)
+    return value.detach().to("cpu", dtype=dtype if cast else value.dtype).contiguous()
 
 
 def read_params(directory: str | os.PathLike) -> dict[str, Any]:
@@ -117,11 +131,43 @@ def _normalise_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out[key] = value
     for key in [k for k in out if k.endswith(".experts.w1.weight")]:
         prefix = key.removesuffix("w1.weight")
+        if prefix + "w3.weight" not in out:
+            continue  # half a layout: check_expert_layout names what is there
         w1, w3 = out.pop(key), out.pop(prefix + "w3.weight")  # gate, up: [E, I, D]
-        out[prefix + "w13"] = torch.stack([w1, w3], dim=2).flatten(1, 2)  # gate even, up odd rows
+        out[prefix + "w13"] = interleave_gate_up(w1, w3)
         if prefix + "w2.weight" in out:
             out[prefix + "w2"] = out.pop(prefix + "w2.weight")
+    for key in [k for k in out if k.endswith(".experts.gate_up_proj")]:
+        prefix = key.removesuffix("gate_up_proj")
+        gate_up = out.pop(key)  # [E, 2I, D]: the gate rows, then the up rows
+        if gate_up.dim() != 3 or gate_up.shape[1] % 2:
+            raise ValueError(f"{key}: expected [experts, 2 * intermediate, dim], got {tuple(gate_up.shape)}")
+        out[prefix + "w13"] = interleave_gate_up(*gate_up.chunk(2, dim=1))
+        if prefix + "down_proj" in out:
+            out[prefix + "w2"] = out.pop(prefix + "down_proj")  # [E, D, I], as w2
     return out
+
+
+def interleave_gate_up(gate_EID: torch.Tensor, up_EID: torch.Tensor) -> torch.Tensor:
+    """accord's ``w13`` [E, 2I, D]: gate on even rows, up on odd rows (SonicMoE's layout)."""
+    return torch.stack([gate_EID, up_EID], dim=2).flatten(1, 2)
+
+
+def check_expert_layout(
+    state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], where: str
+) -> None:
+    """Each MoE layer's experts that the checkpoint holds came in one of ``EXPERT_LAYOUTS``; else
+    say what was found (a layer with no experts at all is a params.json mismatch, reported later)."""
+    for key in [k for k in expected if k.endswith(".experts.w13")]:
+        prefix = key.removesuffix("w13")
+        found = sorted(k.removeprefix(prefix) for k in state if k.startswith(prefix))
+        if not found or (key in state and prefix + "w2" in state):
+            continue
+        accepted = "; ".join(f"{name}: {', '.join(keys)}" for name, keys in EXPERT_LAYOUTS.items())
+        raise ValueError(
+            f"{where}: the experts of {prefix.rstrip('.')} fit no layout ZONOS2 uses: found "
+            f"{found}, expected one of {accepted}"
+        )
 
 
 def load_state(directory: str | os.PathLike, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
@@ -163,6 +209,7 @@ def load_zonos2(
     with torch.device("meta"):
         model = ZonosModel(cfg)
     expected = model.state_dict()
+    check_expert_layout(state, expected, str(directory))
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     speaker_keys = {k for k in expected if k.startswith(("speaker_lda_projection.", "speaker_projection."))}

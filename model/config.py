@@ -231,7 +231,9 @@ FLAVOURS: dict[str, ModelConfig] = {
         ffn_dim_multiplier=1.5,
         multiple_of=256,
         max_seqlen=8192,
-        speaker_lda_dim=128,
+        # The release's speaker path: 2048-d voice embedding (zonos2-spk:release) -> LDA 1024.
+        speaker_embedding_dim=2048,
+        speaker_lda_dim=1024,
         moe=MoEConfig(
             n_experts=16,
             topk=1,

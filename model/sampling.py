@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from accord.core.vocab import N_SILENCE_FRAMES, SILENCE_FRAMES
 from accord.model.config import ModelConfig
 
 
@@ -38,6 +39,9 @@ class SamplingConfig:
     min_frames: int = 0  # EOA is masked before this frame
     seed: int | None = None  # None: drawn from torch's global generator
     chunk_frames: int = 0  # streaming chunk size in frames (0: one chunk at the end)
+    # The prompt ends with the release's delayed silence rows (``build_prompt(silence=True)``):
+    # codebook j's first j codes are then the rest of that silence, not audio pad.
+    silence_lead_in: bool = True
 
     def validate(self) -> SamplingConfig:
         if self.max_frames < 1:
@@ -77,6 +81,21 @@ def draw_seed() -> int:
     return int(torch.randint(0, 2**62, ()))
 
 
+def lead_in_codes(K: int, pad_id: int, silence: bool) -> torch.Tensor:
+    """``[K, K]``: codebook j's code at step s < j. After a prompt that ends with the release's
+    delayed silence rows these continue it (frame ``N - j + s`` of ``SILENCE_FRAMES``, as the
+    model saw in training); otherwise they are audio pad. Entries with s >= j are never used."""
+    lead_SK = torch.full((K, K), pad_id, dtype=torch.long)
+    if silence:
+        if K > N_SILENCE_FRAMES or len(SILENCE_FRAMES[0]) != K:
+            n = len(SILENCE_FRAMES[0])
+            raise ValueError(f"the silence lead-in is defined for {n} codebooks, not {K}")
+        for j in range(K):
+            for step in range(j):
+                lead_SK[step, j] = SILENCE_FRAMES[N_SILENCE_FRAMES - j + step][j]
+    return lead_SK
+
+
 class RowSampler:
     """Delay-pattern sampling state of B sequences that start together, on one device.
 
@@ -98,6 +117,8 @@ class RowSampler:
         self.generator = torch.Generator(device=self.device)
         self.j_K = torch.arange(self.K, device=self.device)
         self.audio_V = torch.arange(self.V, device=self.device) < self.cb
+        # lead_SK[s, j]: what codebook j holds at step s < j (silence continuation or pad)
+        self.lead_SK = lead_in_codes(self.K, self.pad, cfg.silence_lead_in).to(self.device)
         self.eoa_V = torch.arange(self.V, device=self.device) == self.eoa
         new = {"dtype": torch.long, "device": self.device}
         self.step = torch.zeros((), **new)
@@ -153,6 +174,7 @@ class RowSampler:
             row_BK = torch.where(self.temp_K <= 0, row_BK, (probs / q).argmax(-1))
         row_BK = torch.where(force_eoa_BK, self.eoa, row_BK)
         row_BK = torch.where(pad_BK, self.pad, row_BK)
+        row_BK = torch.where(s < self.j_K, self.lead_SK[s.clamp(max=self.K - 1)], row_BK)
         self._advance(row_BK, force_eoa_BK[:, 0])
         return row_BK
 

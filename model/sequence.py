@@ -1,17 +1,23 @@
 """One clip's token matrix, shared by the trainer (teacher forcing) and the generator (prompt).
 
-Rows ([T, n_codebooks + 1], audio columns first, text column last):
+Rows ([T, n_codebooks + 1], audio columns first, text column last), ZONOS2's prompt order
+(``scheduler._with_speaker_frames`` + ``tts/prompt.py``):
   row 0            speaker placeholder (audio pad everywhere, text pad); the model replaces
                    its embedding with the projected speaker vector
-  control rows     audio pad + one control token each (speaking rate, quality buckets,
-                   background marker, Quality-Mode marker), from ``accord.core.vocab``
+  control rows     audio pad + one control token each: speaker-background marker, accurate
+                   marker, speaking-rate bucket, quality buckets (``accord.core.vocab``)
   text rows        audio pad + BOS, UTF-8 byte ids, EOS
-  audio rows       delayed codes (``accord.core.delay.apply_delay``: codebook j shifted by
-                   j frames, one EOA after each codebook's last code) + text pad
+  silence rows     the first 17 delayed rows of ZONOS2's 0.2 s silence codes
+                   (``accord.core.vocab.SILENCE_FRAMES``) + text pad: the end of every prompt
+  audio rows       the clip's delayed codes continuing the silence (``apply_delay`` of
+                   silence + codes: codebook j shifted by j frames, one EOA after each
+                   codebook's last code) + text pad
+``audio_start`` is the first row after the prompt; the clip's frame ``f`` of codebook ``j``
+sits at row ``audio_start + f + j``.
 Loss mask ``[T, K]``: entry (t, j) says "the logit at row t for codebook j is trained on
-ids[t + 1, j]" — true exactly where that target is a real code or EOA. Pads before a
-codebook starts and after its EOA are deterministic (the generator forces them), so they
-carry no loss.
+ids[t + 1, j]" — true exactly where that target is one of the clip's codes or EOA. Pads and
+the silence codes a codebook carries before its first clip frame are fixed by the prompt, so
+they carry no loss.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from accord.core.vocab import (
     DEFAULT_VOCAB,
     EOA_ID,
     N_CODEBOOKS,
+    N_SILENCE_FRAMES,
+    SILENCE_FRAMES,
     Vocab,
 )
 
@@ -37,31 +45,56 @@ from accord.core.vocab import (
 class ClipSequence:
     ids_TC: torch.Tensor  # int64
     loss_mask_TK: torch.Tensor  # bool
-    audio_start: int  # index of the first audio row (== prompt length)
+    audio_start: int  # index of the first row after the prompt (== prompt length, silence included)
     n_frames: int  # codec frames of the clip (0 for a prompt)
 
 
 def control_tokens(
     vocab: Vocab = DEFAULT_VOCAB,
     *,
+    background: str | None = None,
+    accurate: bool = False,
     speaking_rate: float | None = None,
     quality: Mapping[str, float] | None = None,
-    background: str | None = None,
-    quality_mode: bool = False,
+    quality_buckets: Mapping[str, int] | None = None,
 ) -> list[int]:
-    """Control token ids in the vocabulary's order; ``None`` values are left out (dropout)."""
+    """Control ids in ZONOS2's prompt order: background, accurate, rate, quality (feature order).
+
+    ``quality`` maps feature names to values (bucketed by the release's label rule),
+    ``quality_buckets`` to bucket indices (its request form); give at most one. ``None`` /
+    missing / NaN entries are left out (conditioning dropout). ZONOS2 always sends a
+    background marker and sends the accurate marker only after one.
+    """
+    if quality and quality_buckets:
+        raise ValueError("give quality values or quality bucket indices, not both")
+    if accurate and background is None:
+        raise ValueError("the accurate marker follows a background marker (ZONOS2's prompt layout)")
     ids: list[int] = []
-    if speaking_rate is not None:
-        ids.append(vocab.rate_token(speaking_rate))
-    for name in vocab.config.quality_edges:  # fixed feature order
-        value = (quality or {}).get(name)
-        if value is not None and value == value:  # skip NaN
-            ids.append(vocab.quality_token(name, float(value)))
     if background is not None:
         ids.append(vocab.background_token(background))
-    if quality_mode:
-        ids.append(vocab.quality_mode_id)
+    if accurate:
+        ids.append(vocab.accurate_id)
+    if speaking_rate is not None:
+        ids.append(vocab.rate_token(speaking_rate))
+    unknown = set(quality or {}) | set(quality_buckets or {})
+    for name in vocab.quality_offsets:  # the vocabulary's feature order
+        unknown.discard(name)
+        value = (quality or {}).get(name)
+        bucket = (quality_buckets or {}).get(name)
+        if value is not None and value == value:  # skip NaN
+            ids.append(vocab.quality_token(name, float(value)))
+        elif bucket is not None:
+            ids.append(vocab.quality_bucket_token(name, int(bucket)))
+    if unknown:
+        raise KeyError(f"unknown quality features {sorted(unknown)}; known: {list(vocab.quality_offsets)}")
     return ids
+
+
+def silence_codes(n_codebooks: int = N_CODEBOOKS) -> torch.Tensor:
+    """ZONOS2's 0.2 s of silence as undelayed codes ``[K, 17]``."""
+    if n_codebooks > len(SILENCE_FRAMES[0]):
+        raise ValueError(f"silence codes exist for {len(SILENCE_FRAMES[0])} codebooks, not {n_codebooks}")
+    return torch.tensor(SILENCE_FRAMES, dtype=torch.long)[:, :n_codebooks].T.contiguous()
 
 
 def build_prompt(
@@ -69,8 +102,9 @@ def build_prompt(
     controls: Sequence[int] = (),
     vocab: Vocab = DEFAULT_VOCAB,
     n_codebooks: int = N_CODEBOOKS,
+    silence: bool = True,
 ) -> torch.Tensor:
-    """Speaker row, control rows and text rows: ``[P, n_codebooks + 1]`` int64."""
+    """Speaker row, control rows, text rows and (``silence``) the delayed silence rows: ``[P, K + 1]``."""
     text_ids = vocab.encode_text(text) if isinstance(text, str) else list(text)
     for t in [*controls, *text_ids]:
         if not 0 <= t < vocab.size:
@@ -79,7 +113,15 @@ def build_prompt(
     ids_PC = torch.full((rows, n_codebooks + 1), AUDIO_PAD_ID, dtype=torch.long)
     ids_PC[0, n_codebooks] = vocab.text_pad_id
     ids_PC[1:, n_codebooks] = torch.tensor([*controls, *text_ids], dtype=torch.long)
-    return ids_PC
+    if not silence:
+        return ids_PC
+    # the first 17 delayed rows of silence alone == those of silence + any clip (see build_sequence)
+    silence_SK = apply_delay(silence_codes(n_codebooks)).T[:N_SILENCE_FRAMES]
+    return torch.cat([ids_PC, _with_text_pad(silence_SK, vocab)], dim=0)
+
+
+def _with_text_pad(audio_SK: torch.Tensor, vocab: Vocab) -> torch.Tensor:
+    return torch.cat([audio_SK, torch.full((audio_SK.shape[0], 1), vocab.text_pad_id)], dim=1)
 
 
 def build_sequence(
@@ -95,15 +137,17 @@ def build_sequence(
         raise ValueError("a clip needs at least one codec frame")
     if int(codes_KT.min()) < 0 or int(codes_KT.max()) >= CODEBOOK_SIZE:
         raise ValueError(f"codes must lie in [0, {CODEBOOK_SIZE})")
-    prompt_PC = build_prompt(text, controls, vocab, K)
-    audio_SK = apply_delay(codes_KT).T  # [T + K, K]
-    audio_SC = torch.cat([audio_SK, torch.full((audio_SK.shape[0], 1), vocab.text_pad_id)], dim=1)
-    ids_TC = torch.cat([prompt_PC, audio_SC], dim=0)
+    head_PC = build_prompt(text, controls, vocab, K, silence=False)
+    audio_SK = apply_delay(torch.cat([silence_codes(K), codes_KT], dim=1)).T  # [17 + T + K, K]
+    ids_TC = torch.cat([head_PC, _with_text_pad(audio_SK, vocab)], dim=0)
+    audio_start = head_PC.shape[0] + N_SILENCE_FRAMES
     target_TK = ids_TC[1:, :K]
     loss_mask_TK = torch.zeros(ids_TC.shape[0], K, dtype=torch.bool)
     loss_mask_TK[:-1] = target_TK != AUDIO_PAD_ID
-    loss_mask_TK[: prompt_PC.shape[0] - 1] = False  # targets inside the prompt are text, not audio
-    return ClipSequence(ids_TC, loss_mask_TK, prompt_PC.shape[0], n_frames)
+    loss_mask_TK[: audio_start - 1] = False  # targets inside the prompt
+    for j in range(1, K):  # codebook j's last j silence frames fall after the prompt
+        loss_mask_TK[audio_start - 1 : audio_start - 1 + j, j] = False
+    return ClipSequence(ids_TC, loss_mask_TK, audio_start, n_frames)
 
 
 @dataclass
@@ -180,4 +224,5 @@ __all__ = [
     "build_sequence",
     "control_tokens",
     "pack",
+    "silence_codes",
 ]

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = 16000  # the default: ECAPA's rate (the release's voice embedding runs at 24 kHz)
+TELEPHONE_RATE = 8000
 AUGMENTATIONS: tuple[str, ...] = ("noise", "music", "codec", "reverb")
 
 
@@ -38,7 +39,7 @@ def _mix_at_snr(x: np.ndarray, n: np.ndarray, snr_db: float) -> np.ndarray:
     return x + n * np.sqrt(px / (pn * 10 ** (snr_db / 10)))
 
 
-def add_noise(x: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+def add_noise(x: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig, sr: int) -> np.ndarray:
     """White noise, spectrally tilted toward pink by a random first-order low-pass."""
     n = rng.standard_normal(len(x))
     a = rng.uniform(0.0, 0.95)
@@ -46,15 +47,15 @@ def add_noise(x: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np
     return _mix_at_snr(x, n, rng.uniform(*cfg.noise_snr_db))
 
 
-def add_music(x: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+def add_music(x: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig, sr: int) -> np.ndarray:
     """Synthetic music: chords of harmonic notes with decaying envelopes, changing every beat."""
-    t = np.arange(len(x)) / SAMPLE_RATE
+    t = np.arange(len(x)) / sr
     beat = rng.uniform(0.3, 0.7)
     music = np.zeros(len(x))
     for start in np.arange(0.0, t[-1] + beat if len(t) else 0.0, beat):
-        i0 = int(start * SAMPLE_RATE)
+        i0 = int(start * sr)
         decay = rng.uniform(0.2, 0.8)
-        seg = t[i0 : i0 + int(5 * decay * SAMPLE_RATE)] - start  # notes ring for 5 decay times
+        seg = t[i0 : i0 + int(5 * decay * sr)] - start  # notes ring for 5 decay times
         env = np.exp(-seg / decay)
         root = 110.0 * 2 ** (rng.integers(0, 24) / 12)
         for interval in (0, 4, 7):
@@ -64,11 +65,11 @@ def add_music(x: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np
     return _mix_at_snr(x, music, rng.uniform(*cfg.music_snr_db))
 
 
-def codec_degrade(x: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+def codec_degrade(x: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig, sr: int) -> np.ndarray:
     """Telephone-style compression: low-pass at 3–3.8 kHz, 8 kHz resampling, 8-bit mu-law."""
-    sos = signal.butter(8, rng.uniform(*cfg.codec_cutoff_hz), fs=SAMPLE_RATE, output="sos")
+    sos = signal.butter(8, rng.uniform(*cfg.codec_cutoff_hz), fs=sr, output="sos")
     y = signal.sosfiltfilt(sos, x) if len(x) > 60 else x
-    y = signal.resample_poly(signal.resample_poly(y, 1, 2), 2, 1)[: len(x)]
+    y = signal.resample_poly(signal.resample_poly(y, TELEPHONE_RATE, sr), sr, TELEPHONE_RATE)[: len(x)]
     peak = float(np.max(np.abs(y))) + 1e-9
     mu = 255.0
     q = np.sign(y / peak) * np.log1p(mu * np.abs(y / peak)) / np.log1p(mu)
@@ -76,19 +77,19 @@ def codec_degrade(x: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -
     return np.sign(q) * np.expm1(np.abs(q) * np.log1p(mu)) / mu * peak
 
 
-def add_reverb(x: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+def add_reverb(x: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig, sr: int) -> np.ndarray:
     """Convolution with a synthetic RIR: direct path + exponentially decaying noise tail."""
     rt60 = rng.uniform(*cfg.reverb_rt60_s)
-    n = int(rt60 * SAMPLE_RATE)
-    t = np.arange(n) / SAMPLE_RATE
+    n = int(rt60 * sr)
+    t = np.arange(n) / sr
     rir = rng.standard_normal(n) * np.exp(-6.9078 * t / rt60)  # -60 dB at rt60
-    rir[: int(0.003 * SAMPLE_RATE)] = 0.0
+    rir[: int(0.003 * sr)] = 0.0
     rir[0] = 1.0 / rng.uniform(0.2, 0.6)  # direct-to-reverberant ratio
     y = signal.fftconvolve(x, rir)[: len(x)]
     return y * (np.max(np.abs(x)) + 1e-9) / (np.max(np.abs(y)) + 1e-9)
 
 
-AUGMENT_FNS: dict[str, Callable[[np.ndarray, np.random.Generator, AugmentConfig], np.ndarray]] = {
+AUGMENT_FNS: dict[str, Callable[[np.ndarray, np.random.Generator, AugmentConfig, int], np.ndarray]] = {
     "noise": add_noise,
     "music": add_music,
     "codec": codec_degrade,
@@ -96,13 +97,15 @@ AUGMENT_FNS: dict[str, Callable[[np.ndarray, np.random.Generator, AugmentConfig]
 }
 
 
-def augment(x: np.ndarray, clip_id: str, cfg: AugmentConfig | None = None) -> list[np.ndarray]:
-    """One degraded copy per ``cfg.names`` (float32, same length as ``x``)."""
+def augment(
+    x: np.ndarray, clip_id: str, cfg: AugmentConfig | None = None, sample_rate: int = SAMPLE_RATE
+) -> list[np.ndarray]:
+    """One degraded copy per ``cfg.names`` of ``x`` at ``sample_rate`` (float32, same length)."""
     cfg = cfg or AugmentConfig()
     out = []
     for name in cfg.names:
         if name not in AUGMENT_FNS:
             raise KeyError(f"unknown augmentation {name!r}; known: {sorted(AUGMENT_FNS)}")
-        y = AUGMENT_FNS[name](x.astype(np.float64), rng_for(clip_id, name), cfg)
+        y = AUGMENT_FNS[name](x.astype(np.float64), rng_for(clip_id, name), cfg, sample_rate)
         out.append(np.clip(y, -1.0, 1.0).astype(np.float32))
     return out

@@ -90,6 +90,17 @@ def fit_lda(
     if not np.isfinite(x_ND).all():
         raise ValueError("non-finite speaker embeddings; re-run tokenize on the affected shards")
     dim = min(cfg.lda_dim, n_classes - 1, x_ND.shape[1])
+    if cfg.shrinkage is None and len(x_ND) - n_classes < x_ND.shape[1]:
+        # The SVD solver works in the span of the within-class scatter, of rank N - classes: with
+        # few embeddings per dimension (2048-d voice embeddings) it can drop between-class signal.
+        log.warning(
+            "LDA on %d-d embeddings from only %d samples of %d speakers: the within-class scatter is "
+            "rank-deficient, where the SVD solver can lose speaker separation; set shrinkage (e.g. 0.5) "
+            "or fit on more clips",
+            x_ND.shape[1],
+            len(x_ND),
+            n_classes,
+        )
     if cfg.shrinkage is None:
         lda = LinearDiscriminantAnalysis(solver="svd", n_components=dim)
     else:

@@ -1,6 +1,9 @@
-"""speechbrain ECAPA-TDNN speaker embeddings from a local checkpoint.
+"""Speaker embeddings from a local checkpoint: speechbrain ECAPA-TDNN, or the ZONOS2 release's.
 
-Two checkpoint layouts load here:
+The reference's kind picks the model. ``zonos2-spk:*`` is the 2048-d voice embedding the
+released ZONOS2 conditions on (24 kHz input; :mod:`accord.tokenize.voice_embedding`), the one
+the ``zonos2-8b`` flavour expects. ``ecapa:*`` (and plain paths) are speechbrain ECAPA-TDNN
+(192-d, 16 kHz), for models trained from scratch. Two ECAPA checkpoint layouts load here:
 
 - **speechbrain model dir** (production: ``spkrec-ecapa-voxceleb``): ``hyperparams.yaml`` +
   ``embedding_model.ckpt``. Features, normalisation and the ECAPA arguments are read from the
@@ -9,18 +12,14 @@ Two checkpoint layouts load here:
   (``ecapa_state_dict``) + ``config.yaml``; features as in ``auralis/processing.py``: a 16 kHz
   mel spectrogram (n_fft 400, hop 256, 80 mels) in dB, no further normalisation.
 
-Weights follow :func:`accord.weights.choose_weights`: a missing ``ecapa:voxceleb`` fails closed
-unless the run opts in (``allow_random`` or ``ecapa:random``), which builds the VoxCeleb model's
-architecture from a fixed seed, saves it once as a speechbrain model dir in the cache and loads
-it through the same path a trained model dir takes.
+Weights follow :func:`accord.weights.choose_weights`: a missing ``ecapa:voxceleb`` (or
+``zonos2-spk:release``) fails closed unless the run opts in (``allow_random`` or ``ecapa:random``
+/ ``zonos2-spk:random``), which builds the architecture from a fixed seed, saves it once in the
+cache in the trained model's layout and loads it through the same path trained weights take.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from accord.tokenize import voice_embedding
 from accord.tokenize.batching import length_batches
-from accord.weights import NAMED, cache_dir, choose_weights
+from accord.weights import NAMED, RANDOM_MARKER, choose_weights, random_model_dir
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = 16000  # ECAPA's; the encoder's own rate is ``SpeakerEncoder.sample_rate``
 DEFAULT_REF = "ecapa:voxceleb"
 RANDOM_REF = NAMED[DEFAULT_REF].random_ref  # the explicit opt-in to seeded random weights
+ZONOS2_REF = "zonos2-spk:release"  # the voice embedding of the ZONOS2 release (2048-d, 24 kHz)
+ZONOS2_RANDOM_REF = NAMED[ZONOS2_REF].random_ref
+ZONOS2_KIND = ZONOS2_REF.partition(":")[0]
 RANDOM_SEED = 20260101
-RANDOM_MARKER = "accord-random-weights.json"  # in a model dir built by _ensure_random_dir
 
 # speechbrain's spkrec-ecapa-voxceleb hyperparams, trimmed to what inference reads.
 VOXCELEB_HYPERPARAMS = """\
@@ -55,40 +57,32 @@ embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
 """
 
 
+def speaker_sample_rate(ref: str) -> int:
+    """The sample rate the encoder ``ref`` names takes, known before it loads (the DAC step
+    resamples each clip for it): 24 kHz for the release's voice embedding, else ECAPA's 16 kHz."""
+    if ref.partition(":")[0] == ZONOS2_KIND:
+        return voice_embedding.VoiceEmbeddingConfig().sample_rate
+    return SAMPLE_RATE
+
+
 @dataclass
 class SpeakerConfig:
-    ref: str = DEFAULT_REF
-    allow_random: bool = False  # absent ecapa:voxceleb -> seeded random weights (tests, demos); recorded
+    ref: str = DEFAULT_REF  # ecapa:* (192-d, train from scratch) or zonos2-spk:* (the release's 2048-d)
+    allow_random: bool = False  # absent named weights -> seeded random weights (tests, demos); recorded
     device: str = "cpu"
     max_batch_seconds: float = 120.0  # padded seconds per forward
 
 
 def _ensure_random_dir() -> Path:
-    """Create (once, atomically) a speechbrain model dir of the VoxCeleb ECAPA architecture with
-    seeded random weights; return its path."""
+    """A speechbrain model dir of the VoxCeleb ECAPA architecture with seeded random weights."""
     from hyperpyyaml import load_hyperpyyaml
 
-    path = cache_dir() / "models" / f"ecapa-voxceleb-random-seed{RANDOM_SEED}"
-    if (path / RANDOM_MARKER).is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.mkdir()
-        with torch.random.fork_rng():
-            torch.manual_seed(RANDOM_SEED)
-            ecapa = load_hyperpyyaml(VOXCELEB_HYPERPARAMS)["embedding_model"]
+    def write(tmp: Path) -> None:
+        ecapa = load_hyperpyyaml(VOXCELEB_HYPERPARAMS)["embedding_model"]
         torch.save(ecapa.state_dict(), tmp / "embedding_model.ckpt")
         (tmp / "hyperparams.yaml").write_text(VOXCELEB_HYPERPARAMS)
-        (tmp / RANDOM_MARKER).write_text(json.dumps({"seed": RANDOM_SEED}))  # its presence says random
-        try:
-            os.replace(tmp, path)
-        except OSError:  # another process published it first
-            if not (path / RANDOM_MARKER).is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
+
+    return random_model_dir(f"ecapa-voxceleb-random-seed{RANDOM_SEED}", RANDOM_SEED, write)
 
 
 class _AuralisFeatures(torch.nn.Module):
@@ -120,6 +114,44 @@ class _SpeechbrainFeatures(torch.nn.Module):
         if self.mean_var_norm is not None:
             feats_BTF = self.mean_var_norm(feats_BTF, lengths_B)
         return feats_BTF
+
+
+class _Waveform(torch.nn.Module):
+    """Features of the voice embedding: the waveform itself (its log-mel front end is part of
+    the model, which needs the unpadded length)."""
+
+    def forward(self, wav_BT: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tensor:
+        return wav_BT
+
+
+class _PerItemVoiceEmbedding(torch.nn.Module):
+    """The release's voice embedding under ``(wav_BT, rel_lengths_B)``. Its convolutions pad by
+    reflection and its pooling counts every frame, so zero padding would change the embedding:
+    a batch with padding is embedded one waveform at a time, each at its own length."""
+
+    def __init__(self, model: voice_embedding.VoiceEmbedding) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, wav_BT: torch.Tensor, rel_B: torch.Tensor) -> torch.Tensor:
+        T = wav_BT.shape[1]
+        n_B = [min(T, round(float(r) * T)) for r in rel_B]
+        if all(n == T for n in n_B):
+            return self.model(wav_BT)
+        return torch.cat([self.model(w_T[None, :n]) for w_T, n in zip(wav_BT, n_B, strict=True)])
+
+
+def _load_voice_embedding(
+    path: Path | None,
+) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, Any], bool]:
+    """The release's voice embedding from ``path``, or (None) its seeded random weights."""
+    if path is None:
+        path = voice_embedding.ensure_random_weights()
+    model_dir = path if path.is_dir() else path.parent
+    model = voice_embedding.load_voice_embedding(path)
+    info = {"format": ZONOS2_KIND, "path": str(path), "n_mels": model.cfg.n_mels}
+    random_weights = (model_dir / RANDOM_MARKER).is_file()
+    return _PerItemVoiceEmbedding(model), _Waveform(), info, random_weights
 
 
 def _find_checkpoint(path: Path) -> tuple[str, Path]:
@@ -185,7 +217,7 @@ def _load_auralis(pth: Path) -> tuple[torch.nn.Module, torch.nn.Module, dict[str
 
 
 class SpeakerEncoder:
-    """Features + ECAPA-TDNN; ``embed`` maps 16 kHz waveforms to ``[B, D_spk]`` embeddings."""
+    """Features + speaker network; ``embed`` maps waveforms at ``sample_rate`` to ``[B, D_spk]``."""
 
     def __init__(
         self,
@@ -194,16 +226,17 @@ class SpeakerEncoder:
         info: dict[str, Any],
         max_batch_seconds: float = 120.0,
         random_weights: bool = False,
+        sample_rate: int = SAMPLE_RATE,
     ) -> None:
         self.ecapa = ecapa.eval()
         self.features = features.eval()
         self.info = info
         self.ref = str(info.get("ref") or info.get("path"))  # reproduces these weights (``ecapa:random``)
         self.random_weights = random_weights
-        self.sample_rate = SAMPLE_RATE
+        self.sample_rate = sample_rate
         self.max_batch_seconds = max_batch_seconds
         with torch.inference_mode():
-            self.dim = int(self.embed(torch.zeros(1, SAMPLE_RATE)).shape[-1])
+            self.dim = int(self.embed(torch.zeros(1, sample_rate)).shape[-1])
 
     @classmethod
     def load(cls, ref: str = DEFAULT_REF, config: SpeakerConfig | None = None) -> SpeakerEncoder:
@@ -211,6 +244,13 @@ class SpeakerEncoder:
         how to opt in) unless trained weights resolve or random ones were asked for."""
         cfg = config or SpeakerConfig(ref=ref)
         chosen = choose_weights(cfg.ref, cfg.allow_random)
+        if chosen.ref.partition(":")[0] == ZONOS2_KIND:
+            net, features, info, random_weights = _load_voice_embedding(chosen.path)
+            info["ref"] = chosen.ref
+            rate = net.model.cfg.sample_rate
+            return cls(
+                net.to(cfg.device), features, info, cfg.max_batch_seconds, random_weights, sample_rate=rate
+            )
         if chosen.random and chosen.ref != RANDOM_REF:
             raise ValueError(f"{cfg.ref!r} names random weights of another model; ECAPA's is {RANDOM_REF!r}")
         kind, path = _find_checkpoint(_ensure_random_dir() if chosen.random else chosen.path)
@@ -236,9 +276,10 @@ class SpeakerEncoder:
         return self.ecapa(feats_BTF, rel_B).reshape(B, -1).float().cpu()
 
     def embed_batch(self, wavs: list[np.ndarray]) -> np.ndarray:
-        """Embeddings ``[N, D]`` (float32) of variable-length 16 kHz waveforms, batched by length."""
+        """Embeddings ``[N, D]`` (float32) of variable-length waveforms at ``sample_rate``, batched by
+        length."""
         out = np.zeros((len(wavs), self.dim), np.float32)
-        for idx, wav_BT, lengths_B in length_batches(wavs, int(self.max_batch_seconds * SAMPLE_RATE)):
+        for idx, wav_BT, lengths_B in length_batches(wavs, int(self.max_batch_seconds * self.sample_rate)):
             out[idx] = self.embed(wav_BT, lengths_B).numpy()
         return out
 

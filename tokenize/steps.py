@@ -24,9 +24,9 @@ from accord.tokenize.augment import augment, rng_for
 from accord.tokenize.codec import HOP_LENGTH, DacCodec, n_frames_for
 from accord.tokenize.codec import SAMPLE_RATE as CODEC_RATE
 from accord.tokenize.config import TokenizeConfig
-from accord.tokenize.speaker import SAMPLE_RATE as SPEAKER_RATE
-from accord.tokenize.speaker import SpeakerEncoder
+from accord.tokenize.speaker import SpeakerEncoder, speaker_sample_rate
 
+SPEAKER_WAV = "wav_speaker"  # item key: the clip at the speaker encoder's sample rate
 MODEL_SECONDS = "model_s"  # item key: this clip's share of its batches' DAC and ECAPA forwards
 
 
@@ -139,7 +139,8 @@ class CodecStep(Step):
         if codes.shape[-1] != n_frames_for(len(wav44)):
             raise ItemError(self.name, "frame_mismatch", f"codes {codes.shape}")
         try:
-            it["wav16"] = soxr.resample(wav44, CODEC_RATE, SPEAKER_RATE, quality="HQ").astype(np.float32)
+            rate = speaker_sample_rate(self.cfg.speaker.ref)
+            it[SPEAKER_WAV] = soxr.resample(wav44, CODEC_RATE, rate, quality="HQ").astype(np.float32)
         except Exception as e:
             raise ItemError(self.name, type(e).__name__, f"resample: {e}") from e
         it["codes"] = codes
@@ -184,17 +185,17 @@ class SpeakerStep(Step):
 
     def _views(self, it: Item) -> tuple[list[np.ndarray], tuple[int, int]]:
         try:
-            x = it["wav16"]
+            x, rate = it[SPEAKER_WAV], self.encoder.sample_rate
             f0, f1 = crop_range(it["clip_id"], it["codes"].shape[-1], self.cfg)
-            s0 = round(f0 * HOP_LENGTH * SPEAKER_RATE / CODEC_RATE)
-            s1 = round(f1 * HOP_LENGTH * SPEAKER_RATE / CODEC_RATE)
-            return [x, x[s0:s1], *augment(x, it["clip_id"], self.cfg.augment)], (f0, f1)
+            s0 = round(f0 * HOP_LENGTH * rate / CODEC_RATE)
+            s1 = round(f1 * HOP_LENGTH * rate / CODEC_RATE)
+            return [x, x[s0:s1], *augment(x, it["clip_id"], self.cfg.augment, rate)], (f0, f1)
         except Exception as e:
             raise ItemError(self.name, type(e).__name__, f"augment: {e}") from e
 
     def _finish(self, it: Item, emb_VD: np.ndarray, crop: tuple[int, int]) -> Item:
         _tag_random(it, self.random_refs)
-        it.pop("wav16")
+        it.pop(SPEAKER_WAV)
         codes = it.pop("codes")
         if not np.isfinite(emb_VD).all():
             raise ItemError(self.name, "nan_embedding", "non-finite speaker embedding")

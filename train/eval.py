@@ -1,8 +1,9 @@
 """Mini-eval after a stage: synthesize held-out sentences, transcribe them, score WER and voice.
 
-For each held-out sentence: the prompt rows from ``accord.model.sequence`` (with the stage's
-conditioning: a speaker embedding taken from a shard clip when the stage trains with one,
-the Quality Mode token in anneal2), KV-cache sampling with ``accord.model.generate``, audio
+For each held-out sentence: the prompt rows from ``accord.model.sequence`` in ZONOS2's layout
+(with the stage's conditioning: a speaker embedding taken from a shard clip when the stage
+trains with one, ZONOS2's request defaults for the background and quality rows, the accurate
+marker in anneal2), KV-cache sampling with ``accord.model.generate``, audio
 from ``accord.tokenize.codec.DacCodec``, a transcript from an ``accord.pipeline.asr`` backend
 (WER with jiwer against the sentence), and the cosine similarity between the speaker
 embedding of the generated audio and the prompt embedding. On a debug model after a few
@@ -91,7 +92,7 @@ def mini_eval(
     import torchaudio.functional as AF
 
     from accord.core.shards import RANDOM_WEIGHTS_KEY
-    from accord.core.vocab import DEFAULT_VOCAB
+    from accord.core.vocab import DEFAULT_VOCAB, INFERENCE_BACKGROUND
     from accord.model.checkpoint import load_zonos2
     from accord.model.generate import SamplingConfig, generate
     from accord.model.sequence import build_prompt, control_tokens
@@ -117,7 +118,13 @@ def mini_eval(
         text = HELD_OUT[i % len(HELD_OUT)]
         spk_id, spk = speakers[i % len(speakers)] if speakers else (None, None)
         use_spk = cond.speaker != "none" and spk is not None
-        controls = control_tokens(DEFAULT_VOCAB, quality_mode=cond.quality_mode)
+        # ZONOS2's request defaults: noisy background, default quality buckets (if trained)
+        controls = control_tokens(
+            DEFAULT_VOCAB,
+            background=INFERENCE_BACKGROUND,
+            accurate=cond.quality_mode,
+            quality_buckets=DEFAULT_VOCAB.config.default_quality_buckets if cond.quality else None,
+        )
         prompt = build_prompt(text, controls, DEFAULT_VOCAB, model.cfg.n_codebooks)
         with torch.no_grad():
             res = generate(
@@ -144,7 +151,10 @@ def mini_eval(
             }
         )
     hyps = asr.transcribe_batch(wavs16)
-    emb = encoder.embed_batch(wavs16) if speakers else None
+    emb = None
+    if speakers:  # the generated audio at the encoder's own rate (24 kHz for the release's)
+        at_rate = [AF.resample(torch.from_numpy(w), 16000, encoder.sample_rate).numpy() for w in wavs16]
+        emb = encoder.embed_batch(at_rate if encoder.sample_rate != 16000 else wavs16)
     for i, (item, hyp) in enumerate(zip(items, hyps, strict=True)):
         item["hypothesis"] = hyp.text
         ref_n, hyp_n = _norm(item["text"]), _norm(hyp.text)

@@ -60,32 +60,36 @@ class ExampleBuilder:
     seed: int = 1234
     vocab: Vocab = DEFAULT_VOCAB
 
-    def controls(self, meta: dict[str, Any], rng: np.random.Generator) -> list[int]:
+    def controls(self, meta: dict[str, Any], rng: np.random.Generator, background: str) -> list[int]:
+        """ZONOS2's control rows for one clip: background (always), accurate, rate, quality."""
         c = self.cond
         rate = None
         if c.rate and rng.random() >= c.rate_drop_p:
             rate = _finite(meta.get("speaking_rate"))
+            rate = rate if rate is not None and rate > 0 else None  # ZONOS2's rate buckets need rate > 0
         quality = None
         if c.quality and rng.random() >= c.quality_drop_p:
-            quality = {name: _finite(meta.get(name)) for name in self.vocab.config.quality_edges}
-            quality = {k: v for k, v in quality.items() if v is not None}
-        qmode = c.quality_mode and is_top_quality(meta, c)
-        return control_tokens(self.vocab, speaking_rate=rate, quality=quality, quality_mode=qmode)
+            quality = self.vocab.quality_values(meta)
+        accurate = c.quality_mode and is_top_quality(meta, c)
+        return control_tokens(
+            self.vocab, background=background, accurate=accurate, speaking_rate=rate, quality=quality
+        )
 
-    def speaker(self, sample: dict[str, Any], rng: np.random.Generator) -> np.ndarray | None:
+    def speaker(self, sample: dict[str, Any], rng: np.random.Generator) -> tuple[np.ndarray | None, bool]:
+        """The prompt embedding and whether it comes from an augmented (degraded) copy."""
         c = self.cond
         if c.speaker == "none":
-            return None
+            return None, False
         if c.speaker == "full":
-            return sample.get("spk.npy")
+            return sample.get("spk.npy"), False
         if c.speaker != "crop":
             raise ValueError(f"unknown speaker source {c.speaker!r}; expected none, crop or full")
         aug = sample.get("spkaug.npy")
         has_aug = aug is not None and aug.ndim == 2 and len(aug) > 0
         if c.aug_prompt_prob > 0 and has_aug and rng.random() < c.aug_prompt_prob:
-            return aug[int(rng.integers(len(aug)))]
+            return aug[int(rng.integers(len(aug)))], True
         crop = sample.get("spkcrop.npy")
-        return crop if crop is not None else sample.get("spk.npy")
+        return (crop if crop is not None else sample.get("spk.npy")), False
 
     def __call__(self, sample: dict[str, Any], epoch: int) -> Example | None:
         meta = sample["json"]
@@ -94,8 +98,10 @@ class ExampleBuilder:
         text = pick_transcript(meta, rng)
         if text is None:
             return None
-        controls = self.controls(meta, rng)
-        spk = self.speaker(sample, rng)
+        spk, augmented = self.speaker(sample, rng)
+        # the background marker describes the speaker prompt: a degraded copy is noisy
+        background = "noisy" if augmented else self.vocab.background_marker(meta)
+        controls = self.controls(meta, rng, background)
         codes_KT = torch.from_numpy(np.asarray(sample["codes.npy"]).astype(np.int64))
         seq = build_sequence(codes_KT, text, controls, self.vocab)
         mask_TK = seq.loss_mask_TK.clone()

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 from accord.core import storage
-from accord.core.shards import LDA_NPZ, RANDOM_WEIGHTS_KEY, shards_file, tokenize_refs
+from accord.core.shards import LDA_NPZ, RANDOM_WEIGHTS_KEY, read_tokenize_json, shards_file, tokenize_refs
 from accord.core.vocab import DEFAULT_VOCAB
 from accord.model.checkpoint import init_speaker_lda
 from accord.model.config import ModelConfig, get_flavour
@@ -99,9 +99,23 @@ def export_extra(args: StageArgs, recipe: Recipe, step: int) -> dict[str, Any]:
     }
 
 
+def check_speaker_width(shards: str, model_cfg: ModelConfig) -> None:
+    """The shards' speaker embeddings fit the model's ``speaker_embedding_dim`` (a 192-d ECAPA
+    tokenize for the 2048-d ``zonos2-8b`` would fail deep inside the first step otherwise)."""
+    speaker = (read_tokenize_json(shards) or {}).get("speaker") or {}
+    dim = speaker.get("dim") if isinstance(speaker, dict) else None
+    if dim is not None and int(dim) != model_cfg.speaker_embedding_dim:
+        raise ValueError(
+            f"{shards} holds {dim}-d speaker embeddings ({speaker.get('ref')}), the model takes "
+            f"{model_cfg.speaker_embedding_dim}-d: tokenize with a matching --speaker "
+            "(zonos2-spk:release for zonos2-8b, ecapa:* for the 192-d flavours)"
+        )
+
+
 def build_model(args: StageArgs, model_cfg: ModelConfig) -> ZonosModel:
     """The plain model with its starting weights (same seed on every rank; DeepSpeed broadcasts
     rank 0's weights anyway): a previous stage's export, else random with the shards' LDA."""
+    check_speaker_width(args.shards, model_cfg)
     torch.manual_seed(args.seed)
     model = ZonosModel(model_cfg)
     if args.init is not None:

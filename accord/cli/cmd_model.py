@@ -34,6 +34,9 @@ def info(flavour_or_checkpoint: str) -> None:
         f"ffn={cfg.ffn_dim} experts={cfg.moe.n_experts} moe_layers={cfg.moe_layers} "
         f"topk={ {i: cfg.topk_for_layer(i) for i in cfg.moe_layers} } router_dim={cfg.moe.router.dim}"
     )
+    click.echo(
+        f"text_vocab={cfg.text_vocab} speaker={cfg.speaker_embedding_dim}->{cfg.speaker_lda_dim}->{cfg.dim}"
+    )
 
 
 @model.command("init")

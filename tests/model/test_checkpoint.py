@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -155,7 +156,8 @@ def test_cli_init_convert_info(tmp_path):
     res = run(cli, ["model", "convert", str(tmp_path / "a"), str(tmp_path / "b"), "--dtype", "bfloat16"])
     assert res.exit_code == 0, res.output
     state = torch.load(tmp_path / "b" / "model.pth", weights_only=True)
-    assert all(v.dtype == torch.bfloat16 for v in state.values())
+    # bf16 everywhere but the router biases, which the release keeps in float32
+    assert all(v.dtype == torch.bfloat16 for k, v in state.items() if not k.endswith("balancing_biases"))
     assert read_extra(tmp_path / "b")["flavour"] == "debug"
     a, b = load_zonos2(tmp_path / "a"), load_zonos2(tmp_path / "b")
     ids = random_ids(a.cfg, 1, 8)
@@ -201,3 +203,48 @@ def test_speaker_lda_exact_or_fitted(tmp_path, debug_cfg):
     np.savez(wide, weight=np.zeros((L, S + 1), np.float32), bias=np.zeros(L, np.float32))
     with pytest.raises(ValueError, match=f"projects {S + 1}-d"):
         init_speaker_lda(model, wide, exact=False)
+
+
+def _released(tmp_path, debug_model, debug_cfg, convert) -> Path:
+    """``debug_model`` saved as a released checkpoint whose experts ``convert`` rewrites."""
+    src = tmp_path / "released"
+    src.mkdir()
+    state = dict(debug_model.state_dict())
+    for k in [k for k in state if k.endswith("experts.w13")]:
+        prefix = k.removesuffix("w13")
+        convert(state, prefix, state.pop(k), state.pop(prefix + "w2"))
+    torch.save(state, src / "model.pth")
+    (src / "params.json").write_text(json.dumps(debug_cfg.to_params()))
+    return src
+
+
+def test_import_zonos2_inference_expert_names(tmp_path, debug_model, debug_cfg):
+    """ZONOS2's own inference state dict: experts.gate_up_proj = cat(gate, up), down_proj = w2."""
+
+    def to_inference(state, prefix, w13, w2):
+        state[prefix + "gate_up_proj"] = torch.cat([w13[:, 0::2], w13[:, 1::2]], dim=1)
+        state[prefix + "down_proj"] = w2
+
+    model = load_zonos2(_released(tmp_path, debug_model, debug_cfg, to_inference))
+    ids = random_ids(debug_cfg, 1, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits_BTKV, debug_model(ids).logits_BTKV, rtol=0, atol=0)
+
+
+def test_experts_in_no_known_layout_name_what_was_found(tmp_path, debug_model, debug_cfg):
+    def half(state, prefix, w13, w2):
+        state[prefix + "w1.weight"] = w13[:, 0::2]  # w3 missing
+        state[prefix + "w2.weight"] = w2
+
+    found = r"found \['w1\.weight', 'w2\.weight'\]"
+    with pytest.raises(ValueError, match=rf"fit no layout.*{found}.*gate_up_proj"):
+        load_zonos2(_released(tmp_path, debug_model, debug_cfg, half))
+
+
+def test_bf16_export_keeps_the_release_fp32_tensors(tmp_path, debug_model):
+    out = save_zonos2(debug_model, tmp_path / "bf16", dtype=torch.bfloat16)
+    state = torch.load(out / "model.pth", weights_only=True)
+    biases = [k for k in state if k.endswith(".router.balancing_biases")]
+    assert biases and all(state[k].dtype == torch.float32 for k in biases)
+    others = {v.dtype for k, v in state.items() if k not in biases and v.is_floating_point()}
+    assert others == {torch.bfloat16}

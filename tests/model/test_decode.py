@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from accord.core.vocab import AUDIO_PAD_ID, EOA_ID
+from accord.core.vocab import AUDIO_PAD_ID, EOA_ID, N_SILENCE_FRAMES, SILENCE_FRAMES
 from accord.model.decode import DecodeConfig, Decoder, decode, undelay_rows
 from accord.model.generate import DelaySampler, SamplingConfig, generate, generate_stream
 from accord.model.sampling import RowSampler
@@ -40,13 +40,13 @@ def reference_generate(model, prompt_PC, speaker_S, cfg):
 
 def sharpen(model):
     """Attention that matters (at random init its output is too small for positions or the cache
-    to change a code) and a natural end for some prompts: EOA outscores code 613 when 613 leads."""
+    to change a code) and a natural end for some prompts: EOA outscores code 727 when 727 leads."""
     with torch.no_grad():
         for layer in model.layers:
             layer.attention.temp.fill_(4.0)
             layer.attention.wo.weight.mul_(30.0)
         w = model.multi_output.weight
-        w[EOA_ID] = 1.01 * w[613]
+        w[EOA_ID] = 1.01 * w[727]
     return model
 
 
@@ -86,7 +86,7 @@ def test_batched_rows_equal_each_prompt_alone_and_end_independently(eoa_model, d
     assert len({r.codes_KT.shape[1] for r in alone}) > 1  # the rows really end at different frames
     assert any(r.ended for r in alone) and not all(r.ended for r in alone)
     decoder = Decoder(
-        eoa_model, sampling, batch=4, max_prompt_len=40, cfg=DecodeConfig(sync_every=5, kv_bucket=16)
+        eoa_model, sampling, batch=4, max_prompt_len=64, cfg=DecodeConfig(sync_every=5, kv_bucket=16)
     )
     # a decoder is reusable: every call starts clean, with fewer prompts than rows too
     for first in (0, 0, 1):
@@ -115,7 +115,7 @@ def test_stream_chunks_concatenate_to_the_full_result(eoa_model, debug_cfg):
     whole = decode(eoa_model, prompts, spks, SamplingConfig(temperature=0.0, max_frames=14))
     sampling = SamplingConfig(temperature=0.0, max_frames=14, chunk_frames=3)
     chunks: list[list[torch.Tensor]] = [[] for _ in prompts]
-    decoder = Decoder(eoa_model, sampling, batch=3, max_prompt_len=40, cfg=DecodeConfig(sync_every=4))
+    decoder = Decoder(eoa_model, sampling, batch=3, max_prompt_len=64, cfg=DecodeConfig(sync_every=4))
     for b, chunk in decoder.stream(prompts, spks):
         chunks[b].append(chunk)
     for row, res in zip(chunks, whole, strict=True):
@@ -158,7 +158,8 @@ def test_rows_end_independently_under_the_delay_rules(debug_cfg):
     for b, end in ends.items():
         for j in range(K):
             col = delayed_BKS[b, j]
-            assert (col[:j] == AUDIO_PAD_ID).all()
+            # before its start, codebook j continues the prompt's delayed silence
+            assert col[:j].tolist() == [SILENCE_FRAMES[N_SILENCE_FRAMES - j + s][j] for s in range(j)]
             assert (col[j : j + end] == 5).all()
             assert col[j + end] == EOA_ID  # every codebook ends on the same frame
             assert (col[j + end + 1 :] == AUDIO_PAD_ID).all()  # also after the row finished
@@ -183,12 +184,12 @@ def test_draws_are_torch_multinomial_draws(debug_cfg):
 
 
 def test_bad_input_is_rejected(debug_model):
-    decoder = Decoder(debug_model, SamplingConfig(max_frames=4), batch=2, max_prompt_len=8)
-    p = build_prompt("hi")
+    decoder = Decoder(debug_model, SamplingConfig(max_frames=4), batch=2, max_prompt_len=30)
+    p = build_prompt("hi")  # 22 rows: 5 + 17 silence
     with pytest.raises(ValueError, match="prompts"):
         decoder.generate([p, p, p])
     with pytest.raises(ValueError, match="prompt 0"):
-        decoder.generate([build_prompt("much too long for eight rows")])
+        decoder.generate([build_prompt("much too long for thirty rows")])
     with pytest.raises(ValueError, match="prompt 1"):
         decoder.generate([p, p[:, :-1]])
     with pytest.raises(ValueError, match="speakers"):
@@ -222,7 +223,7 @@ def test_cuda_graph_decoding_equals_eager_decoding_in_bf16(eoa_model, debug_cfg)
     ):
         decoders = [
             Decoder(
-                model, sampling, batch=4, max_prompt_len=40, cfg=DecodeConfig(cuda_graphs=g, kv_bucket=16)
+                model, sampling, batch=4, max_prompt_len=64, cfg=DecodeConfig(cuda_graphs=g, kv_bucket=16)
             )
             for g in (True, False)
         ]
@@ -258,3 +259,11 @@ def test_cuda_greedy_decoding_equals_the_growing_cache_decoder(debug_model, debu
         res = decoder.generate([prompt], [spk])[0]
         assert torch.equal(res.codes_KT, ref_codes)
         assert (res.steps, res.ended) == (ref.step, not ref.forced_end)
+
+
+def test_without_a_silence_prompt_the_delay_start_is_audio_pad(debug_cfg):
+    K, V = debug_cfg.n_codebooks, debug_cfg.audio_vocab
+    sampler = RowSampler(debug_cfg, SamplingConfig(temperature=0.0, max_frames=50, silence_lead_in=False), 1)
+    rows = torch.stack([sampler.sample(torch.zeros(1, K, V)) for _ in range(K)], -1)[0]
+    for j in range(K):
+        assert (rows[j, :j] == AUDIO_PAD_ID).all() and (rows[j, j:] < debug_cfg.codebook_size).all()

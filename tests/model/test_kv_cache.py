@@ -61,7 +61,7 @@ def test_forced_end_at_max_frames_and_row_structure(debug_model, debug_cfg):
     assert sampler.forced_end and sampler.eos_frame == 6
     for j in range(K):
         col = delayed[j]
-        assert (col[:j] == AUDIO_PAD_ID).all()
+        assert (col[:j] < 1024).all()  # the prompt's silence continues before codebook j starts
         assert ((col[j : j + 6] >= 0) & (col[j : j + 6] < 1024)).all()
         assert col[j + 6] == EOA_ID
         assert (col[j + 7 :] == AUDIO_PAD_ID).all()

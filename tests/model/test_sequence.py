@@ -4,8 +4,15 @@ import pytest
 import torch
 
 from accord.core.delay import apply_delay, invert_delay
-from accord.core.vocab import AUDIO_PAD_ID, BOS_ID, DEFAULT_VOCAB, EOA_ID, EOS_ID
-from accord.model.sequence import audio_loss, build_prompt, build_sequence, control_tokens, pack
+from accord.core.vocab import AUDIO_PAD_ID, BOS_ID, DEFAULT_VOCAB, EOA_ID, EOS_ID, N_SILENCE_FRAMES
+from accord.model.sequence import (
+    audio_loss,
+    build_prompt,
+    build_sequence,
+    control_tokens,
+    pack,
+    silence_codes,
+)
 
 
 def _codes(T=12, seed=0):
@@ -16,43 +23,66 @@ def test_delay_round_trip_through_the_sequence():
     codes = _codes()
     assert torch.equal(invert_delay(apply_delay(codes)), codes)
     seq = build_sequence(codes, "hi")
-    audio = seq.ids_TC[seq.audio_start :, :9].T
-    assert torch.equal(invert_delay(audio), codes)
-    # codebook j starts j rows late and ends with exactly one EOA
+    # the audio rows continue ZONOS2's silence: silence + codes, delayed
+    audio = seq.ids_TC[seq.audio_start - N_SILENCE_FRAMES :, :9].T
+    assert torch.equal(invert_delay(audio), torch.cat([silence_codes(), codes], dim=1))
+    assert seq.n_frames == 12
+    # codebook j's clip frame f sits at row audio_start + f + j; one EOA ends each codebook
     for j in range(9):
-        col = audio[j]
-        assert (col[:j] == AUDIO_PAD_ID).all() and col[j + 12] == EOA_ID
+        col = seq.ids_TC[seq.audio_start :, j]
+        assert torch.equal(col[j : j + 12], codes[j]) and col[j + 12] == EOA_ID
         assert (col[j + 13 :] == AUDIO_PAD_ID).all()
 
 
 def test_sequence_layout_and_loss_mask():
     codes = _codes(T=5)
-    controls = control_tokens(speaking_rate=13.0, quality={"snr_db": 35.0}, quality_mode=True)
+    controls = control_tokens(
+        background="clean", accurate=True, speaking_rate=13.0, quality={"estimated_snr": 35.0}
+    )
     seq = build_sequence(codes, "ab", controls)
     ids, mask = seq.ids_TC, seq.loss_mask_TK
     pad_text = DEFAULT_VOCAB.text_pad_id
+    head = 1 + len(controls) + 4
+    assert seq.audio_start == head + N_SILENCE_FRAMES
     assert ids[0].tolist() == [AUDIO_PAD_ID] * 9 + [pad_text]  # speaker placeholder
-    text_col = ids[1 : seq.audio_start, 9].tolist()
+    text_col = ids[1:head, 9].tolist()
     assert text_col == [*controls, BOS_ID, 192 + ord("a"), 192 + ord("b"), EOS_ID]
-    assert (ids[1 : seq.audio_start, :9] == AUDIO_PAD_ID).all()
-    assert (ids[seq.audio_start :, 9] == pad_text).all()
+    assert (ids[1:head, :9] == AUDIO_PAD_ID).all()
+    assert (ids[head:, 9] == pad_text).all()
     assert ids.shape == (seq.audio_start + 5 + 9, 10)
-    # the last text row predicts the first audio row's codebook 0 only
+    # the generator's prompt is exactly the sequence's first audio_start rows
+    assert torch.equal(build_prompt("ab", controls), ids[: seq.audio_start])
+    # the last prompt row predicts the first clip frame of codebook 0 only; codebook j's
+    # remaining silence frames after the prompt are fixed, not targets
     assert mask[seq.audio_start - 1].tolist() == [True] + [False] * 8
     assert not mask[: seq.audio_start - 1].any() and not mask[-1].any()
-    # every real code and every EOA is a target exactly once
+    # every clip code and every EOA is a target exactly once; no pad or silence code is
     assert int(mask.sum()) == 9 * (5 + 1)
     targets = ids[1:, :9][mask[:-1]]
     assert int((targets == EOA_ID).sum()) == 9 and not (targets == AUDIO_PAD_ID).any()
+    for j in range(9):
+        assert torch.equal(ids[1:, j][mask[:-1, j]][:-1], codes[j])
 
 
 def test_control_tokens_order_and_dropout():
     v = DEFAULT_VOCAB
     ids = control_tokens(
-        v, speaking_rate=9.0, quality={"agreement": 0.9, "snr_db": float("nan")}, background="music"
+        v,
+        background="music",
+        speaking_rate=9.0,
+        quality={"max_pause": 0.7, "lufs": -20.0, "estimated_snr": float("nan")},
     )
-    assert ids == [v.rate_token(9.0), v.quality_token("agreement", 0.9), v.background_token("noisy")]
+    assert ids == [v.background_token("noisy"), v.rate_token(9.0), v.quality_token("lufs", -20.0),
+                   v.quality_token("max_pause", 0.7)]  # fmt: skip
+    assert control_tokens(v, background="clean", quality_buckets={"trailing_silence_s": 3}) == [
+        v.background_token("clean"),
+        v.quality_bucket_token("trailing_silence_s", 3),
+    ]
     assert control_tokens(v) == []
+    with pytest.raises(ValueError, match="follows a background"):
+        control_tokens(v, accurate=True)
+    with pytest.raises(KeyError):
+        control_tokens(v, quality={"snr_db": 3.0})
 
 
 def test_bad_input_is_rejected():

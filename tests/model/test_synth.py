@@ -92,3 +92,23 @@ def test_foreign_checkpoint_without_accord_vocab_prompts_plain_text(tmp_path):
     assert res.codes_KT.shape == (9, 5)
     with pytest.raises(ValueError, match="control tokens need the vocabulary"):
         synthesize(ckpt, SynthRequest("Hi.", speaking_rate=12.0), decode=False)
+
+
+def test_released_params_json_supplies_the_control_layout(tmp_path):
+    """No accord extra, but ZONOS2's conditioning keys in params.json: control tokens work."""
+    from accord.model.checkpoint import read_params, save_zonos2
+    from accord.model.config import get_flavour
+    from accord.model.generate import SamplingConfig
+    from accord.model.zonos import ZonosModel
+    from accord.synth import SynthRequest, synthesize, vocab_from_params
+
+    torch.manual_seed(0)
+    ckpt = save_zonos2(ZonosModel(get_flavour("debug")), tmp_path / "released")
+    params = read_params(ckpt)
+    assert params["text_vocab"] == 519 and vocab_from_params(params).size == 519
+    req = SynthRequest("Hi.", speaking_rate=12.0, sampling=SamplingConfig(max_frames=3, seed=0))
+    res = synthesize(ckpt, req, decode=False)
+    # speaker, noisy background, rate, default trailing-silence bucket, BOS + 3 bytes + EOS, 17 silence rows
+    assert res.info["prompt_rows"] == 1 + 1 + 1 + 1 + 5 + 17
+    assert vocab_from_params({**params, "accurate_mode_token_enabled": False}) is None
+    assert vocab_from_params({**params, "text_vocab": 474}) is None

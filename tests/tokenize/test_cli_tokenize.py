@@ -77,12 +77,12 @@ def test_tokenize_config_loads_nested_sections(tmp_path) -> None:
     p = tmp_path / "run.yaml"
     p.write_text(
         "tokenize:\n  codec: {ref: 'dac:random'}\n  shards: {max_samples: 10}\n"
-        "  augment: {names: 'noise,music'}\n  vocab: {speaking_rate_edges: [8, 12]}\n"
+        "  augment: {names: 'noise,music'}\n  vocab: {speaking_rate_buckets: ['0-8', '8-12', '12+']}\n"
         "  crop_seconds: [0.5, 2]\n"
     )
     cfg = load_config(TokenizeConfig, str(p), section="tokenize")
     assert cfg.codec.ref == "dac:random" and cfg.codec.device == TokenizeConfig().codec.device
     assert cfg.shards.max_samples == 10 and cfg.shards.max_bytes == TokenizeConfig().shards.max_bytes
     assert cfg.augment.names == ("noise", "music") and cfg.crop_seconds == (0.5, 2.0)
-    assert cfg.vocab == VocabConfig.from_dict({"speaking_rate_edges": [8, 12]})
+    assert cfg.vocab == VocabConfig.from_dict({"speaking_rate_buckets": ["0-8", "8-12", "12+"]})
     assert load_config(TokenizeConfig, flags=to_dict(cfg)) == cfg, "resolved configs travel as plain data"

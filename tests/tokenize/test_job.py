@@ -194,3 +194,27 @@ def test_one_bad_clip_does_not_sink_its_batch(auralis_encoder, voice_clips) -> N
     assert np.isfinite(sample_item["sample"]["spk"]).all() and sample_item["clip_id"] == items[0]["clip_id"]
     assert err["step"] == "tokenize:speaker" and err["error_type"] == "nan_embedding" and w == 1
     assert err["clip_id"] == items[1]["clip_id"] and err["input_uri"] == "/b.wav"
+
+
+def test_the_release_voice_embedding_through_the_job(sample_bucket, tmp_path) -> None:
+    """``zonos2-spk:*`` through the whole job, locally: each clip reaches the encoder at its own
+    24 kHz (not ECAPA's 16 kHz), with the crop and augmented views, as 2048-d embeddings."""
+    rows = rows_from_bucket(sample_bucket, files=FILES[:1], per_file=1, max_seconds=CLIP_S)
+    manifest = write_manifest(rows, tmp_path / "ingest")
+    cfg = _config("local")
+    cfg.speaker = SpeakerConfig(ref="zonos2-spk:random")
+    res = run_tokenize(str(manifest), str(tmp_path / "shards"), "pretrain", cfg)
+    assert (res.n_samples, res.n_errors) == (1, 0)
+    (sample,) = iter_samples(str(tmp_path / "shards"))
+    assert sample["spk.npy"].shape == (2048,) and sample["spkaug.npy"].shape == (len(cfg.augment.names), 2048)
+    assert read_random_weights(str(tmp_path / "shards")) == ["dac:random", "zonos2-spk:random"]
+
+
+@pytest.mark.parametrize(("ref", "rate"), [("ecapa:auralis", 16000), ("zonos2-spk:random", 24000)])
+def test_the_dac_step_resamples_for_the_named_speaker_encoder(dac_codec, ref, rate) -> None:
+    from accord.tokenize.steps import SPEAKER_WAV, CodecStep
+
+    cfg = _config("local")
+    cfg.speaker = SpeakerConfig(ref=ref)
+    (item,) = CodecStep(cfg, dac_codec).process({"clip_id": "c", "wav44": np.zeros(44100, np.float32)})
+    assert len(item[SPEAKER_WAV]) == rate

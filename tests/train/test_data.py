@@ -69,17 +69,18 @@ def test_packing_keeps_clips_whole_and_separate(synthetic_shards: Path) -> None:
 
 def test_deterministic_and_resumable(synthetic_shards: Path) -> None:
     a = _loader(synthetic_shards)
-    first = [_sig(a.step_batches(1)) for _ in range(6)]
+    first = [_sig(a.step_batches(1)) for _ in range(8)]
     b = _loader(synthetic_shards)
-    assert [_sig(b.step_batches(1)) for _ in range(6)] == first
+    assert [_sig(b.step_batches(1)) for _ in range(8)] == first
     c = _loader(synthetic_shards)
     for _ in range(3):
         c.step_batches(1)
     state = c.state_dict()
     d = _loader(synthetic_shards)
     d.load_state_dict(state)
-    assert [_sig(d.step_batches(1)) for _ in range(3)] == first[3:]
-    # it crosses epochs: 6 batches of <= 300 rows over ~1200 rows of clips
+    assert [_sig(d.step_batches(1)) for _ in range(5)] == first[3:]
+    # it crosses epochs: 8 batches of <= 300 rows over ~1650 rows of clips (each clip carries
+    # ZONOS2's 17 silence rows and a background marker row)
     assert d.epoch >= 1
 
 
@@ -135,13 +136,35 @@ def test_rate_and_quality_dropout_rates(synthetic_shards: Path) -> None:
     n = 0
     for ep in range(60):
         for s in samples:
-            toks = b.controls(s["json"], np.random.default_rng([ep, zlib.crc32(s["clip_id"].encode())]))
+            rng = np.random.default_rng([ep, zlib.crc32(s["clip_id"].encode())])
+            toks = b.controls(s["json"], rng, "clean")
             rate_kept += any(b.vocab.rate_offset <= t < b.vocab.rate_offset + b.vocab.n_rate for t in toks)
             qual_kept += any(
-                t in range(b.vocab.quality_offsets["snr_db"], b.vocab.background_offset) for t in toks
+                t in range(b.vocab.rate_offset + b.vocab.n_rate, b.vocab.background_offset) for t in toks
             )
             n += 1
     assert abs(rate_kept / n - 0.6) < 0.07 and abs(qual_kept / n - 0.75) < 0.07
+
+
+def test_training_prompt_uses_zonos2_order(synthetic_shards: Path) -> None:
+    """Speaker row, background, accurate, rate, quality rows, then text (ZONOS2's prompt order)."""
+    samples, _ = read_shard(shard_tar_uri(str(synthetic_shards), "shard-000000"))
+    cond = ConditioningConfig(rate=True, quality=True, quality_mode=True, quality_mode_min_agreement=0.0,
+                              quality_mode_min_snr_db=-1e9)  # fmt: skip
+    b = ExampleBuilder(cond)
+    v = b.vocab
+    s = next(x for x in samples if (x["json"].get("speaking_rate") or 0) > 0)
+    ex = b(s, 0)
+    text_col = ex.ids_TC[:, -1].tolist()
+    bos = text_col.index(2)
+    kinds = [v.describe(t).strip("<>").split(":")[0] for t in text_col[1:bos]]
+    quality = [f for f in v.quality_offsets if f in v.quality_values(s["json"])]
+    assert kinds == ["background", "accurate", "rate", *quality]
+    assert text_col[1] == v.background_token(v.background_marker(s["json"]))
+    # an augmented speaker prompt is marked noisy
+    aug = ExampleBuilder(ConditioningConfig(speaker="crop", aug_prompt_prob=1.0))
+    if s.get("spkaug.npy") is not None:
+        assert aug(s, 0).ids_TC[1, -1] == v.background_token("noisy")
 
 
 def test_crop_mask_follows_the_delay_pattern() -> None:

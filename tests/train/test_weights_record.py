@@ -98,3 +98,18 @@ def test_exported_vocab_keeps_control_token_ids(init_model, tmp_path: Path) -> N
     args = StageArgs(stage="pretrain", shards=str(tmp_path / "s"), run_dir=tmp_path / "run")
     ckpt = save_zonos2(init_model, tmp_path / "ckpt", extra=export_extra(args, resolve_recipe(args), step=1))
     assert vocab_from_extra(read_extra(ckpt)).quality_offsets == DEFAULT_VOCAB.quality_offsets
+
+
+def test_speaker_width_of_the_shards_must_fit_the_model(tmp_path: Path) -> None:
+    from accord.core.shards import write_tokenize_json
+    from accord.model.config import get_flavour
+    from accord.train.trainer import check_speaker_width
+
+    cfg = get_flavour("debug")
+    write_tokenize_json(str(tmp_path), {"speaker": {"ref": "zonos2-spk:random", "dim": 2048}})
+    with pytest.raises(ValueError, match=r"2048-d speaker embeddings .* takes 192-d"):
+        check_speaker_width(str(tmp_path), cfg)
+    ecapa = {"ref": "ecapa:auralis", "dim": cfg.speaker_embedding_dim}
+    write_tokenize_json(str(tmp_path), {"speaker": ecapa})
+    check_speaker_width(str(tmp_path), cfg)
+    check_speaker_width(str(tmp_path / "no-record"), cfg)  # synthetic shards: nothing to check
