@@ -177,15 +177,16 @@ def test_cli_decode_and_fit_lda(job, tmp_path) -> None:
 
 def test_one_bad_clip_does_not_sink_its_batch(auralis_encoder, voice_clips) -> None:
     from accord.jobs.rows import ERROR, ITEM, pack, process_rows, unpack
-    from accord.tokenize.steps import SpeakerStep
+    from accord.tokenize.steps import SPEAKER_WAV, SpeakerStep
 
     step = SpeakerStep(_config("local"), encoder=auralis_encoder)
     good = voice_clips[0][1][:16000]
+    poisoned = np.where(np.arange(16000) == 500, np.nan, good)
+    codes = np.zeros((9, 86), np.int16)
     items = [
-        clip_row("/a.wav", 0.0, 1.0, "a", "en") | {"wav16": good, "codes": np.zeros((9, 86), np.int16)},
+        clip_row("/a.wav", 0.0, 1.0, "a", "en") | {SPEAKER_WAV: good, "codes": codes},
         # a NaN sample poisons only this clip's embedding (per-item convs, eval-mode batch norm)
-        clip_row("/b.wav", 0.0, 1.0, "b", "en")
-        | {"wav16": np.where(np.arange(16000) == 500, np.nan, good), "codes": np.zeros((9, 86), np.int16)},
+        clip_row("/b.wav", 0.0, 1.0, "b", "en") | {SPEAKER_WAV: poisoned, "codes": codes},
     ]
     out = process_rows(step, [pack("shard-000000", ITEM, [(it, 1) for it in items])], name=step.name)
     assert [r["kind"] for r in out] == [ERROR, ITEM]
