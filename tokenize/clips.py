@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from accord.core.eligibility import load_thresholds
 from accord.core.stages import stage_index
 from accord.core.storage import open_fs
 from accord.jobs.step import Item
@@ -31,8 +30,6 @@ def read_clips(
     else:
         table = ds.dataset(path, filesystem=fs, format="parquet").to_table()
         if reapply:
-            if thresholds is None or isinstance(thresholds, str | dict):
-                thresholds = load_thresholds(thresholds)
             table = reapply_eligibility(table, thresholds)
     col = f"eligible_{min_stage}"
     if col not in table.column_names:

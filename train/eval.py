@@ -153,8 +153,10 @@ def mini_eval(
     hyps = asr.transcribe_batch(wavs16)
     emb = None
     if speakers:  # the generated audio at the encoder's own rate (24 kHz for the release's)
-        at_rate = [AF.resample(torch.from_numpy(w), 16000, encoder.sample_rate).numpy() for w in wavs16]
-        emb = encoder.embed_batch(at_rate if encoder.sample_rate != 16000 else wavs16)
+        rate, wavs_spk = encoder.sample_rate, wavs16
+        if rate != 16000:
+            wavs_spk = [AF.resample(torch.from_numpy(w), 16000, rate).numpy() for w in wavs16]
+        emb = encoder.embed_batch(wavs_spk)
     for i, (item, hyp) in enumerate(zip(items, hyps, strict=True)):
         item["hypothesis"] = hyp.text
         ref_n, hyp_n = _norm(item["text"]), _norm(hyp.text)

@@ -63,10 +63,14 @@ def _built(thresholds: Any) -> bool:
     return isinstance(thresholds, dict) and all(isinstance(v, StageThresholds) for v in thresholds.values())
 
 
-def reapply_eligibility(table: pa.Table, thresholds: Any) -> pa.Table:
-    """Recompute the ``eligible_<stage>`` columns of ``table`` under ``thresholds``."""
+def reapply_eligibility(table: pa.Table, thresholds: Any = None) -> pa.Table:
+    """Recompute the ``eligible_<stage>`` columns of ``table`` under ``thresholds``: ``None`` (the
+    defaults), a YAML path or mapping (:func:`accord.core.eligibility.load_thresholds`), or
+    thresholds already built."""
     from accord.core import eligibility
 
+    if not _built(thresholds):
+        thresholds = load_thresholds(thresholds)
     if not len(table):
         return table
     cols: dict[str, list[bool]] = {c: [] for c in ELIGIBILITY_COLUMNS}
@@ -94,8 +98,6 @@ def read_manifest(
     store = Store(out_uri)
     t = _read_parts(store, MANIFEST_DIR, CLIP_SCHEMA)
     if reapply:
-        if thresholds is None or isinstance(thresholds, str) or not _built(thresholds):
-            thresholds = load_thresholds(thresholds)
         t = reapply_eligibility(t, thresholds)
     if stage is not None:
         stage_index(stage)  # clear error for an unknown name
