@@ -14,6 +14,7 @@ on a borrowed GPU always returns the rest of the table.
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from collections.abc import Callable
@@ -314,7 +315,7 @@ def decode_rows(model: ZonosModel, shapes: GpuBenchConfig, device: torch.device)
 
 # -- the run --------------------------------------------------------------------------------
 def _section(name: str, fn: Callable[[], list[dict]], rows: list[dict]) -> None:
-    t0 = time.perf_counter()
+    t0, start = time.perf_counter(), len(rows)
     try:
         rows.extend(fn())
     except Exception as e:
@@ -322,6 +323,8 @@ def _section(name: str, fn: Callable[[], list[dict]], rows: list[dict]) -> None:
         rows.append(
             {"name": name, "value": None, "unit": "", "note": f"FAILED: {type(e).__name__}: {e}"[:300]}
         )
+    for row in rows[start:]:  # in the log as they come: a run cut short still reports these
+        print("   row " + json.dumps(row, default=str), flush=True)
     print(f"   {name}: {time.perf_counter() - t0:.1f}s", flush=True)
 
 
@@ -347,7 +350,6 @@ def run(quick: bool, device: str = "cpu") -> list[dict]:
 
 
 if __name__ == "__main__":
-    import json
     import sys
 
     dev = "cuda" if "--cuda" in sys.argv else "cpu"

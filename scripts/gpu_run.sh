@@ -12,7 +12,10 @@
 # Knobs: ACCORD_GPU_TIER_DEVICE=cpu rehearses all of it on the CPU (fp32, tiny shapes);
 # ACCORD_GPU_TIER_STEPS (steps per stage in the tier), ACCORD_GPU_DRILL_STEPS (default 12),
 # ACCORD_GPU_DRILL_MODEL (default small), ACCORD_GPU_DRILL_SET ("KEY=VALUE ..." recipe overrides,
-# e.g. for a CPU rehearsal), ACCORD_GPU_SKIP_TIER=1 (drill only), PYTHON (the interpreter).
+# e.g. for a CPU rehearsal), ACCORD_GPU_SKIP_TIER=1 (drill only), PYTHON (the interpreter),
+# ACCORD_GPU_TIER_TIMEOUT / ACCORD_GPU_DRILL_TIMEOUT (seconds for the pytest tier / each drill
+# run, default none: a borrowed machine's time is short, and a hang must not eat the rest).
+# The drill's logs land beside the report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -48,7 +51,7 @@ tier_rc=0
 if [[ ${ACCORD_GPU_SKIP_TIER:-0} != 1 ]]; then
   t1=$SECONDS
   # every module that holds gpu-marked tests (kernels, decoding, attention backends) besides tests/gpu
-  "$PY" -m pytest -q -m gpu -p no:cacheprovider --durations=10 tests/gpu tests/train/test_step_metrics.py \
+  ${ACCORD_GPU_TIER_TIMEOUT:+timeout -s INT -k 30 "$ACCORD_GPU_TIER_TIMEOUT"} "$PY" -m pytest -q -m gpu -p no:cacheprovider --durations=10 tests/gpu tests/train/test_step_metrics.py \
     tests/model/test_moe.py tests/model/test_decode.py tests/model/test_attention_backends.py \
     tests/model/test_layers.py \
     || tier_rc=$?
@@ -66,25 +69,27 @@ ARGS=(train curriculum --shards "$SHARDS" --model "${ACCORD_GPU_DRILL_MODEL:-sma
       --steps-per-stage "$STEPS" --no-eval --set "ckpt_every=$(( STEPS / 2 > 0 ? STEPS / 2 : 1 ))"
       --set log_every=1)
 for kv in ${ACCORD_GPU_DRILL_SET:-}; do ARGS+=(--set "$kv"); done
-"$PY" -m accord.cli.main "${ARGS[@]}" >"$WORK/drill_killed.log" 2>&1 &
-pid=$!
+"$PY" -m accord.cli.main "${ARGS[@]}" >"$REPORT_DIR/drill_killed.log" 2>&1 &
+pid=$!  # the interpreter itself (no `timeout` between): the SIGKILL below must reach it
 latest=$RUN/pretrain/checkpoints/latest
-while kill -0 "$pid" 2>/dev/null && [[ ! -s $latest ]]; do sleep 0.2; done
+deadline=$((SECONDS + ${ACCORD_GPU_DRILL_TIMEOUT:-86400}))
+while kill -0 "$pid" 2>/dev/null && [[ ! -s $latest ]] && ((SECONDS < deadline)); do sleep 0.2; done
 killed_at=$(cat "$latest" 2>/dev/null || true)
 kill -9 "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
 if [[ -z $killed_at || -e $RUN/pretrain/result.json ]]; then
   echo "gpu_run: the drill ended before it could be killed mid-pretrain" >&2
-  tail -30 "$WORK/drill_killed.log" >&2
+  tail -30 "$REPORT_DIR/drill_killed.log" >&2
   exit 1
 fi
 echo "gpu_run: killed the curriculum after pretrain checkpoint $killed_at; resuming"
 drill_rc=0
-"$PY" -m accord.cli.main "${ARGS[@]}" >"$WORK/drill_resumed.log" 2>&1 || drill_rc=$?
-[[ $drill_rc == 0 ]] || tail -40 "$WORK/drill_resumed.log" >&2
+${ACCORD_GPU_DRILL_TIMEOUT:+timeout "$ACCORD_GPU_DRILL_TIMEOUT"} \
+  "$PY" -m accord.cli.main "${ARGS[@]}" >"$REPORT_DIR/drill_resumed.log" 2>&1 || drill_rc=$?
+[[ $drill_rc == 0 ]] || tail -40 "$REPORT_DIR/drill_resumed.log" >&2
 
 "$PY" - "$RUN" "$REPORT_DIR/gpu_tier.json" "$killed_at" "$tier_rc" "$drill_rc" "$((SECONDS - t0))" \
-  "$WORK/drill_resumed.log" <<'EOF'
+  "$REPORT_DIR/drill_resumed.log" <<'EOF'
 import json, math, statistics, sys
 from pathlib import Path
 

@@ -47,7 +47,16 @@ def info(flavour_or_checkpoint: str) -> None:
 @click.option(
     "--codec", default=None, help="Codec ref recorded for synth (default: tokenize's default codec)."
 )
-def init(flavour: str, out: str, seed: int, lda: str | None, codec: str | None) -> None:
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="where the weights are initialised ('cuda' keeps zonos2-8b's ~31 GB of float32 off the host)",
+)
+def init(
+    flavour: str, out: str, seed: int, lda: str | None, codec: str | None, dtype: str, device: str
+) -> None:
     """Write a randomly initialised FLAVOUR as a ZONOS2 checkpoint dir (smoke tests, demos)."""
     import numpy as np
     import torch
@@ -65,7 +74,8 @@ def init(flavour: str, out: str, seed: int, lda: str | None, codec: str | None) 
                 speaker_lda_dim=int(z["weight"].shape[0]), speaker_embedding_dim=int(z["weight"].shape[1])
             )
     torch.manual_seed(seed)
-    m = ZonosModel(cfg)
+    with torch.device(device):
+        m = ZonosModel(cfg)
     if lda:
         init_speaker_lda(m, lda)
     extra = {
@@ -74,7 +84,7 @@ def init(flavour: str, out: str, seed: int, lda: str | None, codec: str | None) 
         "vocab": DEFAULT_VOCAB.config.to_dict(),
         "stage": "init",
     }
-    click.echo(save_zonos2(m, out, extra=extra))
+    click.echo(save_zonos2(m, out, extra=extra, dtype=getattr(torch, dtype)))
 
 
 @model.command("convert")

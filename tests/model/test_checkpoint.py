@@ -165,6 +165,12 @@ def test_cli_init_convert_info(tmp_path):
         torch.testing.assert_close(a(ids).logits_BTKV, b(ids).logits_BTKV, atol=0.2, rtol=0.05)
     res = run(cli, ["model", "info", str(tmp_path / "b")])
     assert res.exit_code == 0 and "total=1.52M" in res.output
+    # init straight to bf16 on a chosen device (zonos2-8b: `--device cuda` keeps 31 GB off the host)
+    res = run(cli, ["model", "init", "debug", str(tmp_path / "c"), "--dtype", "bfloat16", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    state = torch.load(tmp_path / "c" / "model.pth", weights_only=True)
+    assert {v.dtype for k, v in state.items() if k.endswith("balancing_biases")} == {torch.float32}
+    assert all(v.dtype == torch.bfloat16 for k, v in state.items() if not k.endswith("balancing_biases"))
 
 
 def test_export_advertises_control_tokens_to_zonos2(tmp_path, debug_model):
