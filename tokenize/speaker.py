@@ -65,6 +65,21 @@ def speaker_sample_rate(ref: str) -> int:
     return SAMPLE_RATE
 
 
+ECAPA_DIM = 192  # speechbrain ECAPA-TDNN's lin_neurons (above)
+
+
+def speaker_ref_for(embedding_dim: int) -> str:
+    """The encoder whose embeddings a model's speaker path takes: ``zonos2-8b`` (2048-d) the
+    release's voice embedding, the 192-d flavours ECAPA."""
+    refs = {voice_embedding.VoiceEmbeddingConfig().embed_dim: ZONOS2_REF, ECAPA_DIM: DEFAULT_REF}
+    if embedding_dim not in refs:
+        raise ValueError(
+            f"no speaker encoder makes {embedding_dim}-d embeddings; known: "
+            + ", ".join(f"{d} ({r})" for d, r in refs.items())
+        )
+    return refs[embedding_dim]
+
+
 @dataclass
 class SpeakerConfig:
     ref: str = DEFAULT_REF  # ecapa:* (192-d, train from scratch) or zonos2-spk:* (the release's 2048-d)

@@ -76,6 +76,13 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "(tests only) (speaker.ref).",
         ),
         click.option(
+            "--for-model",
+            "for_model",
+            default=None,
+            help="The model flavour the shards are for (debug, small, zonos2-8b): without --speaker, "
+            "the speaker encoder its speaker path takes (zonos2-8b: zonos2-spk:release, 2048-d).",
+        ),
+        click.option(
             "--allow-random-weights",
             is_flag=True,
             help="Tests and demos only: a model whose trained weights are absent runs its architecture "
@@ -135,6 +142,16 @@ def _device(gpus: float | None) -> str | None:
 def run_flags(params: dict[str, Any]) -> dict[str, Any]:
     """The :class:`TokenizeConfig` overrides that ``accord tokenize run``'s given flags describe."""
     random = True if params["allow_random_weights"] else None
+    speaker_ref = params["speaker_ref"]
+    if speaker_ref is None and params.get("for_model"):
+        from accord.model.config import FLAVOURS, get_flavour
+        from accord.tokenize.speaker import speaker_ref_for
+
+        if params["for_model"] not in FLAVOURS:
+            raise click.BadParameter(
+                f"unknown flavour; known: {', '.join(FLAVOURS)}", param_hint="--for-model"
+            )
+        speaker_ref = speaker_ref_for(get_flavour(params["for_model"]).speaker_embedding_dim)
     return given(
         {
             "min_stage": params["min_stage"],
@@ -142,7 +159,7 @@ def run_flags(params: dict[str, Any]) -> dict[str, Any]:
             "codec.ref": params["codec_ref"],
             "codec.allow_random": random,
             "codec.device": _device(params["dac_gpus"]),
-            "speaker.ref": params["speaker_ref"],
+            "speaker.ref": speaker_ref,
             "speaker.allow_random": random,
             "speaker.device": _device(params["speaker_gpus"]),
             "eligibility": params["eligibility"],

@@ -86,3 +86,20 @@ def test_tokenize_config_loads_nested_sections(tmp_path) -> None:
     assert cfg.augment.names == ("noise", "music") and cfg.crop_seconds == (0.5, 2.0)
     assert cfg.vocab == VocabConfig.from_dict({"speaking_rate_buckets": ["0-8", "8-12", "12+"]})
     assert load_config(TokenizeConfig, flags=to_dict(cfg)) == cfg, "resolved configs travel as plain data"
+
+
+def test_for_model_picks_the_speaker_encoder_of_the_flavour() -> None:
+    """zonos2-8b's speaker path takes the release's 2048-d voice embedding; the 192-d flavours
+    ECAPA; an explicit --speaker wins."""
+    import pytest
+
+    from accord.cli.cmd_tokenize import parse_run_flags
+    from accord.tokenize.speaker import DEFAULT_REF, ZONOS2_REF, speaker_ref_for
+
+    assert ZONOS2_REF == "zonos2-spk:release"
+    assert parse_run_flags(["--for-model", "zonos2-8b"])["speaker"]["ref"] == ZONOS2_REF
+    assert parse_run_flags(["--for-model", "debug"])["speaker"]["ref"] == DEFAULT_REF
+    flags = parse_run_flags(["--for-model", "zonos2-8b", "--speaker", "ecapa:auralis"])
+    assert flags["speaker"]["ref"] == "ecapa:auralis"
+    with pytest.raises(ValueError, match="no speaker encoder makes 512-d"):
+        speaker_ref_for(512)
