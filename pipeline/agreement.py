@@ -10,8 +10,13 @@ Definitions (recorded in the manifest as ``pairs`` and ``agreement``):
   characters for languages written without spaces. It lies in [0, 1].
 - ``agreement = 1 - mean pair error`` over pairs with evidence, in [0, 1].
 - Evidence: a pair where both transcripts are empty says nothing (skipped); one empty and
-  one not is error 1. A clip with fewer than two transcripts, or only empty pairs, has no
-  agreement evidence and gets ``agreement = 0`` - it can never pass an agreement threshold.
+  one not is error 1. A clip with two or more transcripts but only empty pairs has no
+  agreement evidence and gets ``agreement = 0``: it can never pass an agreement threshold.
+- Only systems that support the clip's language transcribe it (:mod:`accord.pipeline.steps.asr`);
+  ``n_asr`` counts them. A clip that a single capable system transcribed is *single-system*:
+  ``agreement`` is NaN (there is nothing to agree with, which is not disagreement), and the
+  stage thresholds decide what it may enter (``min_asr_systems``; by default pretrain and
+  midtrain take it, the anneal stages need two systems).
 """
 
 from __future__ import annotations
@@ -64,15 +69,18 @@ def pair_score(a_name: str, a_norm: str, b_name: str, b_norm: str, language: str
 
 
 def score(transcripts: list[dict], language: str) -> tuple[list[dict], float]:
-    """Fill ``normalized`` in each transcript (in place); return (pairs, agreement)."""
+    """Fill ``normalized`` in each transcript (in place); return (pairs, agreement), agreement
+    NaN for fewer than two transcripts (single-system, see the module docstring)."""
     for t in transcripts:
         t["normalized"] = normalize(t.get("text") or "", language)
     pairs: list[Pair] = []
     for x, y in combinations(transcripts, 2):
         pairs.append(pair_score(_label(x), x["normalized"], _label(y), y["normalized"], language))
+    rows = [{"a": p.a, "b": p.b, "wer": p.wer, "cer": p.cer} for p in pairs]
+    if len(transcripts) < 2:
+        return rows, math.nan
     errors = [p.error for p in pairs if not math.isnan(p.error)]
     agreement = 1.0 - sum(errors) / len(errors) if errors else 0.0
-    rows = [{"a": p.a, "b": p.b, "wer": p.wer, "cer": p.cer} for p in pairs]
     return rows, float(min(1.0, max(0.0, agreement)))
 
 

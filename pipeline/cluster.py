@@ -22,13 +22,19 @@ from accord.core.storage import redact_uri
 
 DASHBOARD_PORT = 8265
 
-# Harmless settings worth carrying to the job's driver (no secrets: never AWS_*, tokens...).
+# Harmless settings worth carrying to the job's driver (no secrets: never keys or tokens).
+# The S3 endpoint and region say where an S3-compatible store (MinIO, Ceph, R2) is, not how to
+# get in: credentials stay with the cluster's own configuration.
 PASSTHROUGH_ENV = (
     "ACCORD_CACHE",
     "ACCORD_MODELS",
     "RAY_USAGE_STATS_ENABLED",
     "TOKENIZERS_PARALLELISM",
     "DS_ACCELERATOR",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
 )
 
 

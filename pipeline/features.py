@@ -18,12 +18,11 @@ compute for every clip at ingest time:
 from __future__ import annotations
 
 import math
-import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
 
-from accord.pipeline.text_norm import strip_annotations
+from accord.pipeline.text_norm import spoken_text
 
 FRAME_S = 512 / 16000
 
@@ -39,12 +38,7 @@ class FeatureConfig:
 
 def text_bytes(text: str) -> int:
     """UTF-8 bytes of ``text`` without annotations, punctuation, symbols or whitespace."""
-    kept = [
-        c
-        for c in strip_annotations(text)
-        if not c.isspace() and unicodedata.category(c)[0] not in ("P", "S", "C")
-    ]
-    return len("".join(kept).encode("utf-8"))
+    return len(spoken_text(text).encode("utf-8"))
 
 
 def silences(probs: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> tuple[float, float, float]:

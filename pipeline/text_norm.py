@@ -46,6 +46,14 @@ def strip_annotations(text: str) -> str:
     return _ANNOTATION.sub(" ", text)
 
 
+def spoken_text(text: str) -> str:
+    """The characters someone said: ``text`` without annotations, whitespace, punctuation,
+    symbols or control characters (what speaking rate and characters per second count)."""
+    return "".join(
+        c for c in strip_annotations(text) if not c.isspace() and unicodedata.category(c)[0] not in "PSC"
+    )
+
+
 def normalize(text: str, language: str | None = "en") -> str:
     """The form two transcripts are compared in; see the module docstring."""
     lang = base_language(language)

@@ -36,8 +36,24 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # themselves go in without deps (nothing else is resolved here).
   .venv/bin/python -m pip install -q --no-deps -c requirements/constraints.txt \
     descript-audio-codec==1.0.0 descript-audiotools==0.7.2
-  .venv/bin/python -m pip check >/dev/null 2>&1 || .venv/bin/python -m pip check | grep -v -E "descript-audiotools|^$" || true
+  # resemblyzer requires the webrtcvad sdist (a C build); [models] brings webrtcvad-wheels instead
+  .venv/bin/python -m pip install -q --no-deps -c requirements/constraints.txt resemblyzer==0.1.4
+  .venv/bin/python -m pip check >/dev/null 2>&1 || .venv/bin/python -m pip check | grep -v -E "descript-audiotools|resemblyzer|^$" || true
   echo "$want" > "$stamp"
+fi
+
+# moto's S3 server for tests/pipeline_job/test_s3_server.py, in its OWN venv (.venv-moto, git-ignored):
+# its pins never touch the lock. The tests start .venv-moto/bin/moto_server on a free localhost
+# port and fail, naming this script, when it is missing. It comes before the 3.12 check, whose
+# branches end the script early.
+MOTO_SPEC="moto[server]==5.2.5"
+if [ ! -x .venv-moto/bin/moto_server ] || [ "$(cat .venv-moto/.accord-moto 2>/dev/null)" != "$MOTO_SPEC" ]; then
+  echo "setup: installing $MOTO_SPEC into .venv-moto (the S3 server of the object-store tests)"
+  t0=$SECONDS
+  [ -x .venv-moto/bin/python ] || "$PYTHON" -m venv .venv-moto
+  .venv-moto/bin/python -m pip install -q --disable-pip-version-check "$MOTO_SPEC"
+  echo "$MOTO_SPEC" > .venv-moto/.accord-moto
+  echo "setup: .venv-moto ready ($((SECONDS - t0)) s)"
 fi
 
 # Python 3.12, the CUDA images' Python. tests/foundation/test_installed_wheel.py installs the wheel

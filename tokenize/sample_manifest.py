@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from accord.core.clip import CLIP_SCHEMA, FEATURE_FIELDS
+from accord.core.clip import CLIP_SCHEMA, FEATURE_FIELDS, QUALITY_FIELDS
 from accord.core.stages import STAGES
 
 
@@ -36,7 +36,7 @@ def clip_row(
 ) -> dict[str, Any]:
     """One CLIP_SCHEMA row with a single "truth" transcript."""
     # Generated TTS is clean, full-band and tightly cut: features that pass every default stage.
-    feats = {name: math.nan for name, _ in FEATURE_FIELDS}
+    feats = {name: math.nan for name, _ in (*FEATURE_FIELDS, *QUALITY_FIELDS)}
     feats.update(
         {
             "speaking_rate": len(text.replace(" ", "").encode()) / max(end_s - start_s, 1e-3),
@@ -46,6 +46,19 @@ def clip_row(
             "longest_pause_s": 0.2,
             "leading_silence_s": 0.1,
             "trailing_silence_s": 0.1,
+        }
+    )
+    # Stand-ins for what ingest measures on such a clip (tests/pipeline_job asserts the measured
+    # values): one clean voice, and the truth text counting as two agreeing systems.
+    feats.update(
+        {
+            "dnsmos_sig": 3.5,
+            "dnsmos_bak": 4.0,
+            "dnsmos_ovrl": 3.2,
+            "dnsmos_p808": 3.6,
+            "speaker_consistency": 0.9,
+            "speaker_split_sim": 0.9,
+            "speaker_change_s": math.nan,
         }
     )
     feats.update(features or {})
@@ -74,6 +87,8 @@ def clip_row(
         "transcripts": [transcript],
         "pairs": [],
         "agreement": 1.0,
+        "n_asr": 2,
+        "hallucinated": False,
         **feats,
         **{f"eligible_{s}": bool(v) for s, v in elig.items()},
         "run_id": run_id,

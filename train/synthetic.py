@@ -41,6 +41,8 @@ def clip_sample(i: int, rng: np.random.Generator, n_frames: int) -> dict[str, An
         ],
         "language": "en",
         "agreement": agreement,
+        "n_asr": 2,
+        "hallucinated": False,
         **{f"eligible_{s}": agreement >= [0.0, 0.7, 0.9, 0.95][j] for j, s in enumerate(STAGES)},
         "speaking_rate": 12.0 + i % 5,
         "snr_db": snr,

@@ -38,6 +38,10 @@ def _read(out_uri: str, stage: str | None, lang: str | None, thresholds: str | N
     return read_manifest(out_uri, stage=stage, lang=lang, thresholds=thresholds)
 
 
+def _num(x) -> str:
+    return "-" if x is None or x != x else f"{x:.2f}"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def manifest() -> None:
     """Inspect agreement-filtered manifests: stats, show, filter, plot."""
@@ -47,15 +51,21 @@ def manifest() -> None:
 @common
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def stats(out_uri, stage, lang, thresholds, as_json) -> None:
-    """Hours and clips per stage and language, agreement histogram, errors by reason."""
+    """Hours and clips per stage and language, agreement histogram, what each gate of a stage
+    removes (every stage, or --stage's), the quality signals, errors by reason."""
+    import pyarrow.compute as pc
     from rich.console import Console
     from rich.table import Table
 
+    from accord.core.eligibility import load_thresholds
+    from accord.core.stages import STAGES
     from accord.pipeline.manifest.read import read_errors
-    from accord.pipeline.manifest.stats import AGREEMENT_BINS, summary_dict
+    from accord.pipeline.manifest.stats import AGREEMENT_BINS, gate_counts, summary_dict
 
-    table = _read(out_uri, stage, lang, thresholds)
-    summary = summary_dict(table, read_errors(out_uri))
+    everything = _read(out_uri, None, lang, thresholds)
+    table = everything.filter(pc.field(f"eligible_{stage}")) if stage else everything
+    gates = gate_counts(everything, load_thresholds(thresholds), (stage,) if stage else STAGES)
+    summary = summary_dict(table, read_errors(out_uri), gates)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -78,6 +88,24 @@ def stats(out_uri, stage, lang, thresholds, as_json) -> None:
             close = "]" if i == len(counts) - 1 else ")"  # numpy's last bin includes 1.0
             h.add_row(f"[{a:.1f}, {b:.1f}{close}", str(n), "█" * round(30 * n / top))
         console.print(h)
+    for st, per_gate in summary["gates"].items():
+        if not per_gate:
+            continue
+        g = Table(title=f"{st}: clips each gate removes (of {len(everything)})")
+        for col in ("threshold", "failed", "only this gate"):
+            g.add_column(col, justify="left" if col == "threshold" else "right")
+        for name, c in per_gate.items():
+            g.add_row(name, str(c["failed"]), str(c["only"]))
+        console.print(g)
+    sig = Table(title="quality signals (clips shown above)")
+    for col in ("signal", "measured", "25% / 50% / 75%"):
+        sig.add_column(col, justify="left" if col == "signal" else "right")
+    for name, v in summary["signals"].items():
+        if "quartiles" in v:
+            sig.add_row(name, str(v["measured"]), " / ".join(f"{q:.2f}" for q in v["quartiles"]))
+        else:
+            sig.add_row(name, "", ", ".join(f"{k}: {n}" for k, n in v.items()))
+    console.print(sig)
     if summary["errors_by_reason"]:
         e = Table(title="errors by reason")
         e.add_column("step:error_type")
@@ -109,15 +137,22 @@ def show(out_uri, stage, lang, thresholds, disagree, below, limit) -> None:
     t = Table(
         title=f"{len(rows)} clips" + (f" with agreement < {below}" if disagree else ""), show_lines=True
     )
-    for col in ("clip", "s", "lang", "agreement", *systems):
+    t.add_column("clip", no_wrap=True, min_width=max([len(r["clip_id"] or "") for r in rows] or [4]))
+    for col in ("s", "lang", "agreement", "quality", *systems):
         t.add_column(col)
     for r in rows:
-        by = {tr["system"]: tr["text"] for tr in r["transcripts"]}
+        # a transcript's failed sanity checks follow its text, e.g. "[repeat_ratio]"
+        by = {
+            tr["system"]: tr["text"] + "".join(f" [{f}]" for f in tr.get("flags") or [])
+            for tr in r["transcripts"]
+        }
         t.add_row(
             r["clip_id"],
             f"{r['start_s']:.2f}-{r['end_s']:.2f}",
-            r["language"] or "?",
-            "" if r["agreement"] is None else f"{r['agreement']:.2f}",
+            f"{r['language'] or '?'} {_num(r.get('language_prob'))}",
+            f"{_num(r['agreement'])} n={r.get('n_asr') if r.get('n_asr') is not None else '?'}",
+            f"ovrl {_num(r.get('dnsmos_ovrl'))}\nspk {_num(r.get('speaker_consistency'))}"
+            + ("\nHALLUCINATED" if r.get("hallucinated") else ""),
             *[by.get(s, "") for s in systems],
         )
     Console(width=200).print(t)

@@ -6,7 +6,12 @@ measured (``SAMPLE_FIELDS``), and projects it to ``samples.parquet`` (``SAMPLE_S
 under the same column names; the trainer reads both. Errors are in :mod:`accord.core.errors`.
 
 Bump ``SCHEMA_VERSION`` on any change and keep readers able to read the previous
-version. The version is stored in each Parquet file's key-value metadata.
+version (:func:`upgrade_clips`). The version is stored in each Parquet file's key-value metadata.
+
+Version 2 added the quality signals: per transcript its sanity checks (``TRANSCRIPT_CHECKS``,
+``flags``), per clip ``n_asr`` (systems that support its language), ``hallucinated``, per-clip
+language identification (``language`` / ``language_prob``, no longer one per packed window),
+DNSMOS and speaker consistency (``QUALITY_FIELDS``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import pyarrow as pa
 
 from accord.core.stages import STAGES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TRANSCRIPT_TYPE = pa.struct(
     [
@@ -31,8 +36,14 @@ TRANSCRIPT_TYPE = pa.struct(
         ("language", pa.string()),  # ISO 639-1 code or "" when the system does not say
         ("language_prob", pa.float32()),  # NaN when unknown
         ("avg_logprob", pa.float32()),  # NaN when unknown
+        ("no_speech_prob", pa.float32()),  # Whisper's, NaN when the system gives none
+        ("repeat_ratio", pa.float32()),  # share of repeated word n-grams (pipeline/transcript_checks.py)
+        ("compression_ratio", pa.float32()),  # UTF-8 bytes / zlib bytes (Whisper's loop detector)
+        ("chars_per_s", pa.float32()),  # characters (no spaces) per second of the clip's speech
+        ("flags", pa.list_(pa.string())),  # the checks this transcript fails; empty when sane
     ]
 )
+TRANSCRIPT_CHECKS: tuple[str, ...] = ("no_speech_prob", "repeat_ratio", "compression_ratio", "chars_per_s")
 
 PAIR_TYPE = pa.struct(
     [
@@ -53,6 +64,17 @@ FEATURE_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     ("trailing_silence_s", pa.float32()),
 )
 
+QUALITY_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
+    ("dnsmos_sig", pa.float32()),  # DNSMOS P.835 speech quality (pipeline/dnsmos.py), NaN unscorable
+    ("dnsmos_bak", pa.float32()),  # ... background
+    ("dnsmos_ovrl", pa.float32()),  # ... overall
+    ("dnsmos_p808", pa.float32()),  # DNSMOS P.808 MOS
+    ("speaker_consistency", pa.float32()),  # lowest window-to-clip cosine (pipeline/speaker_consistency.py)
+    ("speaker_split_sim", pa.float32()),  # lowest before/after cosine over the clip's boundaries
+    ("speaker_change_s", pa.float32()),  # first speaker change from the clip start, NaN when none
+)
+"""Per-clip quality signals from models (not conditioning features: no control token reads them)."""
+
 CLIP_SCHEMA = pa.schema(
     [
         ("clip_id", pa.string()),  # stable: hash of source URI + offsets
@@ -68,8 +90,11 @@ CLIP_SCHEMA = pa.schema(
         ("language_prob", pa.float32()),
         ("transcripts", pa.list_(TRANSCRIPT_TYPE)),
         ("pairs", pa.list_(PAIR_TYPE)),
-        ("agreement", pa.float32()),  # see accord.pipeline agreement docs: 1 - mean pairwise error
+        ("agreement", pa.float32()),  # 1 - mean pairwise error (pipeline/agreement.py); NaN single-system
+        ("n_asr", pa.int16()),  # ASR systems that support the clip's language and transcribed it
+        ("hallucinated", pa.bool_()),  # every system's transcript failed its sanity checks
         *FEATURE_FIELDS,
+        *QUALITY_FIELDS,
         *((f"eligible_{s}", pa.bool_()) for s in STAGES),
         ("run_id", pa.string()),
     ],
@@ -93,15 +118,20 @@ SAMPLE_SCHEMA = pa.schema(
         ("shard", pa.string()),
         *((f"eligible_{s}", pa.bool_()) for s in STAGES),
         ("language", pa.string()),
+        ("language_prob", pa.float32()),
         ("duration_s", pa.float64()),
         ("n_frames", pa.int32()),
         ("agreement", pa.float32()),
+        ("n_asr", pa.int16()),
+        ("hallucinated", pa.bool_()),
         *FEATURE_FIELDS,
+        *QUALITY_FIELDS,
         ("source_uri", pa.string()),
     ]
 )
 """``samples.parquet``: one row per sample, the clip columns the trainer filters and samples on
-(same names as ``CLIP_SCHEMA``) plus the shard that holds it."""
+(same names as ``CLIP_SCHEMA``; every column a stage threshold reads, so eligibility re-applied
+at train time sees what ingest saw) plus the shard that holds it."""
 
 
 def json_safe(v: Any) -> Any:
@@ -173,3 +203,24 @@ def sample_row(shard: str, meta: Mapping[str, Any]) -> dict[str, Any]:
     for s in STAGES:
         row[f"eligible_{s}"] = bool(clip.get(f"eligible_{s}", False))
     return row
+
+
+def upgrade_clips(table: pa.Table) -> pa.Table:
+    """A clip table of an older ``SCHEMA_VERSION`` in the current ``CLIP_SCHEMA``: columns it
+    lacks become nulls, and transcripts gain the version-2 fields (null). A version-1 clip
+    with fewer than two transcripts had agreement 0 and no ``n_asr``: left null, eligibility
+    treats it as the multi-system clip it was scored as."""
+    if "transcripts" in table.column_names and table.schema.field("transcripts").type != pa.list_(
+        TRANSCRIPT_TYPE
+    ):
+        keys = TRANSCRIPT_TYPE.names
+        rows = [
+            None if ts is None else [{k: t.get(k) for k in keys} for t in ts]
+            for ts in table.column("transcripts").to_pylist()
+        ]
+        i = table.schema.get_field_index("transcripts")
+        table = table.set_column(i, "transcripts", pa.array(rows, pa.list_(TRANSCRIPT_TYPE)))
+    for f in CLIP_SCHEMA:
+        if f.name not in table.column_names:
+            table = table.append_column(f, pa.nulls(len(table), f.type))
+    return table.select(CLIP_SCHEMA.names).cast(CLIP_SCHEMA)

@@ -7,6 +7,12 @@ defaults are monotone, so a clip eligible for a stage is eligible for every earl
 
 A missing or NaN feature fails any threshold that is active for it; a threshold left at its
 neutral default (0 agreement, -inf SNR, empty allow-list, ...) never looks at the value.
+
+ASR agreement is judged among the systems that support a clip's language (``n_asr``): a clip
+that one capable system transcribed is *single-system*, not disagreeing; ``min_asr_systems``
+decides which stages take it, and ``min_agreement`` applies to clips with two or more systems.
+A clip whose every transcript failed its sanity checks (``hallucinated``) is not eligible for
+any stage by default (``reject_hallucinated``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,11 @@ class StageThresholds:
     languages: tuple[str, ...] = ()  # allow-list of ISO 639-1 codes; empty allows any
     max_leading_silence_s: float = math.inf
     max_trailing_silence_s: float = math.inf
+    min_asr_systems: float = 0.0  # systems that support the clip's language (``n_asr``)
+    reject_hallucinated: bool = False  # drop clips whose every transcript failed its checks
+    min_dnsmos_ovrl: float = -math.inf  # DNSMOS P.835 overall (NaN: unscorable, fails when set)
+    min_speaker_consistency: float = -math.inf  # lowest window-to-clip speaker cosine
+    min_speaker_split_sim: float = -math.inf  # lowest before/after speaker cosine (a second voice)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], base: StageThresholds | None = None) -> StageThresholds:
@@ -43,7 +54,12 @@ class StageThresholds:
         if "languages" in values:
             langs = values["languages"]
             values["languages"] = tuple([langs] if isinstance(langs, str) else (langs or ()))
-        values = {k: (float(v) if k != "languages" and v is not None else v) for k, v in values.items()}
+        for k, v in values.items():
+            if k == "reject_hallucinated":
+                if not isinstance(v, bool):
+                    raise ValueError(f"reject_hallucinated must be true or false, not {v!r}")
+            elif k != "languages" and v is not None:
+                values[k] = float(v)
         return replace(base or cls(), **values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,9 +70,16 @@ class StageThresholds:
 
 DEFAULT_THRESHOLDS: dict[str, StageThresholds] = {
     "pretrain": StageThresholds(
-        min_agreement=0.3, min_duration_s=0.5, max_duration_s=30.0, max_speaking_rate=40.0
+        min_agreement=0.3,
+        min_duration_s=0.5,
+        max_duration_s=30.0,
+        max_speaking_rate=40.0,
+        min_asr_systems=1,
+        reject_hallucinated=True,
     ),
     "midtrain": StageThresholds(
+        min_asr_systems=1,
+        reject_hallucinated=True,
         min_agreement=0.6,
         min_duration_s=1.0,
         max_duration_s=30.0,
@@ -73,9 +96,14 @@ DEFAULT_THRESHOLDS: dict[str, StageThresholds] = {
         min_bandwidth_hz=4000.0,
         min_speaking_rate=4.0,
         max_speaking_rate=30.0,
-        min_language_prob=0.5,
+        min_language_prob=0.7,
         max_leading_silence_s=1.0,
         max_trailing_silence_s=1.0,
+        min_asr_systems=2,
+        reject_hallucinated=True,
+        min_dnsmos_ovrl=3.0,
+        min_speaker_consistency=0.8,
+        min_speaker_split_sim=0.75,
     ),
     "anneal2": StageThresholds(
         min_agreement=0.9,
@@ -88,6 +116,11 @@ DEFAULT_THRESHOLDS: dict[str, StageThresholds] = {
         min_language_prob=0.7,
         max_leading_silence_s=0.6,
         max_trailing_silence_s=0.6,
+        min_asr_systems=2,
+        reject_hallucinated=True,
+        min_dnsmos_ovrl=3.0,
+        min_speaker_consistency=0.8,
+        min_speaker_split_sim=0.75,
     ),
 }
 
@@ -124,6 +157,14 @@ def _num(row: Mapping[str, Any], key: str) -> float:
         return math.nan
 
 
+def asr_systems(row: Mapping[str, Any]) -> float:
+    """``n_asr``, else (a version-1 manifest row) the number of its transcripts, else NaN."""
+    n = _num(row, "n_asr")
+    if math.isnan(n) and row.get("transcripts") is not None:
+        n = float(len(row["transcripts"]))
+    return n
+
+
 def failures(row: Mapping[str, Any], t: StageThresholds) -> list[str]:
     """Names of the thresholds ``row`` fails (empty when eligible)."""
     out: list[str] = []
@@ -140,7 +181,16 @@ def failures(row: Mapping[str, Any], t: StageThresholds) -> list[str]:
             if not v <= limit:
                 out.append(name)
 
-    at_least("agreement", t.min_agreement, "min_agreement")
+    n_asr = asr_systems(row)
+    if not n_asr < 2:  # single-system clips have no agreement: min_asr_systems judges them
+        at_least("agreement", t.min_agreement, "min_agreement")
+    if t.min_asr_systems > _NEUTRAL["min_asr_systems"] and not n_asr >= t.min_asr_systems:
+        out.append("min_asr_systems")
+    if t.reject_hallucinated and row.get("hallucinated") is True:
+        out.append("reject_hallucinated")
+    at_least("dnsmos_ovrl", t.min_dnsmos_ovrl, "min_dnsmos_ovrl")
+    at_least("speaker_consistency", t.min_speaker_consistency, "min_speaker_consistency")
+    at_least("speaker_split_sim", t.min_speaker_split_sim, "min_speaker_split_sim")
     at_least("duration_s", t.min_duration_s, "min_duration_s")
     at_most("duration_s", t.max_duration_s, "max_duration_s")
     at_least("snr_db", t.min_snr_db, "min_snr_db")

@@ -24,11 +24,15 @@ EMPTY_AUDIO = "empty_audio"  # decodes to zero samples
 NO_SPEECH = "no_speech"  # decodes fine, but VAD finds no speech clip
 DANGLING_SYMLINK = "dangling_symlink"  # an input named like audio that links to nothing
 NOT_A_FILE = "not_a_file"  # named like audio but a directory, a linked directory, a FIFO, ...
+UNSAFE_KEY = "unsafe_key"  # an object key with an empty, "." or ".." segment: never read
 
 ERROR_KINDS: tuple[str, ...] = (
     EMPTY_FILE, NOT_AUDIO, DECODE_ERROR, NAN_SAMPLES, EMPTY_AUDIO, NO_SPEECH, DANGLING_SYMLINK, NOT_A_FILE,
+    UNSAFE_KEY,
 )  # fmt: skip
-LISTING_KINDS: tuple[str, ...] = (DANGLING_SYMLINK, NOT_A_FILE)  # found by listing: never decoded
+LISTING_KINDS: tuple[str, ...] = (DANGLING_SYMLINK, NOT_A_FILE, UNSAFE_KEY)  # found by listing: never decoded
+# No local file has such a name: the malformed corpus cannot hold it, the S3-server test does.
+OBJECT_STORE_KINDS: tuple[str, ...] = (UNSAFE_KEY,)
 
 ERROR_SCHEMA = pa.schema(
     [

@@ -9,6 +9,7 @@ in-process with the same batching.
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ import pyarrow as pa
 from accord.jobs.rows import Row, Unit, finish_rows, iter_unit, process_rows
 from accord.jobs.spec import StepSpec
 from accord.jobs.step import Step
+
+log = logging.getLogger(__name__)
 
 ROW_SCHEMA = pa.schema([("key", pa.string()), ("kind", pa.string()), ("payload", pa.large_binary())])
 
@@ -58,6 +61,30 @@ class JobGraph:
     actor_max_task_retries: int = 2
     block_mb: float | None = None  # Ray Data's target block size in MiB (None: Ray's default)
     progress: bool = False
+
+
+MIN_POOL_CPUS = 0.05  # the smallest reservation fit_to_cpus gives an actor
+
+
+def fit_to_cpus(graph: JobGraph, cpus: float) -> JobGraph:
+    """``graph`` with its actor pools' CPU reservations scaled down, in proportion, so that every
+    actor and one source and one post task fit in ``cpus`` together.
+
+    Ray starts an actor only when its reservation is free, and a pool without its actor stalls
+    the whole dataset: five model pools at 0.5 CPU each never start on a 2-CPU machine (the
+    ingest hung there with four of them up). Reservations are bookkeeping, not limits: the
+    actors still use what the cores give them. Larger clusters keep the configured values.
+    """
+    from dataclasses import replace
+
+    need = sum(p.num_cpus * p.concurrency for p in graph.pools)
+    room = cpus - graph.source_num_cpus - graph.post_num_cpus
+    if need <= room or need <= 0 or cpus <= 0:  # no CPUs yet: an autoscaler will add nodes
+        return graph
+    factor = max(room, 0.0) / need
+    pools = [replace(p, num_cpus=max(MIN_POOL_CPUS, round(p.num_cpus * factor, 3))) for p in graph.pools]
+    log.info("actor pools reserve %.2f CPUs, the cluster has %.2f: scaled by %.2f to fit", need, cpus, factor)
+    return replace(graph, pools=pools)
 
 
 # Steps built in this worker process, by their specs (Ray reuses worker processes for tasks).
@@ -165,6 +192,10 @@ def build_dataset(units: list[Unit], graph: JobGraph):
 
 
 def iter_ray(units: list[Unit], graph: JobGraph) -> Iterator[list[Row]]:
-    """Result rows of ``units`` on the connected Ray cluster, one list per block as it arrives."""
+    """Result rows of ``units`` on the connected Ray cluster, one list per block as it arrives
+    (actor reservations fitted to the cluster's CPUs: :func:`fit_to_cpus`)."""
+    import ray
+
+    graph = fit_to_cpus(graph, float(ray.cluster_resources().get("CPU", 0.0)))
     for batch in build_dataset(units, graph).iter_batches(batch_format="pyarrow", batch_size=None):
         yield batch.to_pylist()

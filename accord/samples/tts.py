@@ -103,3 +103,14 @@ def trim_silence(x_T: np.ndarray, sr: int, rel_db: float = -40.0, frame_s: float
     if active.size == 0:
         return 0, 0
     return int(active[0] * hop), int(min(len(x_T), (active[-1] + 1) * hop))
+
+
+def say(voice: str, text: str, sr: int = 16000, pad_s: float = 0.0) -> np.ndarray:
+    """``text`` spoken by the voice labelled ``voice`` (``VOICES``), trimmed to its speech with
+    ``pad_s`` of the engine's own edge kept, at ``sr`` (float32 mono): a test clip in one call."""
+    from accord.samples.mixing import resample
+
+    x, rate = synthesize(VOICES[voice], text)
+    a, b = trim_silence(x, rate)
+    pad = round(pad_s * rate)
+    return resample(x[max(0, a - pad) : b + pad], rate, sr).astype(np.float32)

@@ -4,6 +4,11 @@ A backend turns a batch of 16 kHz mono float32 clips into one :class:`Transcript
 ``load`` is separate from construction so a Ray actor pool loads a model once per actor,
 and so benchmarks can time ``transcribe_batch`` alone. Backends are registered by name
 (``faster-whisper``, ``moonshine``, ``nemo``) and created from configuration.
+
+Each backend declares the languages it can transcribe (:attr:`AsrBackend.languages`, ``None``
+for any): the ASR step sends a clip only to the systems that support its language, so an
+English-only model never "transcribes" German into English nonsense that then scores as
+disagreement (:func:`supports`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ class AsrBackend(ABC):
     # The option that sets the backend's intra-op CPU threads (None: it has no such knob).
     # The ingest job sets it from the actor's CPU reservation unless the run config does.
     thread_option: str | None = None
+    # ISO 639-1 codes the model transcribes; None: any language (a multilingual model). A
+    # backend may narrow it in ``load`` once it knows its model (Whisper ``*.en``).
+    languages: frozenset[str] | None = None
 
     def __init__(self, model_ref: str, **options: Any) -> None:
         self.model_ref = model_ref
@@ -45,16 +53,27 @@ class AsrBackend(ABC):
 
     @abstractmethod
     def transcribe_batch(
-        self, audios: list[np.ndarray], groups: list[Hashable] | None = None
+        self,
+        audios: list[np.ndarray],
+        groups: list[Hashable] | None = None,
+        languages: list[str] | None = None,
     ) -> list[Transcript]:
         """One transcript per 16 kHz mono float32 clip, in order.
 
         ``groups`` (e.g. the source URI per clip) tells backends which clips may share
-        context, such as one packed decoding window; backends may ignore it.
+        context, such as one packed decoding window; backends may ignore it. ``languages``:
+        each clip's identified language ("" unknown), for backends that can be told the
+        language instead of guessing it; others ignore it.
         """
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model_ref!r})"
+
+
+def supports(languages: frozenset[str] | None, language: str) -> bool:
+    """Whether a system restricted to ``languages`` (None: any) should transcribe a clip in
+    ``language``. An unknown language ("") goes to every system: nothing to route on."""
+    return languages is None or not language or language in languages
 
 
 # name -> "module:Class", imported only when used (NeMo import takes ~20 s)

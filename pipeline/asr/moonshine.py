@@ -40,6 +40,7 @@ class MoonshineOptions:
 class MoonshineBackend(AsrBackend):
     name = "moonshine"
     thread_option = "threads"
+    languages = frozenset({"en"})  # tiny-en; a system on another Moonshine model sets asr_languages
 
     def __init__(self, model_ref: str = "moonshine:tiny-en", **options: Any) -> None:
         super().__init__(model_ref, **options)
@@ -68,7 +69,10 @@ class MoonshineBackend(AsrBackend):
             self.model = Transcriber(str(path), arch, options=self.library_options)
 
     def transcribe_batch(
-        self, audios: list[np.ndarray], groups: list[Hashable] | None = None
+        self,
+        audios: list[np.ndarray],
+        groups: list[Hashable] | None = None,
+        languages: list[str] | None = None,
     ) -> list[Transcript]:
         self.load()
         if self.opts.engine == "library":

@@ -21,6 +21,9 @@ class NemoBackend(AsrBackend):
         super().__init__(model_ref, **options)
         self.batch_size = int(options.get("batch_size", 8))
         self.language = str(options.get("language", ""))
+        # a NeMo model is trained for one language (Parakeet en, a German Conformer...): said
+        # here, it routes clips; unsaid, the system takes every clip (or set asr_languages)
+        self.languages = frozenset({self.language}) if self.language else None
         self.model: Any = None
 
     def load(self) -> None:
@@ -39,7 +42,10 @@ class NemoBackend(AsrBackend):
         self.model = model
 
     def transcribe_batch(
-        self, audios: list[np.ndarray], groups: list[Hashable] | None = None
+        self,
+        audios: list[np.ndarray],
+        groups: list[Hashable] | None = None,
+        languages: list[str] | None = None,
     ) -> list[Transcript]:
         import torch
 

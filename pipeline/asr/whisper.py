@@ -97,8 +97,17 @@ class WhisperBackend(AsrBackend):
             cpu_threads=self.opts.cpu_threads,
         )
         self.multilingual = bool(self.model.model.is_multilingual)
+        if not self.multilingual:
+            self.languages = frozenset({"en"})
         self._tokenizers: dict[str, Any] = {}
         self._Tokenizer = Tokenizer
+
+    def _hint(self, language: str | None) -> str | None:
+        """A clip's language as Whisper can decode it, or None (detect it)."""
+        if not language or not self.multilingual:
+            return None
+        known = self.model.hf_tokenizer.token_to_id(f"<|{language}|>") is not None
+        return language if known else None
 
     def _tokenizer(self, language: str) -> Any:
         if language not in self._tokenizers:
@@ -162,8 +171,11 @@ class WhisperBackend(AsrBackend):
         return out
 
     # -- decoding ------------------------------------------------------------------------------
-    def _run(self, audios: list[np.ndarray], windows: list[list[_Slot]]) -> list[dict]:
-        """Decode windows; returns per window: language, prob, avg_logprob, segments [(t0, t1, tokens)]."""
+    def _run(
+        self, audios: list[np.ndarray], windows: list[list[_Slot]], hints: list[str | None]
+    ) -> list[dict]:
+        """Decode windows; returns per window: language, prob, avg_logprob, segments [(t0, t1, tokens)].
+        ``hints``: per clip, the language to decode in (None: detect it per window)."""
         import ctranslate2
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.transcribe import get_suppressed_tokens
@@ -183,11 +195,18 @@ class WhisperBackend(AsrBackend):
             n = frames[batch[0]]
             feats = np.stack([pad_or_trim(fe(self._window_audio(audios, w))[..., :-1], n) for w in group])
             enc = self.model.model.encode(ctranslate2.StorageView.from_array(feats), to_cpu=False)
+            window_hints = [hints[w[0].index] for w in group]  # one per window: packing groups by it
             if self.opts.language or not self.multilingual:
                 # forced, or an English-only model: probability 1, as faster-whisper reports it
                 langs = [(self.opts.language or "en", 1.0)] * len(group)
+            elif all(window_hints):
+                langs = [(h, math.nan) for h in window_hints]  # identified per clip upstream: no guess
             else:
-                langs = [(r[0][0][2:-2], float(r[0][1])) for r in self.model.model.detect_language(enc)]
+                detected = self.model.model.detect_language(enc)
+                langs = [
+                    (h, math.nan) if h else (r[0][0][2:-2], float(r[0][1]))
+                    for h, r in zip(window_hints, detected, strict=True)
+                ]
             prompts, suppress = [], None
             for lang, _ in langs:
                 tok = self._tokenizer(lang)
@@ -293,22 +312,32 @@ class WhisperBackend(AsrBackend):
         return texts
 
     def transcribe_batch(
-        self, audios: list[np.ndarray], groups: list[Hashable] | None = None
+        self,
+        audios: list[np.ndarray],
+        groups: list[Hashable] | None = None,
+        languages: list[str] | None = None,
     ) -> list[Transcript]:
         """Transcripts in order. Clips are packed only with clips of the same group (pass the
-        source URI: one window gets one detected language, so sources must not mix)."""
+        source URI: one window gets one language, so sources must not mix). ``languages``: each
+        clip's identified language; clips of one language share windows, and Whisper decodes in
+        that language instead of detecting one per window (a bilingual source's German clip is
+        transcribed as German). "" falls back to detection."""
         self.load()
         audios = [self._trimmed(np.asarray(a, np.float32))[: 30 * RATE] for a in audios]
         groups = list(groups) if groups is not None else [0] * len(audios)
-        if len(groups) != len(audios):
-            raise ValueError(f"{len(groups)} groups for {len(audios)} clips")
+        if len(groups) != len(audios) or (languages is not None and len(languages) != len(audios)):
+            raise ValueError(
+                f"{len(groups)} groups, {len(languages or [])} languages for {len(audios)} clips"
+            )
+        hints = [self._hint(x) for x in languages] if languages is not None else [None] * len(audios)
+        groups = [(g, h) for g, h in zip(groups, hints, strict=True)]
         out: list[Transcript | None] = [None] * len(audios)
         todo = list(range(len(audios)))
         pack = self.opts.pack
         while todo:
             windows = self._pack(audios, todo, pack, groups)
             retry: list[int] = []
-            for slots, res in zip(windows, self._run(audios, windows), strict=True):
+            for slots, res in zip(windows, self._run(audios, windows, hints), strict=True):
                 texts = self._attribute(slots, res, res.pop("encoder_output")) if len(slots) > 1 else None
                 if texts is None and len(slots) > 1:
                     retry.extend(s.index for s in slots)

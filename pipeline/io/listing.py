@@ -16,7 +16,7 @@ from typing import Any
 
 import fsspec
 
-from accord.core.errors import DANGLING_SYMLINK, NOT_A_FILE, error_row
+from accord.core.errors import DANGLING_SYMLINK, NOT_A_FILE, UNSAFE_KEY, error_row
 from accord.core.storage import is_local, open_fs, redact_uri
 
 LIST_STEP = "list"  # the step name of listing errors
@@ -138,8 +138,18 @@ def list_sources(
         for path, info in entries.items():
             if path == root and info.get("type") == "directory":
                 continue
-            if path != root and any(p.startswith(".") for p in posixpath.relpath(path, root).split("/")):
+            parts = path[len(root) :].removeprefix("/").split("/") if path != root else []
+            if any(p in ("", ".", "..") for p in parts):  # an object key, not a path: never normalised
+                if _ext_ok(path, exts):
+                    reason = "object key with an empty, '.' or '..' segment: not read (a client that "
+                    errors.append(
+                        _error(
+                            _full_uri(fs, path), UNSAFE_KEY, reason + "normalises it reads another object)"
+                        )
+                    )
                 continue
+            if any(p.startswith(".") for p in parts):
+                continue  # hidden files and folders
             linked_dir = bool(info.get("islink")) and is_local(fs) and os.path.isdir(path)
             if not (_ext_ok(path, exts) or linked_dir):
                 continue  # other files, and the directories the walk goes into

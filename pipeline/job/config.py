@@ -15,6 +15,9 @@ from typing import Any
 from accord.core.config import MERGE_OVER_DEFAULT, from_dict, load_config, to_dict
 from accord.pipeline.io.listing import DEFAULT_EXTENSIONS
 
+# The model signals an ingest can compute per clip, in the order their pools run.
+SIGNALS: tuple[str, ...] = ("lid", "dnsmos", "speaker_consistency")
+
 # ASR backend name -> default model reference (resolved by accord.weights in the step).
 DEFAULT_ASR_MODELS: dict[str, str] = {
     "faster-whisper": "whisper:base",
@@ -33,6 +36,19 @@ class IngestConfig:
     asr_models: dict[str, str] = field(
         default_factory=lambda: dict(DEFAULT_ASR_MODELS), metadata={MERGE_OVER_DEFAULT: True}
     )
+    # system -> the registered backend it runs, when the system's name is not a backend's: two
+    # NeMo models are two systems, e.g. asr: [faster-whisper, moonshine, nemo-de] with
+    # asr_backends: {nemo-de: nemo} and asr_models: {nemo-de: nemo:/models/de.nemo}
+    asr_backends: dict[str, str] = field(default_factory=dict)
+    # system -> ISO 639-1 codes it transcribes (default: what its backend declares; Moonshine
+    # tiny-en: en, Whisper base: any). A clip goes to the systems of its language only.
+    asr_languages: dict[str, list[str]] = field(default_factory=dict)
+    # Model signals per clip, each an actor pool after VAD: "lid" (per-clip language ID, which
+    # also routes clips to ASR systems), "dnsmos", "speaker_consistency". Drop one to skip it;
+    # its columns stay NaN and a stage threshold on them then fails (fail closed).
+    signals: tuple[str, ...] = ("lid", "dnsmos", "speaker_consistency")
+    signal_num_cpus: float = 0.5
+    signal_concurrency: int = 1
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)  # step name -> kwargs overrides
     # step name -> "module:Class" replacing a source/post step (same config class), e.g. a
     # site-specific decoder; the module must be importable on every Ray worker.
@@ -64,12 +80,22 @@ class IngestConfig:
     # Dry-run estimates: clips per hour of audio, and audio seconds per wall second per step.
     clips_per_hour: float = 600.0
     rtfx: dict[str, float] = field(
-        default_factory=lambda: {"decode+vad": 64.0, "faster-whisper": 25.0, "moonshine": 25.0, "nemo": 20.0}
+        default_factory=lambda: {
+            "decode+vad": 64.0,
+            "faster-whisper": 25.0,
+            "moonshine": 25.0,
+            "nemo": 20.0,
+            "lid": 30.0,
+            "dnsmos": 4.0,
+            "speaker_consistency": 20.0,
+        }
     )
 
     def __post_init__(self) -> None:
         # "WAV", ".wav" and "wav" name the same files
         self.extensions = tuple(e.strip().lstrip(".").lower() for e in self.extensions if e.strip())
+        if isinstance(self.signals, str):  # --set signals=lid,dnsmos
+            self.signals = tuple(x.strip() for x in self.signals.split(",") if x.strip())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> IngestConfig:
@@ -84,14 +110,34 @@ class IngestConfig:
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 
+    def backend_of(self, system: str) -> str:
+        """The registered ASR backend a configured system runs."""
+        return self.asr_backends.get(system, system)
+
     def validate(self) -> None:
+        from accord.pipeline.asr.base import available_backends
+
         if len(self.asr) < 1:
             raise ValueError("at least one ASR system is needed (two or more for agreement)")
         for name in self.asr:
+            backend = self.backend_of(name)
+            if backend not in available_backends():
+                raise ValueError(
+                    f"ASR system {name!r} runs backend {backend!r}, which is not registered; known: "
+                    f"{', '.join(available_backends())} (name a system's backend in asr_backends)"
+                )
             if name not in self.asr_models:
                 raise ValueError(f"unknown ASR system {name!r}; known: {', '.join(sorted(self.asr_models))}")
-            if name == "nemo" and not self.asr_models[name]:
-                raise ValueError("ASR 'nemo' needs a model: set asr_models.nemo to nemo:<path>.nemo")
+            if backend == "nemo" and not self.asr_models[name]:
+                raise ValueError(f"ASR {name!r} needs a model: set asr_models.{name} to nemo:<path>.nemo")
+        for name in (*self.asr_backends, *self.asr_languages):
+            if name not in self.asr:
+                raise ValueError(f"asr_backends/asr_languages: {name!r} is not in asr {list(self.asr)}")
+        unknown = set(self.signals) - set(SIGNALS)
+        if unknown:
+            raise ValueError(f"unknown signal(s) {sorted(unknown)}; known: {list(SIGNALS)}")
+        if self.signal_concurrency < 1:
+            raise ValueError("signal_concurrency must be >= 1")
         if self.asr_pools not in ("per-system", "shared"):
             raise ValueError(f"asr_pools must be 'per-system' or 'shared', not {self.asr_pools!r}")
         if self.block_mb is not None and self.block_mb <= 0:

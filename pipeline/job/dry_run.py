@@ -58,7 +58,7 @@ def _probe(source: Source) -> PlannedSource:
 
 def estimate(seconds: float, cfg: IngestConfig, cpus: int) -> dict[str, Any]:
     steps = {"decode+vad": seconds / cfg.rtfx.get("decode+vad", 64.0)}
-    for system in cfg.asr:
+    for system in (*cfg.asr, *cfg.signals):
         steps[system] = seconds / cfg.rtfx.get(system, 20.0)
     core_s = sum(steps.values())
     return {

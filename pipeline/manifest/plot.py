@@ -15,6 +15,7 @@ from accord.pipeline.manifest.stats import (
     agreement_histogram,
     disagreeing,
     per_stage_language,
+    signal_summary,
 )
 
 
@@ -26,7 +27,8 @@ def _figure(table: pa.Table):
 
     rows = per_stage_language(table)
     langs = sorted({r.language for r in rows if r.language != "*"})
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(2, 3, figsize=(16, 8))
+    (ax1, ax2, ax3), signal_axes = axes[0], axes[1]
     stages = ("all", *STAGES)
     bottom = [0.0] * len(stages)
     for lang in langs:
@@ -47,6 +49,24 @@ def _figure(table: pa.Table):
     ax2.set_title("agreement histogram")
     if len(hist) > 1:
         ax2.legend(title="language")
+    signals = signal_summary(table)
+    n_asr = signals.get("n_asr", {})
+    ax3.bar(list(n_asr), list(n_asr.values()))
+    ax3.set_xlabel("ASR systems that support the clip's language (n_asr)")
+    ax3.set_ylabel("clips")
+    ax3.set_title(f"systems per clip; hallucinated: {signals.get('hallucinated', {}).get('clips', 0)}")
+    titles = {
+        "dnsmos_ovrl": "DNSMOS P.835 overall",
+        "speaker_consistency": "speaker consistency (lowest window-to-clip cosine)",
+        "language_prob": "language ID probability (per clip)",
+    }
+    for ax, (col, title) in zip(signal_axes, titles.items(), strict=True):
+        v = signals.get(col)
+        if v:
+            ax.bar(v["bins"][:-1], v["counts"], width=v["bins"][1] - v["bins"][0], align="edge")
+        ax.set_title(f"{title}: {v['measured'] if v else 0} clips measured")
+        ax.set_xlabel(col)
+        ax.set_ylabel("clips")
     fig.tight_layout()
     return fig
 

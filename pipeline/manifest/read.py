@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from accord.core.clip import CLIP_SCHEMA, ELIGIBILITY_COLUMNS, SCHEMA_VERSION
+from accord.core.clip import CLIP_SCHEMA, ELIGIBILITY_COLUMNS, SCHEMA_VERSION, upgrade_clips
 from accord.core.eligibility import load_thresholds
 from accord.core.errors import ERROR_SCHEMA
 from accord.core.stages import STAGES, stage_index
@@ -36,6 +36,8 @@ def _read_part(store: Store, key: str, schema: pa.Schema) -> pa.Table:
         raise SchemaVersionError(
             f"{key} has schema version {version}; this accord reads <= {SCHEMA_VERSION}: upgrade accord"
         )
+    if schema is CLIP_SCHEMA and version < SCHEMA_VERSION:
+        return upgrade_clips(t)
     return t.select([f.name for f in schema if f.name in t.column_names])
 
 

@@ -1,14 +1,19 @@
 """Per-record pipeline steps: each testable without Ray, composed by the Ray job.
 
-Order: DecodeStep -> VadStep (source -> clips with ``audio_16k``) -> AsrStep (batched, model)
--> AgreementStep -> FeatureStep -> EligibilityStep -> :func:`to_row` (the manifest row).
+Order: DecodeStep -> VadStep (source -> clips with ``audio_16k``) -> LanguageIdStep (per-clip
+language, which routes ASR) -> AsrStep per system (batched, model) -> DnsmosStep ->
+SpeakerConsistencyStep -> AgreementStep -> TranscriptCheckStep -> FeatureStep -> EligibilityStep
+-> :func:`to_row` (the manifest row). The model steps run in actor pools; the rest are light.
 """
 
 from accord.jobs.step import Item, ItemError, Step
 from accord.pipeline.steps.asr import AsrSpec, AsrStep
 from accord.pipeline.steps.decode import DecodeStep
+from accord.pipeline.steps.dnsmos import DnsmosStep
+from accord.pipeline.steps.lid import LanguageIdStep
 from accord.pipeline.steps.row import to_row
-from accord.pipeline.steps.score import AgreementStep, EligibilityStep, FeatureStep
+from accord.pipeline.steps.score import AgreementStep, EligibilityStep, FeatureStep, TranscriptCheckStep
+from accord.pipeline.steps.speaker_consistency import SpeakerConsistencyStep
 from accord.pipeline.steps.vad import VadStep
 
 __all__ = [
@@ -16,11 +21,15 @@ __all__ = [
     "AsrSpec",
     "AsrStep",
     "DecodeStep",
+    "DnsmosStep",
     "EligibilityStep",
     "FeatureStep",
     "Item",
     "ItemError",
+    "LanguageIdStep",
+    "SpeakerConsistencyStep",
     "Step",
+    "TranscriptCheckStep",
     "VadStep",
     "to_row",
 ]

@@ -1,7 +1,9 @@
-"""AgreementStep, FeatureStep and EligibilityStep: cheap per-clip CPU steps after ASR."""
+"""AgreementStep, TranscriptCheckStep, FeatureStep and EligibilityStep: cheap per-clip CPU
+steps after ASR."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,22 +12,75 @@ from accord.jobs.step import Item, Step
 from accord.pipeline import audio_io, features
 from accord.pipeline.agreement import consensus_language, score
 from accord.pipeline.features import FeatureConfig
+from accord.pipeline.transcript_checks import CheckConfig, all_flagged, check
 
 
 class AgreementStep(Step):
-    """Consensus language, normalised transcripts, pairwise WER/CER and ``agreement``."""
+    """Normalised transcripts, pairwise WER/CER, ``agreement`` and ``n_asr`` among the systems
+    that transcribed the clip (those that support its language). The clip's language is the
+    one identified per clip (the LID step) when there is one, else the systems' consensus."""
 
     name = "agreement"
 
     def process(self, item: Item) -> list[Item]:
         out = dict(item)
         transcripts = [dict(t) for t in item.get("transcripts") or []]
-        language, prob = consensus_language(transcripts)
+        if item.get("language"):
+            language, prob = str(item["language"]), _float(item.get("language_prob"))
+        else:
+            language, prob = consensus_language(transcripts)
         pairs, agreement = score(transcripts, language)
         out.update(
-            transcripts=transcripts, pairs=pairs, agreement=agreement, language=language, language_prob=prob
+            transcripts=transcripts,
+            pairs=pairs,
+            agreement=agreement,
+            n_asr=len(transcripts),
+            language=language,
+            language_prob=prob,
         )
         return [out]
+
+
+class TranscriptCheckStep(Step):
+    """Per transcript: repeated n-grams, compression ratio, characters per second of speech and
+    Whisper's no-speech rule (:mod:`accord.pipeline.transcript_checks`); per clip ``hallucinated``."""
+
+    name = "transcript_checks"
+
+    def __init__(self, config: CheckConfig | None = None, features: FeatureConfig | None = None) -> None:
+        self.config = config or CheckConfig()
+        self.features = features or FeatureConfig()
+
+    def process(self, item: Item) -> list[Item]:
+        duration = len(item["audio_16k"]) / 16000 if item.get("audio_16k") is not None else 0.0
+        probs = item.get("vad_probs")
+        lead, trail, _ = features.silences(probs, self.features) if probs is not None else (0.0, 0.0, 0.0)
+        speech_s = max(0.0, duration - min(lead, duration) - min(trail, duration))
+        language = str(item.get("language") or "")
+        transcripts = []
+        for t in item.get("transcripts") or []:
+            t = dict(t)
+            t.update(
+                check(
+                    t.get("text") or "",
+                    language,
+                    speech_s,
+                    _float(t.get("no_speech_prob")),
+                    _float(t.get("avg_logprob")),
+                    self.config,
+                )
+            )
+            transcripts.append(t)
+        out = dict(item)
+        out.update(transcripts=transcripts, hallucinated=all_flagged(transcripts))
+        return [out]
+
+
+def _float(x: Any) -> float:
+    try:
+        return math.nan if x is None else float(x)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def primary_text(item: Item) -> str:

@@ -26,6 +26,11 @@ CLEAN = {
     "language_prob": 0.98,
     "leading_silence_s": 0.2,
     "trailing_silence_s": 0.25,
+    "n_asr": 2,
+    "hallucinated": False,
+    "dnsmos_ovrl": 3.4,
+    "speaker_consistency": 0.9,
+    "speaker_split_sim": 0.85,
 }
 
 
@@ -44,6 +49,15 @@ def test_clean_speech_is_eligible_everywhere():
         ({"duration_s": 0.8}, "pretrain"),
         ({"language_prob": math.nan}, "midtrain"),  # unknown probability fails where it is required
         ({"leading_silence_s": 0.8}, "anneal1"),
+        ({"language_prob": 0.6}, "midtrain"),  # per-clip LID below 0.7
+        # one capable system (German clip, English-only second system): single-system, not disagreeing
+        ({"n_asr": 1, "agreement": math.nan}, "midtrain"),
+        ({"n_asr": 0, "agreement": math.nan}, None),  # nobody could transcribe it
+        ({"hallucinated": True}, None),  # every system's transcript failed its checks
+        ({"dnsmos_ovrl": 2.5}, "midtrain"),
+        ({"dnsmos_ovrl": math.nan}, "midtrain"),  # unscorable fails where DNSMOS is required
+        ({"speaker_consistency": 0.7}, "midtrain"),
+        ({"speaker_split_sim": 0.6}, "midtrain"),  # a second voice
     ],
 )
 def test_stricter_stages_reject_more(change, last_ok):
@@ -61,6 +75,10 @@ def test_defaults_are_monotone():
             "min_snr_db",
             "min_bandwidth_hz",
             "min_language_prob",
+            "min_asr_systems",
+            "min_dnsmos_ovrl",
+            "min_speaker_consistency",
+            "min_speaker_split_sim",
         ):
             assert getattr(b, name) >= getattr(a, name), (earlier, later, name)
         for name in ("max_duration_s", "max_speaking_rate", "max_leading_silence_s"):
@@ -68,9 +86,21 @@ def test_defaults_are_monotone():
 
 
 def test_missing_features_fail_only_active_thresholds():
-    assert eligible({"agreement": 0.5, "duration_s": 2.0, "speaking_rate": 10.0})["pretrain"]
-    assert not eligible({"duration_s": 2.0})["pretrain"]  # agreement required
+    assert eligible({"agreement": 0.5, "duration_s": 2.0, "speaking_rate": 10.0, "n_asr": 2})["pretrain"]
+    assert not eligible({"duration_s": 2.0, "n_asr": 2})["pretrain"]  # agreement required
     assert failures({}, StageThresholds()) == []  # neutral thresholds look at nothing
+
+
+def test_asr_systems_of_a_version_1_row_come_from_its_transcripts():
+    """Version-1 manifests have no n_asr: the transcripts say how many systems ran."""
+    row = {**CLEAN, "n_asr": None, "transcripts": [{"text": "a"}, {"text": "a"}]}
+    assert eligible(row) == dict.fromkeys(STAGES, True)
+    one = {**CLEAN, "n_asr": None, "agreement": 0.0, "transcripts": [{"text": "a"}]}
+    assert failures(one, DEFAULT_THRESHOLDS["anneal1"]) == ["min_asr_systems"]
+    assert failures({**CLEAN, "n_asr": None}, DEFAULT_THRESHOLDS["anneal1"]) == ["min_asr_systems"]
+    with pytest.raises(ValueError, match="true or false"):
+        load_thresholds({"pretrain": {"reject_hallucinated": "no"}})
+    assert not load_thresholds({"pretrain": {"reject_hallucinated": False}})["pretrain"].reject_hallucinated
 
 
 def test_overrides_from_config_and_language_allow_list():

@@ -78,9 +78,10 @@ def test_ingest_config_file_flags_and_sets(tmp_path) -> None:
         return json.loads(r.output)["estimates"]
 
     est = estimates()
-    assert set(est["core_seconds_by_step"]) == {"decode+vad", "moonshine"} and est["cpus"] == 1
-    est = estimates("--num-cpus", "2", "--asr", "faster-whisper")
-    assert set(est["core_seconds_by_step"]) == {"decode+vad", "faster-whisper"} and est["cpus"] == 2
+    signals = {"lid", "dnsmos", "speaker_consistency"}
+    assert set(est["core_seconds_by_step"]) == {"decode+vad", "moonshine", *signals} and est["cpus"] == 1
+    est = estimates("--num-cpus", "2", "--asr", "faster-whisper", "--set", "signals=dnsmos")
+    assert set(est["core_seconds_by_step"]) == {"decode+vad", "faster-whisper", "dnsmos"} and est["cpus"] == 2
     assert estimates("--num-cpus", "2", "--set", "num_cpus=3")["cpus"] == 3
     assert estimates("--set", "ingest.num_cpus=4")["cpus"] == 4
 
@@ -111,7 +112,9 @@ def test_submitted_ingest_carries_its_resolved_configs(tmp_path) -> None:
     r = CliRunner().invoke(cli, [*args, "--dry-run"])
     assert r.exit_code == 0, r.output
     est = json.loads(r.output)["estimates"]
-    assert est["cpus"] == 5 and set(est["core_seconds_by_step"]) == {"decode+vad", "moonshine"}
+    assert est["cpus"] == 5
+    signals = {"lid", "dnsmos", "speaker_consistency"}
+    assert set(est["core_seconds_by_step"]) == {"decode+vad", "moonshine", *signals}
     resolved = json.loads(args[args.index("--config-json") + 1])
     assert load_config(IngestConfig, flags=resolved["ingest"]) == cfg
     assert load_config(TokenizeConfig, flags=resolved["tokenize"]) == tok

@@ -137,3 +137,16 @@ def test_ray_matches_local_and_a_dead_worker_leaves_its_unit_incomplete(toy_path
         assert joined.stdout.split()[-1:] == ["3"], joined.stderr[-2000:]
     finally:
         ray.shutdown()
+
+
+def test_actor_reservations_fit_a_small_machine() -> None:
+    """Five pools at 0.5 CPU never all start on 2 CPUs (the ingest hung with four up): they are
+    scaled to fit beside one source and one post task; a large cluster keeps them as given."""
+    from accord.jobs.graph import fit_to_cpus
+
+    spec = StepSpec("m:S")
+    graph = JobGraph(source=[spec], pools=[PoolSpec(f"p{i}", spec, num_cpus=0.5) for i in range(5)])
+    small = fit_to_cpus(graph, 2.0)
+    total = sum(p.num_cpus for p in small.pools) + small.source_num_cpus + small.post_num_cpus
+    assert total <= 2.0 and [p.num_cpus for p in small.pools] == [0.25] * 5
+    assert fit_to_cpus(graph, 16.0) is graph and fit_to_cpus(graph, 0.0) is graph  # autoscaling head

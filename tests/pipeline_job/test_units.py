@@ -26,7 +26,7 @@ from accord.pipeline.cluster import SubmitConfig, build_runtime_env, dashboard_a
 from accord.pipeline.io import Source
 from accord.pipeline.job.config import IngestConfig
 from accord.pipeline.job.dry_run import estimate
-from accord.pipeline.job.plan import build_plan
+from accord.pipeline.job.plan import build_graph, build_plan
 from accord.pipeline.job.runner import source_unit
 from accord.pipeline.manifest import ManifestStore, clip_row, read_errors, read_manifest
 
@@ -144,7 +144,7 @@ def test_finish_rows_drops_arrays() -> None:
 def _clip(uri: str, i: int, **kw) -> dict:
     return clip_row(
         {"clip_id": f"{uri}#{i}", "source_uri": uri, "start_s": float(i), "end_s": i + 1.0, "duration_s": 1.0,
-         "language": "en", "agreement": 0.95, "speaking_rate": 15.0, **kw},
+         "language": "en", "agreement": 0.95, "n_asr": 2, "speaking_rate": 15.0, **kw},
         "run1",
     )  # fmt: skip
 
@@ -215,7 +215,7 @@ def test_config_from_yaml_and_validation(tmp_path: Path) -> None:
     assert cfg.asr == ("faster-whisper",) and cfg.asr_batch_size == 4 and cfg.steps["vad"]["pad_s"] == 0.1
     with pytest.raises(ValueError, match="unknown ingest config keys"):
         IngestConfig.from_dict({"asr_batchsize": 3})
-    with pytest.raises(ValueError, match="unknown ASR system"):
+    with pytest.raises(ValueError, match="not registered"):
         IngestConfig(asr=("whisperx",)).validate()
     with pytest.raises(ValueError, match="nemo"):
         IngestConfig(asr=("nemo",)).validate()
@@ -232,6 +232,8 @@ def test_plan_pools_and_step_configs() -> None:
         "backend": "faster-whisper",
         "model": "whisper:base",
         "options": {"batch_size": 4, "cpu_threads": 1},
+        "system": "faster-whisper",
+        "languages": None,  # the backend's own (Whisper base: any)
     }
     ms = plan.asr["moonshine"].kwargs["backends"][0]
     assert ms["options"] == {"threads": 1}
@@ -245,6 +247,41 @@ def test_plan_pools_and_step_configs() -> None:
     cfg.asr_pools = "shared"
     shared = build_plan(cfg)
     assert list(shared.asr) == ["asr"] and len(shared.asr["asr"].kwargs["backends"]) == 2
+    # the signals: LID routes the ASR pools, so its pool runs first; DNSMOS scores one window
+    graph = build_graph(plan, cfg)
+    assert [p.name for p in graph.pools] == [
+        "lid", "asr:faster-whisper", "asr:moonshine", "dnsmos", "speaker_consistency"
+    ]  # fmt: skip
+    assert plan.signals["dnsmos"].kwargs == {"max_windows": 1, "threads": 1}
+    assert plan.signals["lid"].build().config.cpu_threads == 1
+    assert [s.target.rpartition(":")[2] for s in plan.post] == [
+        "AgreementStep", "TranscriptCheckStep", "FeatureStep", "EligibilityStep"
+    ]  # fmt: skip
+    assert list(build_plan(IngestConfig(signals=("dnsmos",))).signals) == ["dnsmos"]
+    assert IngestConfig.from_dict({"signals": "lid,dnsmos"}).signals == ("lid", "dnsmos")
+    with pytest.raises(ValueError, match="unknown signal"):
+        IngestConfig(signals=("mos",)).validate()
+
+
+def test_per_language_systems_in_the_run_config() -> None:
+    """Two NeMo models are two systems: each names its backend, model and languages."""
+    cfg = IngestConfig.from_dict(
+        {
+            "asr": "faster-whisper,moonshine,nemo-de",
+            "asr_backends": {"nemo-de": "nemo"},
+            "asr_models": {"nemo-de": "nemo:/models/de.nemo"},
+            "asr_languages": {"nemo-de": ["de"], "moonshine": ["en"]},
+        }
+    )
+    plan = build_plan(cfg)
+    de = plan.asr["nemo-de"].kwargs["backends"][0]
+    assert (de["backend"], de["model"], de["system"], de["languages"]) == (
+        "nemo", "nemo:/models/de.nemo", "nemo-de", ["de"]
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="not registered"):
+        IngestConfig(asr=("parakeet",), asr_models={"parakeet": "x"}).validate()
+    with pytest.raises(ValueError, match="not in asr"):
+        IngestConfig(asr_languages={"nemo-de": ["de"]}).validate()
 
 
 def test_cluster_helpers_never_forward_secrets() -> None:
@@ -254,14 +291,16 @@ def test_cluster_helpers_never_forward_secrets() -> None:
     with pytest.raises(ValueError):
         dashboard_address("grpc://h:1")
     assert strip_option(["a", "--address", "x", "--address=y", "b"], "--address") == ["a", "b"]
-    environ = {"AWS_SECRET_ACCESS_KEY": "s", "RAY_AUTH_TOKEN": "t", "ACCORD_MODELS": "/m", "HOME": "/root"}
+    environ = {"AWS_SECRET_ACCESS_KEY": "s", "AWS_ACCESS_KEY_ID": "k", "RAY_AUTH_TOKEN": "t",
+               "ACCORD_MODELS": "/m", "HOME": "/root", "AWS_ENDPOINT_URL": "http://minio:9000"}  # fmt: skip
     env = build_runtime_env(SubmitConfig(address="http://h:8265", env={"X": "1"}), environ)
-    assert env == {"env_vars": {"ACCORD_MODELS": "/m", "X": "1"}}
+    # where an S3-compatible store is travels with the job; how to get in never does
+    assert env == {"env_vars": {"ACCORD_MODELS": "/m", "AWS_ENDPOINT_URL": "http://minio:9000", "X": "1"}}
 
 
 def test_dry_run_estimate_math() -> None:
     cfg = IngestConfig(
-        rtfx={"decode+vad": 50.0, "faster-whisper": 25.0, "moonshine": 20.0}, clips_per_hour=600
+        rtfx={"decode+vad": 50.0, "faster-whisper": 25.0, "moonshine": 20.0}, clips_per_hour=600, signals=()
     )
     e = estimate(3600.0, cfg, cpus=2)
     assert e["hours"] == 1.0 and e["clips"] == 600
@@ -314,3 +353,61 @@ def test_a_subclass_overriding_process_of_a_streaming_step_is_honoured() -> None
     assert len(list(Streaming().outputs({"source_uri": "/b/x.wav"}))) == 3
     rows = process_source([Custom()], _src("/b/x.wav"))
     assert [unpack(r)[0][0]["clip_id"] for r in rows if r["kind"] == ITEM] == ["custom"]
+
+
+def test_a_version_1_manifest_reads_in_the_current_schema(tmp_path: Path) -> None:
+    """Parts written before the quality signals (schema 1: no n_asr, transcripts without their
+    checks) read back in ``CLIP_SCHEMA``; eligibility counts their transcripts as systems."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from accord.core.clip import CLIP_SCHEMA, TRANSCRIPT_TYPE
+
+    v1_transcript = pa.struct([f for f in TRANSCRIPT_TYPE if f.name in (
+        "system", "model", "text", "normalized", "language", "language_prob", "avg_logprob")])  # fmt: skip
+    v2_only = {"n_asr", "hallucinated", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808",
+               "speaker_consistency", "speaker_split_sim", "speaker_change_s"}  # fmt: skip
+    fields = [
+        pa.field("transcripts", pa.list_(v1_transcript)) if f.name == "transcripts" else f
+        for f in CLIP_SCHEMA
+        if f.name not in v2_only
+    ]
+    v1 = pa.schema(fields, metadata={"accord.schema_version": "1"})
+    tr = {"system": "faster-whisper", "model": "m", "text": "hi there", "normalized": "hi there",
+          "language": "en", "language_prob": 0.9, "avg_logprob": -0.1}  # fmt: skip
+    row = {k: v for k, v in _clip("/r/a.wav", 0, transcripts=[tr, {**tr, "system": "moonshine"}]).items()
+           if k not in v2_only}  # fmt: skip
+    (tmp_path / "o" / "manifest").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([row], schema=v1), tmp_path / "o" / "manifest" / "part-x.parquet")
+    t = read_manifest(str(tmp_path / "o"))
+    assert t.schema.equals(CLIP_SCHEMA, check_metadata=False)
+    got = t.to_pylist()[0]
+    assert got["n_asr"] is None and got["transcripts"][1]["system"] == "moonshine"
+    assert got["transcripts"][0]["flags"] is None and got["eligible_pretrain"]
+
+
+def test_stats_count_what_each_gate_removes() -> None:
+    from accord.pipeline.manifest.rows import clip_table
+    from accord.pipeline.manifest.stats import gate_counts, signal_summary
+
+    good = {"snr_db": 40.0, "bandwidth_hz": 8000.0, "language_prob": 0.99, "duration_s": 4.0, "end_s": 4.0,
+            "dnsmos_ovrl": 3.4, "speaker_consistency": 0.9, "speaker_split_sim": 0.9, "speaking_rate": 15.0,
+            "leading_silence_s": 0.1, "trailing_silence_s": 0.1}  # fmt: skip
+    rows = [
+        _clip("/r/a.wav", 0, **good),
+        _clip("/r/a.wav", 1, **{**good, "dnsmos_ovrl": 2.0}),
+        _clip("/r/a.wav", 2, **{**good, "dnsmos_ovrl": 2.0, "speaker_split_sim": 0.5}),
+        _clip("/r/a.wav", 3, **{**good, "n_asr": 1, "agreement": math.nan}),
+        _clip("/r/a.wav", 4, **{**good, "hallucinated": True}),
+    ]
+    gates = gate_counts(clip_table(rows), stages=("pretrain", "anneal1"))
+    assert gates["pretrain"] == {"reject_hallucinated": {"failed": 1, "only": 1}}
+    assert gates["anneal1"] == {
+        "min_dnsmos_ovrl": {"failed": 2, "only": 1},
+        "min_asr_systems": {"failed": 1, "only": 1},
+        "min_speaker_split_sim": {"failed": 1, "only": 0},
+        "reject_hallucinated": {"failed": 1, "only": 1},
+    }
+    signals = signal_summary(clip_table(rows))
+    assert signals["n_asr"] == {"1": 1, "2": 4} and signals["hallucinated"] == {"clips": 1}
+    assert signals["dnsmos_ovrl"]["measured"] == 5 and sum(signals["dnsmos_ovrl"]["counts"]) == 5

@@ -62,7 +62,8 @@ def test_empty_transcripts_are_no_evidence():
         and math.isnan(pairs[0]["wer"])
         and pairs[0]["cer"] == pytest.approx(math.nan, nan_ok=True)
     )
-    assert score([_t("a", "hello")], "en") == ([], 0.0)  # one system: no agreement evidence
+    pairs, agreement = score([_t("a", "hello")], "en")  # one system: single-system, not disagreeing
+    assert pairs == [] and math.isnan(agreement)
     # an empty-empty pair is skipped, the informative pairs decide
     three = [_t("a", "hello world"), _t("b", "hello world"), _t("c", "")]
     assert score(three, "en")[1] == pytest.approx(1 - (0 + 1 + 1) / 3)

@@ -69,6 +69,11 @@ def clip_rows(n: int = 40) -> list[dict]:
                 "longest_pause_s": 0.2,
                 "leading_silence_s": 0.1,
                 "trailing_silence_s": 0.1,
+                "n_asr": 2,
+                "hallucinated": False,
+                "dnsmos_ovrl": 1.5 + 2.4 * q,
+                "speaker_consistency": 0.7 + 0.25 * q,
+                "speaker_split_sim": 0.6 + 0.35 * q,
                 **{f"eligible_{s}": False for s in STAGES},
                 "run_id": "20261122T000000Z-abcdef",
             }

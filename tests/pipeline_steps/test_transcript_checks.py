@@ -1,0 +1,65 @@
+"""Transcript sanity checks: each measure on text with a known answer, and the step's clip flag."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from accord.pipeline.steps.score import TranscriptCheckStep
+from accord.pipeline.transcript_checks import CheckConfig, all_flagged, check, compression_ratio, repeat_ratio
+
+SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank today."
+LOOP = "thank you for watching " * 8
+
+
+def test_repeat_ratio_separates_loops_from_speech() -> None:
+    assert repeat_ratio(SENTENCE) == 0.0
+    assert repeat_ratio(LOOP) > 0.8
+    assert repeat_ratio("you " * 6) == pytest.approx(0.75)  # 4 trigrams, one distinct
+    assert repeat_ratio("you you you") == 0.0  # too few n-grams to call a loop
+    # a no-space script is read in characters
+    assert (
+        repeat_ratio("谢谢观看" * 6, "zh") > 0.7 and repeat_ratio("今天天气很好我们去公园散步吧", "zh") == 0.0
+    )
+
+
+def test_compression_ratio_is_whispers_loop_detector() -> None:
+    assert compression_ratio(SENTENCE) < 1.5 < 2.4 < compression_ratio(LOOP)
+    assert compression_ratio("") == 0.0
+
+
+def test_check_flags_each_rule_and_never_an_empty_transcript() -> None:
+    ok = check(SENTENCE, "en", speech_s=4.0)
+    assert ok["flags"] == [] and 10 < ok["chars_per_s"] < 20
+    assert check(LOOP, "en", speech_s=10.0)["flags"] == ["repeat_ratio", "compression_ratio"]
+    # more text than 1 s of speech can hold
+    assert check(SENTENCE, "en", speech_s=1.0)["flags"] == ["chars_per_s"]
+    # Whisper's own rule: no speech and a low log-probability together
+    assert check("thanks", "en", 2.0, no_speech_prob=0.9, avg_logprob=-1.5)["flags"] == ["no_speech_prob"]
+    assert check("thanks", "en", 2.0, no_speech_prob=0.9, avg_logprob=-0.2)["flags"] == []
+    assert check("thanks", "en", 2.0)["flags"] == []  # NaN: a system without it never flags
+    assert check("", "en", 0.0)["flags"] == [] and check(
+        LOOP, "en", 10.0, cfg=CheckConfig(max_repeat_ratio=0.95)
+    )["flags"] == ["compression_ratio"]
+
+
+def test_step_marks_a_clip_hallucinated_only_when_every_system_is_flagged() -> None:
+    audio = np.zeros(16000 * 5, np.float32)
+    probs = np.r_[np.zeros(10), np.ones(len(audio) // 512 - 20), np.zeros(10)].astype(np.float32)
+    item = {"audio_16k": audio, "vad_probs": probs, "language": "en"}
+    step = TranscriptCheckStep()
+    both = step.process(
+        {**item, "transcripts": [{"system": "a", "text": LOOP}, {"system": "b", "text": LOOP}]}
+    )[0]
+    assert both["hallucinated"] is True and all(t["flags"] for t in both["transcripts"])
+    one = step.process(
+        {**item, "transcripts": [{"system": "a", "text": LOOP}, {"system": "b", "text": SENTENCE}]}
+    )[0]
+    assert one["hallucinated"] is False and one["transcripts"][1]["flags"] == []
+    # characters per second count the speech between VAD's leading and trailing silence
+    speech_s = 5.0 - 20 * 512 / 16000
+    assert one["transcripts"][1]["chars_per_s"] == pytest.approx(
+        len("".join(SENTENCE.split()).rstrip(".")) / speech_s
+    )
+    assert step.process({**item, "transcripts": []})[0]["hallucinated"] is False
+    assert not all_flagged([])
