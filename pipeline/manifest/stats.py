@@ -88,14 +88,15 @@ def per_stage_language(table: pa.Table) -> list[StageLangRow]:
 
 
 def agreement_histogram(table: pa.Table, bins: tuple[float, ...] = AGREEMENT_BINS) -> dict[str, list[int]]:
-    """Counts of clips per agreement bin, per language (and ``*`` for all)."""
+    """Counts of clips per agreement bin, per language (and ``*`` for all). Single-system clips
+    (agreement NaN: one capable system) have no agreement and are not counted (``n_asr`` is)."""
     if not len(table):
         return {}
     df = table.select(["language", "agreement"]).to_pandas()
     df["language"] = df["language"].fillna("").replace("", "?")
     out = {}
     for lang, g in [("*", df), *sorted(df.groupby("language"), key=lambda kv: kv[0])]:
-        a = g["agreement"].astype(float).fillna(0.0).to_numpy()
+        a = g["agreement"].astype(float).dropna().to_numpy()
         out[lang] = np.histogram(a, bins=np.asarray(bins))[0].tolist()
     return out
 

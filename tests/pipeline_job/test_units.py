@@ -408,6 +408,9 @@ def test_stats_count_what_each_gate_removes() -> None:
         "min_speaker_split_sim": {"failed": 1, "only": 0},
         "reject_hallucinated": {"failed": 1, "only": 1},
     }
+    from accord.pipeline.manifest.stats import agreement_histogram
+
+    assert sum(agreement_histogram(clip_table(rows))["*"]) == 4  # the single-system clip has none
     signals = signal_summary(clip_table(rows))
     assert signals["n_asr"] == {"1": 1, "2": 4} and signals["hallucinated"] == {"clips": 1}
     assert signals["dnsmos_ovrl"]["measured"] == 5 and sum(signals["dnsmos_ovrl"]["counts"]) == 5
