@@ -14,7 +14,7 @@ setup:  ## idempotent: apt packages, .venv, the project + pinned deps in one res
 	bash scripts/setup.sh
 
 test: setup  ## the whole suite (unit + integration), as CI runs it
-	$(PY) -m pytest -q --timeout=1500 $(PYTEST_ARGS)
+	$(PY) -m pytest -q --timeout=1500 --durations=25 $(PYTEST_ARGS)
 
 test-fast: setup  ## unit tests only
 	$(PY) -m pytest -q -m "not integration and not slow" $(PYTEST_ARGS)
