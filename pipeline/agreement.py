@@ -26,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass
 from itertools import combinations
 
+from accord.core.clip import float_or_nan
 from accord.pipeline.text_norm import is_char_scored, normalize
 
 
@@ -90,18 +91,13 @@ def _label(t: dict) -> str:
 
 def consensus_language(transcripts: list[dict]) -> tuple[str, float]:
     """The language of the most confident system that reports a probability, else the majority."""
-    scored = [t for t in transcripts if t.get("language") and not math.isnan(_f(t.get("language_prob")))]
+    scored = [
+        t for t in transcripts if t.get("language") and not math.isnan(float_or_nan(t.get("language_prob")))
+    ]
     if scored:
-        best = max(scored, key=lambda t: _f(t["language_prob"]))
-        return best["language"], _f(best["language_prob"])
+        best = max(scored, key=lambda t: float_or_nan(t["language_prob"]))
+        return best["language"], float_or_nan(best["language_prob"])
     langs = Counter(t["language"] for t in transcripts if t.get("language"))
     if not langs:
         return "", math.nan
     return langs.most_common(1)[0][0], math.nan
-
-
-def _f(x: object) -> float:
-    try:
-        return float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -27,7 +28,7 @@ def common(f):
     return f
 
 
-def _read(out_uri: str, stage: str | None, lang: str | None, thresholds: str | None):
+def _read(out_uri: str, stage: str | None, lang: str | None, thresholds: Any):
     from accord.core.storage import Store, redact_uri
     from accord.pipeline.manifest.read import read_manifest
 
@@ -62,9 +63,10 @@ def stats(out_uri, stage, lang, thresholds, as_json) -> None:
     from accord.pipeline.manifest.read import read_errors
     from accord.pipeline.manifest.stats import AGREEMENT_BINS, gate_counts, summary_dict
 
-    everything = _read(out_uri, None, lang, thresholds)
+    th = load_thresholds(thresholds)  # read once: the manifest and the gates use the same
+    everything = _read(out_uri, None, lang, th)
     table = everything.filter(pc.field(f"eligible_{stage}")) if stage else everything
-    gates = gate_counts(everything, load_thresholds(thresholds), (stage,) if stage else STAGES)
+    gates = gate_counts(everything, th, (stage,) if stage else STAGES)
     summary = summary_dict(table, read_errors(out_uri), gates)
     if as_json:
         click.echo(json.dumps(summary, indent=2))

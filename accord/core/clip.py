@@ -134,6 +134,15 @@ SAMPLE_SCHEMA = pa.schema(
 at train time sees what ingest saw) plus the shard that holds it."""
 
 
+def float_or_nan(v: Any) -> float:
+    """A clip value as a float: NaN for None or anything that is not a number (an unknown
+    probability, a missing feature), which every threshold then treats as failing."""
+    try:
+        return math.nan if v is None else float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def json_safe(v: Any) -> Any:
     """JSON-ready: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
     if isinstance(v, dict):

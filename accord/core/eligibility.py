@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from accord.core.clip import float_or_nan
 from accord.core.stages import STAGES
 
 
@@ -150,11 +151,7 @@ _NEUTRAL: dict[str, Any] = {f.name: f.default for f in fields(StageThresholds)}
 
 
 def _num(row: Mapping[str, Any], key: str) -> float:
-    v = row.get(key)
-    try:
-        return math.nan if v is None else float(v)
-    except (TypeError, ValueError):
-        return math.nan
+    return float_or_nan(row.get(key))
 
 
 def asr_systems(row: Mapping[str, Any]) -> float:

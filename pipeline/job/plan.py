@@ -36,8 +36,8 @@ SIGNAL_STEPS: dict[str, tuple[str, str, str | None]] = {
 }
 POST_STEPS: dict[str, tuple[str, str | None]] = {
     "agreement": (f"{_STEPS}.score:AgreementStep", None),
-    "transcript_checks": (f"{_STEPS}.score:TranscriptCheckStep", None),
     "features": (f"{_STEPS}.score:FeatureStep", "accord.pipeline.features:FeatureConfig"),
+    "transcript_checks": (f"{_STEPS}.score:TranscriptCheckStep", None),  # reads the features' silences
     "eligibility": (f"{_STEPS}.score:EligibilityStep", None),
 }
 
@@ -65,6 +65,11 @@ def _spec(name: str, paths: tuple[str, str | None], cfg: IngestConfig) -> StepSp
     return StepSpec(target=target, config_target=config_target, kwargs=dict(cfg.steps.get(name, {})))
 
 
+def threads_for(num_cpus: float) -> int:
+    """A model's intra-op threads from its actor's CPU reservation (at least one)."""
+    return max(1, round(num_cpus))
+
+
 def asr_backend(cfg: IngestConfig, system: str) -> dict[str, Any]:
     """The AsrStep backend entry for one system; options from ``steps: {"asr:<system>": {...}}``.
 
@@ -79,7 +84,7 @@ def asr_backend(cfg: IngestConfig, system: str) -> dict[str, Any]:
     options = dict(cfg.steps.get(f"asr:{system}", {}))
     thread_option = backend_class(backend).thread_option
     if thread_option and thread_option not in options:
-        options[thread_option] = max(1, round(cfg.asr_num_cpus))
+        options[thread_option] = threads_for(cfg.asr_num_cpus)
     languages = cfg.asr_languages.get(system)
     return {
         "backend": backend,
@@ -102,8 +107,8 @@ def signal_spec(cfg: IngestConfig, signal: str) -> StepSpec:
     target, config_target, thread_field = SIGNAL_STEPS[signal]
     kwargs = {**SIGNAL_DEFAULTS.get(signal, {}), **cfg.steps.get(signal, {})}
     if thread_field and thread_field not in kwargs:
-        kwargs[thread_field] = max(1, round(cfg.signal_num_cpus))
-    return StepSpec(target=target, config_target=config_target, kwargs=kwargs)
+        kwargs[thread_field] = threads_for(cfg.signal_num_cpus)
+    return StepSpec(cfg.step_targets.get(signal, target), config_target, kwargs)
 
 
 def build_plan(cfg: IngestConfig) -> Plan:
@@ -123,11 +128,8 @@ def build_plan(cfg: IngestConfig) -> Plan:
         if name == "eligibility" and cfg.eligibility:
             spec = StepSpec(spec.target, None, {"thresholds": cfg.eligibility})
         post.append(spec)
-    signals = {}
-    for name in SIGNAL_STEPS:  # in pipeline order, whatever order the config lists them
-        if name in cfg.signals:
-            spec = signal_spec(cfg, name)
-            signals[name] = StepSpec(cfg.step_targets.get(name, spec.target), spec.config_target, spec.kwargs)
+    # in pipeline order, whatever order the config lists them
+    signals = {name: signal_spec(cfg, name) for name in SIGNAL_STEPS if name in cfg.signals}
     return Plan(source=source, asr=asr, post=post, signals=signals)
 
 

@@ -2,7 +2,7 @@
 
 Order: DecodeStep -> VadStep (source -> clips with ``audio_16k``) -> LanguageIdStep (per-clip
 language, which routes ASR) -> AsrStep per system (batched, model) -> DnsmosStep ->
-SpeakerConsistencyStep -> AgreementStep -> TranscriptCheckStep -> FeatureStep -> EligibilityStep
+SpeakerConsistencyStep -> AgreementStep -> FeatureStep -> TranscriptCheckStep -> EligibilityStep
 -> :func:`to_row` (the manifest row). The model steps run in actor pools; the rest are light.
 """
 

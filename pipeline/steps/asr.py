@@ -16,11 +16,11 @@ Agreement is then computed among the capable systems only, and ``n_asr`` counts 
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from accord.core.clip import float_or_nan
 from accord.jobs.step import Item, ItemError, Step
 from accord.pipeline.agreement import consensus_language
 from accord.pipeline.asr.base import AsrBackend, create_backend, supports
@@ -93,10 +93,6 @@ class AsrStep(Step):
         self.route_min_prob = route_min_prob
         self.systems: list[System] = []
 
-    @property
-    def backends(self) -> list[AsrBackend]:
-        return [s.backend for s in self.systems]
-
     def setup(self) -> None:
         if self.systems:
             return
@@ -143,9 +139,9 @@ class AsrStep(Step):
                         "text": r.text,
                         "normalized": "",
                         "language": r.language or "",
-                        "language_prob": _f(r.language_prob),
-                        "avg_logprob": _f(r.avg_logprob),
-                        "no_speech_prob": _f(r.extra.get("no_speech_prob")),
+                        "language_prob": float_or_nan(r.language_prob),
+                        "avg_logprob": float_or_nan(r.avg_logprob),
+                        "no_speech_prob": float_or_nan(r.extra.get("no_speech_prob")),
                     }
                 )
         out = []
@@ -154,10 +150,3 @@ class AsrStep(Step):
             new["transcripts"] = list(it.get("transcripts") or []) + added
             out.append(new)
         return out
-
-
-def _f(x: Any) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return math.nan

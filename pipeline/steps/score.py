@@ -3,10 +3,10 @@ steps after ASR."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
+from accord.core.clip import float_or_nan
 from accord.core.eligibility import StageThresholds, eligible, load_thresholds
 from accord.jobs.step import Item, Step
 from accord.pipeline import audio_io, features
@@ -26,7 +26,7 @@ class AgreementStep(Step):
         out = dict(item)
         transcripts = [dict(t) for t in item.get("transcripts") or []]
         if item.get("language"):
-            language, prob = str(item["language"]), _float(item.get("language_prob"))
+            language, prob = str(item["language"]), float_or_nan(item.get("language_prob"))
         else:
             language, prob = consensus_language(transcripts)
         pairs, agreement = score(transcripts, language)
@@ -43,19 +43,19 @@ class AgreementStep(Step):
 
 class TranscriptCheckStep(Step):
     """Per transcript: repeated n-grams, compression ratio, characters per second of speech and
-    Whisper's no-speech rule (:mod:`accord.pipeline.transcript_checks`); per clip ``hallucinated``."""
+    Whisper's no-speech rule (:mod:`accord.pipeline.transcript_checks`); per clip ``hallucinated``.
+    Runs after :class:`FeatureStep`: the speech time is the clip minus the leading and trailing
+    silence it measured."""
 
     name = "transcript_checks"
 
-    def __init__(self, config: CheckConfig | None = None, features: FeatureConfig | None = None) -> None:
+    def __init__(self, config: CheckConfig | None = None) -> None:
         self.config = config or CheckConfig()
-        self.features = features or FeatureConfig()
 
     def process(self, item: Item) -> list[Item]:
         duration = len(item["audio_16k"]) / 16000 if item.get("audio_16k") is not None else 0.0
-        probs = item.get("vad_probs")
-        lead, trail, _ = features.silences(probs, self.features) if probs is not None else (0.0, 0.0, 0.0)
-        speech_s = max(0.0, duration - min(lead, duration) - min(trail, duration))
+        silence = (item.get("leading_silence_s") or 0.0) + (item.get("trailing_silence_s") or 0.0)
+        speech_s = max(0.0, duration - silence)
         language = str(item.get("language") or "")
         transcripts = []
         for t in item.get("transcripts") or []:
@@ -65,8 +65,8 @@ class TranscriptCheckStep(Step):
                     t.get("text") or "",
                     language,
                     speech_s,
-                    _float(t.get("no_speech_prob")),
-                    _float(t.get("avg_logprob")),
+                    float_or_nan(t.get("no_speech_prob")),
+                    float_or_nan(t.get("avg_logprob")),
                     self.config,
                 )
             )
@@ -74,13 +74,6 @@ class TranscriptCheckStep(Step):
         out = dict(item)
         out.update(transcripts=transcripts, hallucinated=all_flagged(transcripts))
         return [out]
-
-
-def _float(x: Any) -> float:
-    try:
-        return math.nan if x is None else float(x)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def primary_text(item: Item) -> str:

@@ -255,7 +255,7 @@ def test_plan_pools_and_step_configs() -> None:
     assert plan.signals["dnsmos"].kwargs == {"max_windows": 1, "threads": 1}
     assert plan.signals["lid"].build().config.cpu_threads == 1
     assert [s.target.rpartition(":")[2] for s in plan.post] == [
-        "AgreementStep", "TranscriptCheckStep", "FeatureStep", "EligibilityStep"
+        "AgreementStep", "FeatureStep", "TranscriptCheckStep", "EligibilityStep"
     ]  # fmt: skip
     assert list(build_plan(IngestConfig(signals=("dnsmos",))).signals) == ["dnsmos"]
     assert IngestConfig.from_dict({"signals": "lid,dnsmos"}).signals == ("lid", "dnsmos")

@@ -53,7 +53,7 @@ def rows(sample_bucket, bucket_clips, whisper_base, moonshine_tiny):
     ]
     # synthetic voices: DNSMOS thresholds measured on them (accord/samples/tts_eligibility.yaml)
     thresholds = load_thresholds(str(TTS_ELIGIBILITY))
-    steps = [AgreementStep(), TranscriptCheckStep(), FeatureStep(), EligibilityStep(thresholds)]
+    steps = [AgreementStep(), FeatureStep(), TranscriptCheckStep(), EligibilityStep(thresholds)]
     out = []
     for i in range(0, len(clips), 16):  # batches as an actor pool would see them
         batch = clips[i : i + 16]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from accord.pipeline.features import silences
 from accord.pipeline.steps.score import TranscriptCheckStep
 from accord.pipeline.transcript_checks import CheckConfig, all_flagged, check, compression_ratio, repeat_ratio
 
@@ -46,7 +47,8 @@ def test_check_flags_each_rule_and_never_an_empty_transcript() -> None:
 def test_step_marks_a_clip_hallucinated_only_when_every_system_is_flagged() -> None:
     audio = np.zeros(16000 * 5, np.float32)
     probs = np.r_[np.zeros(10), np.ones(len(audio) // 512 - 20), np.zeros(10)].astype(np.float32)
-    item = {"audio_16k": audio, "vad_probs": probs, "language": "en"}
+    lead, trail, _ = silences(probs)  # what FeatureStep, which runs first, records
+    item = {"audio_16k": audio, "language": "en", "leading_silence_s": lead, "trailing_silence_s": trail}
     step = TranscriptCheckStep()
     both = step.process(
         {**item, "transcripts": [{"system": "a", "text": LOOP}, {"system": "b", "text": LOOP}]}
