@@ -7,11 +7,18 @@ Generated once into ``$ACCORD_CACHE/samples`` (default ``~/.cache/accord``; the 
   language, has_speech, background, sentences [{text, start_s, end_s, voice, language}], ...).
 - ``malformed_bucket``: ``.path``, ``.expected`` (filename -> error kind or None), ``.speech``.
 - ``english_sentences``: (wav float32 16 kHz mono, text) pairs, two per clean English file.
+
+The session also pins MKL and CTranslate2 to AVX2 kernels (:mod:`tests.determinism`).
 """
 
 from __future__ import annotations
 
 import pytest
+
+from .determinism import pin_for_tests
+
+# Before any test module loads MKL (CTranslate2, torch): see tests/determinism.py.
+pin_for_tests()
 
 
 @pytest.fixture(scope="session")

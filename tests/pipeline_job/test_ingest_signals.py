@@ -15,6 +15,8 @@ import pytest
 
 from accord.pipeline.manifest import read_manifest
 
+from ..transcripts import assert_reads
+
 pytestmark = pytest.mark.integration
 
 
@@ -53,7 +55,13 @@ def test_a_second_voice_lowers_speaker_consistency_where_it_starts(clips, signal
     assert not two["eligible_anneal1"] and not two["eligible_anneal2"]  # ... the anneal stages do not
 
 
-def test_a_german_sentence_in_an_english_source_is_german_and_routed(clips) -> None:
+def test_a_german_sentence_in_an_english_source_is_german_and_routed(clips, signals) -> None:
+    """Routing and language, and a transcript that reads the German sentence within a bound.
+
+    The exact words are not asserted: Whisper base hears espeak's German only just, and its
+    words change with the CPU's MKL kernels (this clip read "... bis zum Avant im Garten." on
+    AVX-512 and "... bis zum Abend ..." where the test was first written) and with the clip's
+    edges (tests/determinism.py, tests/pipeline_steps/test_isa.py)."""
     _, by = clips
     en1, de, en2 = sorted(by["bilingual.wav"], key=lambda c: c["start_s"])
     assert (en1["language"], de["language"], en2["language"]) == ("en", "de", "en")
@@ -61,7 +69,9 @@ def test_a_german_sentence_in_an_english_source_is_german_and_routed(clips) -> N
     # Moonshine tiny-en is English only: the German clip is Whisper's alone, single-system
     assert [t["system"] for t in de["transcripts"]] == ["faster-whisper"] and de["n_asr"] == 1
     assert math.isnan(de["agreement"]) and de["eligible_pretrain"] and not de["eligible_anneal1"]
-    assert "Abend" in de["transcripts"][0]["text"]
+    said = signals.truth["bilingual.wav"]["sentences"][1]
+    assert said["language"] == "de"
+    assert_reads(de["transcripts"][0]["text"], said["text"], "de")
     assert en1["n_asr"] == 2 and en1["agreement"] > 0.8
 
 
