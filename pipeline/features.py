@@ -6,9 +6,9 @@ compute for every clip at ingest time:
 - ``speaking_rate``: UTF-8 bytes of the transcript without annotations (``[music]``),
   punctuation and whitespace, per second of speech (clip minus leading/trailing silence).
 - ``loudness_lufs``: ITU-R BS.1770 integrated loudness (pyloudnorm), floored at -70.
-- ``snr_db``: mean power of speech frames over the median power of non-speech frames (VAD
-  probabilities split them); when a clip has too few non-speech frames, the 90th over the
-  10th percentile of 32 ms frame powers. Clipped to [-10, 80] dB.
+- ``snr_db``: active speech power over noise power, blind (:mod:`accord.pipeline.snr`: a
+  frame-power quantile noise floor whose quantile follows the SNR, helped by the VAD's pauses
+  when the clip has them); right on fluent speech without pauses. Clipped to [-10, 80] dB.
 - ``bandwidth_hz``: the highest frequency whose smoothed power spectrum (Welch) is within
   ``bandwidth_floor_db`` of the spectral peak, at the source sample rate - an upsampled
   8 kHz recording reports ~4 kHz even inside a 44.1 kHz file.
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from accord.pipeline import snr
 from accord.pipeline.text_norm import spoken_text
 
 FRAME_S = 512 / 16000
@@ -75,34 +76,11 @@ def loudness_lufs(audio: np.ndarray, sample_rate: int) -> float:
     return float(max(-70.0, value)) if math.isfinite(value) else -70.0
 
 
-def _frame_powers(audio: np.ndarray, sample_rate: int, frame_s: float = FRAME_S) -> np.ndarray:
-    n = max(1, int(frame_s * sample_rate))
-    m = len(audio) // n
-    if m == 0:
-        return np.array([float(np.mean(np.square(audio))) if len(audio) else 0.0])
-    x = np.asarray(audio[: m * n], np.float64).reshape(m, n)
-    return np.mean(np.square(x), axis=1)
-
-
 def snr_db(
     audio: np.ndarray, sample_rate: int, probs: np.ndarray | None = None, cfg: FeatureConfig = FeatureConfig()
 ) -> float:
-    """Estimated SNR (see module docstring)."""
-    power = _frame_powers(audio, sample_rate)
-    eps = 1e-10
-    signal = noise = None
-    if probs is not None and len(probs):
-        k = min(len(probs), len(power))
-        p, pw = np.asarray(probs[:k]), power[:k]
-        sp, ns = pw[p >= cfg.speech_threshold], pw[p < cfg.silence_threshold]
-        if len(sp) and len(ns) >= cfg.min_noise_frames:
-            noise = float(np.median(ns))
-            signal = float(np.mean(sp)) - noise
-    if signal is None or noise is None:
-        noise = float(np.percentile(power, 10))
-        signal = float(np.percentile(power, 90)) - noise
-    value = 10.0 * math.log10(max(signal, eps) / max(noise, eps))
-    return float(min(80.0, max(-10.0, value)))
+    """Estimated SNR in dB (:func:`accord.pipeline.snr.snr_db`; ``cfg`` is kept for callers)."""
+    return snr.snr_db(audio, sample_rate, probs)
 
 
 def welch_psd(x: np.ndarray, sample_rate: int, nperseg: int) -> tuple[np.ndarray, np.ndarray]:
