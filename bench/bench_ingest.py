@@ -140,6 +140,73 @@ def _full_vs_alone(bucket_path: Path, cfg, backends: dict, rounds: int, goal: fl
     }
 
 
+def _real_accuracy(cfg) -> list[dict]:
+    """Accuracy rows on real recordings (issue #20), from one ingest of :func:`make_real`'s corpus
+    with the defaults: what the speed rows' job gets right, measured beside them."""
+    from accord.core.eligibility import failures, load_thresholds
+    from accord.core.runs import RunStats
+    from accord.pipeline.io import list_sources
+    from accord.pipeline.job.plan import build_plan
+    from accord.pipeline.job.runner import run_sources
+    from accord.pipeline.manifest import ManifestStore, read_manifest
+    from accord.samples.real import make_real
+
+    real = make_real()
+    out = tempfile.mkdtemp(prefix="bench-real-")
+    try:
+        sources = list_sources(str(real.path), cfg.extensions).sources
+        stats = RunStats()
+        t0 = time.perf_counter()
+        incomplete = run_sources(sources, ManifestStore(out), build_plan(cfg), cfg, "bench", stats)
+        wall = time.perf_counter() - t0
+        rows = read_manifest(out).to_pylist()
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    vad_s = sum(c["duration_s"] for c in _vad_clips([str(real.path / n) for n in real.truth])[0])
+    kept_s = sum(r["duration_s"] for r in rows)
+    by = [(real.truth[Path(r["source_uri"]).name], r) for r in rows]
+    speech = [(t, r) for t, r in by if t["language"]]
+    lid_ok = sum(r["language"] == t["language"] for t, r in speech)
+    confirmed = sum(r["language_check"] == "agrees" for t, r in speech if r["language"] == t["language"])
+    wrong = sum(
+        r["eligible_pretrain"]
+        for t, r in speech
+        if r["language"] != t["language"] or r["language_check"] == "differs"
+    )
+    ladder = [abs(r["snr_db"] - t["snr_db"]) for t, r in by if t["kind"] == "noisy"]
+    th = load_thresholds()
+    gates = {"min_speaker_consistency", "min_speaker_split_sim"}
+    one = [r for t, r in by if t["speakers"] == 1 and t["kind"] == "recording" and r["duration_s"] >= 3]
+    two = [r for t, r in by if t["kind"] == "join"]
+    one_pass = sum(not gates & set(failures(r, th["anneal1"])) for r in one)
+    two_fail = sum(bool(gates & set(failures(r, th["anneal1"]))) for r in two)
+    split_one = min((r["speaker_split_sim"] for r in one), default=float("nan"))
+    split_two = max((r["speaker_split_sim"] for r in two), default=float("nan"))
+    n_lang = len({t["language"] for t, _ in speech})
+    where = f"{len(sources)} sources, {len(rows)} clips, {n_lang} languages, {wall:.0f} s wall"
+    name = "ingest accuracy (real recordings): "
+
+    def row(what: str, value: float, unit: str, note: str, **goal: float) -> dict:
+        return {"name": name + what, "value": value, "unit": unit, "note": note, **goal}
+
+    return [
+        row("share of VAD speech that reaches the manifest", kept_s / vad_s, "fraction",
+            f"{kept_s:.0f} of {vad_s:.0f} s; sources incomplete or to retry {len(incomplete)}; {where}",
+            target=1.0),
+        row("clip language ID right", lid_ok / len(speech), "fraction",
+            f"{lid_ok}/{len(speech)} clips; the text language confirms {confirmed} of the right ones"),
+        row("wrong-language clips eligible for pretrain", float(wrong), "clips",
+            "audio language wrong, or the text in another language, yet eligible (goal 0)"),
+        row("SNR error on the white/babble ladder (max)", max(ladder), "dB",
+            f"{len(ladder)} clips at 0-30 dB, median {statistics.median(ladder):.1f} dB (goal <= 3)"),
+        row("speaker gates: one voice kept, two voices refused",
+            (one_pass + two_fail) / max(1, len(one) + len(two)), "fraction",
+            f"one-speaker clips passing anneal1's speaker gates {one_pass}/{len(one)}, joined real "
+            f"voices refused {two_fail}/{len(two)}; speaker_split_sim lowest one-voice {split_one:.2f} vs "
+            f"highest two-voice {split_two:.2f}", target=1.0),
+    ]  # fmt: skip
+
+
 def run(quick: bool, device: str = "cpu") -> list[dict]:
     import torch
     from faster_whisper import BatchedInferencePipeline, WhisperModel
@@ -200,6 +267,7 @@ def run(quick: bool, device: str = "cpu") -> list[dict]:
         rows.append(_full_vs_alone(big.path, cfg, {**asr_models, **signals}, rounds, goal=0.85))
         asr_only = replace(cfg, signals=())
         rows.append(_full_vs_alone(big.path, asr_only, asr_models, rounds, goal=None))
+        rows.extend(_real_accuracy(cfg))
     finally:
         import ray
 

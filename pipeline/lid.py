@@ -104,14 +104,23 @@ class WhisperLanguageId:
         return len(x_T) >= self.config.min_s * RATE and bool(np.isfinite(x_T).all())
 
     def detect_batch(self, audios_16k: Sequence[np.ndarray]) -> list[tuple[str, float]]:
-        """``(language, probability)`` per clip, in order: ISO 639-1 as Whisper's token spells it
-        (``"en"``, ``"de"``; a few are longer, e.g. ``"haw"``) and the softmax probability of that
-        token. Empty, too short or non-finite clips get :data:`NO_LANGUAGE` (``""``, NaN); a clip
-        that is not 1-D raises ``ValueError`` (the step checks that first)."""
+        """``(language, probability)`` per clip, in order: the top of :meth:`detect_scores`, or
+        :data:`NO_LANGUAGE` (``""``, NaN) for an empty, too short or non-finite clip."""
+        return [scores[0] if scores else NO_LANGUAGE for scores in self.detect_scores(audios_16k)]
+
+    def detect_scores(
+        self, audios_16k: Sequence[np.ndarray], top_k: int = 5
+    ) -> list[list[tuple[str, float]]]:
+        """The ``top_k`` most probable languages per clip, most probable first: ISO 639-1 as
+        Whisper's token spells it (``"en"``, ``"de"``; a few are longer, e.g. ``"haw"``) with the
+        softmax probability of that token. An empty, too short or non-finite clip gets ``[]``; a
+        clip that is not 1-D raises ``ValueError`` (the step checks that first). The ASR step
+        routes on the whole list (a clip plausibly in two languages goes only to systems that
+        handle both), not on the top language alone."""
         import ctranslate2
 
         self.load()
-        out: list[tuple[str, float]] = [NO_LANGUAGE] * len(audios_16k)
+        out: list[list[tuple[str, float]]] = [[] for _ in audios_16k]
         by_frames: dict[int, list[tuple[int, np.ndarray]]] = {}
         for i, a in enumerate(audios_16k):
             x_T = np.asarray(a, dtype=np.float32)
@@ -126,6 +135,5 @@ class WhisperLanguageId:
                 feats_BMT = np.ascontiguousarray(np.stack([self.features(x_T) for _, x_T in chunk]))
                 ranked = self.model.detect_language(ctranslate2.StorageView.from_array(feats_BMT))
                 for (i, _), langs in zip(chunk, ranked, strict=True):
-                    token, prob = langs[0]
-                    out[i] = (token[2:-2], float(prob))
+                    out[i] = [(token[2:-2], float(prob)) for token, prob in langs[: max(1, top_k)]]
         return out

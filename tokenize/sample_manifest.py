@@ -49,7 +49,8 @@ def clip_row(
         }
     )
     # Stand-ins for what ingest measures on such a clip (tests/pipeline_job asserts the measured
-    # values): one clean voice, and the truth text counting as two agreeing systems.
+    # values): one clean voice, the truth text counting as two agreeing systems, its text in the
+    # clip's language, and the clip in its source's language.
     feats.update(
         {
             "dnsmos_sig": 3.5,
@@ -71,6 +72,8 @@ def clip_row(
         "language": language,
         "language_prob": 1.0,
         "avg_logprob": math.nan,
+        "text_language": language,
+        "text_language_prob": 1.0,
     }
     return {
         "clip_id": clip_id_for(source_uri, start_s, end_s),
@@ -84,6 +87,9 @@ def clip_row(
         "source_duration_s": math.nan,
         "language": language,
         "language_prob": 1.0,
+        "language_scores": [{"language": language, "prob": 1.0}],
+        "language_check": "agrees",
+        "source_language": language,
         "transcripts": [transcript],
         "pairs": [],
         "agreement": 1.0,

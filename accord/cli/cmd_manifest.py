@@ -135,7 +135,10 @@ def show(out_uri, stage, lang, thresholds, disagree, below, limit) -> None:
 
     table = _read(out_uri, stage, lang, thresholds)
     rows = disagreeing(table, below=below, limit=limit) if disagree else table.slice(0, limit).to_pylist()
-    systems = sorted({t["system"] for r in rows for t in r["transcripts"]})
+    systems = sorted(
+        {t["system"] for r in rows for t in r["transcripts"]}
+        | {f["system"] for r in rows for f in r.get("asr_failures") or []}
+    )
     t = Table(
         title=f"{len(rows)} clips" + (f" with agreement < {below}" if disagree else ""), show_lines=True
     )
@@ -143,15 +146,20 @@ def show(out_uri, stage, lang, thresholds, disagree, below, limit) -> None:
     for col in ("s", "lang", "agreement", "quality", *systems):
         t.add_column(col)
     for r in rows:
-        # a transcript's failed sanity checks follow its text, e.g. "[repeat_ratio]"
+        # a transcript's failed sanity checks follow its text, e.g. "[repeat_ratio]", then the
+        # language its text is in; a system that failed on the clip says so in its column
         by = {
-            tr["system"]: tr["text"] + "".join(f" [{f}]" for f in tr.get("flags") or [])
+            tr["system"]: tr["text"]
+            + "".join(f" [{f}]" for f in tr.get("flags") or [])
+            + f"\n(text language {tr.get('text_language') or '?'} {_num(tr.get('text_language_prob'))})"
             for tr in r["transcripts"]
         }
+        for f in r.get("asr_failures") or []:
+            by[f["system"]] = f"FAILED: {f['error_type']}: {f['reason'][:80]}"
         t.add_row(
             r["clip_id"],
             f"{r['start_s']:.2f}-{r['end_s']:.2f}",
-            f"{r['language'] or '?'} {_num(r.get('language_prob'))}",
+            f"{r['language'] or '?'} {_num(r.get('language_prob'))}\ntext: {r.get('language_check') or '-'}",
             f"{_num(r['agreement'])} n={r.get('n_asr') if r.get('n_asr') is not None else '?'}",
             f"ovrl {_num(r.get('dnsmos_ovrl'))}\nspk {_num(r.get('speaker_consistency'))}"
             + ("\nHALLUCINATED" if r.get("hallucinated") else ""),

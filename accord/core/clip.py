@@ -12,6 +12,13 @@ Version 2 added the quality signals: per transcript its sanity checks (``TRANSCR
 ``flags``), per clip ``n_asr`` (systems that support its language), ``hallucinated``, per-clip
 language identification (``language`` / ``language_prob``, no longer one per packed window),
 DNSMOS and speaker consistency (``QUALITY_FIELDS``).
+
+Version 3 (real recordings, issue #20): per transcript the language its *text* is in
+(``text_language``, ``text_language_prob``: a text identifier's second opinion on the audio
+LID); per clip the audio LID's leading languages (``language_scores``, which route ASR), the
+verdict of text against audio language (``language_check``), the language of most of its
+source's speech (``source_language``), and the ASR systems that failed on the clip
+(``asr_failures``: the clip stays, with the systems that did produce text).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import pyarrow as pa
 
 from accord.core.stages import STAGES
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 TRANSCRIPT_TYPE = pa.struct(
     [
@@ -41,9 +48,25 @@ TRANSCRIPT_TYPE = pa.struct(
         ("compression_ratio", pa.float32()),  # UTF-8 bytes / zlib bytes (Whisper's loop detector)
         ("chars_per_s", pa.float32()),  # characters (no spaces) per second of the clip's speech
         ("flags", pa.list_(pa.string())),  # the checks this transcript fails; empty when sane
+        ("text_language", pa.string()),  # the language its text is in (pipeline/text_lid.py), "" unknown
+        ("text_language_prob", pa.float32()),  # the text identifier's confidence, NaN unknown
     ]
 )
 TRANSCRIPT_CHECKS: tuple[str, ...] = ("no_speech_prob", "repeat_ratio", "compression_ratio", "chars_per_s")
+
+LANGUAGE_SCORE_TYPE = pa.struct([("language", pa.string()), ("prob", pa.float32())])
+
+ASR_FAILURE_TYPE = pa.struct(
+    [
+        ("system", pa.string()),  # the system that failed on this clip
+        ("error_type", pa.string()),  # exception class
+        ("reason", pa.string()),
+    ]
+)
+
+# ``language_check``: what the transcripts' text language says of the clip's (audio) language.
+LANGUAGE_AGREES, LANGUAGE_DIFFERS, LANGUAGE_UNVERIFIED = "agrees", "differs", "unverified"
+LANGUAGE_CHECKS: tuple[str, ...] = (LANGUAGE_AGREES, LANGUAGE_DIFFERS, LANGUAGE_UNVERIFIED)
 
 PAIR_TYPE = pa.struct(
     [
@@ -88,10 +111,17 @@ CLIP_SCHEMA = pa.schema(
         ("source_duration_s", pa.float64()),
         ("language", pa.string()),  # consensus language ("" if unknown)
         ("language_prob", pa.float32()),
+        ("language_scores", pa.list_(LANGUAGE_SCORE_TYPE)),  # audio LID's top languages, most probable first
+        ("language_check", pa.string()),  # LANGUAGE_CHECKS; "" when no text identifier ran
+        (
+            "source_language",
+            pa.string(),
+        ),  # the language of most of the source's speech (pipeline/source_language.py)
         ("transcripts", pa.list_(TRANSCRIPT_TYPE)),
         ("pairs", pa.list_(PAIR_TYPE)),
         ("agreement", pa.float32()),  # 1 - mean pairwise error (pipeline/agreement.py); NaN single-system
-        ("n_asr", pa.int16()),  # ASR systems that support the clip's language and transcribed it
+        ("n_asr", pa.int16()),  # ASR systems that took the clip (support its languages) and produced text
+        ("asr_failures", pa.list_(ASR_FAILURE_TYPE)),  # systems that took the clip and failed on it
         ("hallucinated", pa.bool_()),  # every system's transcript failed its sanity checks
         *FEATURE_FIELDS,
         *QUALITY_FIELDS,
@@ -119,6 +149,8 @@ SAMPLE_SCHEMA = pa.schema(
         *((f"eligible_{s}", pa.bool_()) for s in STAGES),
         ("language", pa.string()),
         ("language_prob", pa.float32()),
+        ("language_check", pa.string()),
+        ("source_language", pa.string()),
         ("duration_s", pa.float64()),
         ("n_frames", pa.int32()),
         ("agreement", pa.float32()),

@@ -13,6 +13,16 @@ that one capable system transcribed is *single-system*, not disagreeing; ``min_a
 decides which stages take it, and ``min_agreement`` applies to clips with two or more systems.
 A clip whose every transcript failed its sanity checks (``hallucinated``) is not eligible for
 any stage by default (``reject_hallucinated``).
+
+The language of a clip's transcripts, identified from their text, must not contradict the
+language identified from its audio (``language_check``, :mod:`accord.pipeline.text_lid`): a
+transcript decoded in the wrong language (Mandarin heard as Thai, Swedish as Thai with the text
+"M") is eligible nowhere by default (``reject_language_mismatch``), and the anneal stages take
+only clips whose text confirms the language (``require_language_agreement``), so a clip whose
+text is too short to tell is pretrain/midtrain material at most. A clip identified in another
+language than most of its source's speech (``source_language``) needs a language probability of
+``min_language_prob_off_source`` (0.95): a real code switch scored 0.988, while the confidently
+wrong clips of real recordings scored 0.54-0.92 and their transcripts read as the wrong language.
 """
 
 from __future__ import annotations
@@ -22,8 +32,14 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from accord.core.clip import float_or_nan
+from accord.core.clip import LANGUAGE_AGREES, LANGUAGE_DIFFERS, float_or_nan
 from accord.core.stages import STAGES
+
+BOOLEAN_THRESHOLDS: tuple[str, ...] = (
+    "reject_hallucinated",
+    "reject_language_mismatch",
+    "require_language_agreement",
+)
 
 
 @dataclass(frozen=True)
@@ -37,10 +53,13 @@ class StageThresholds:
     max_speaking_rate: float = math.inf
     min_language_prob: float = 0.0  # consensus language probability (NaN fails when > 0)
     languages: tuple[str, ...] = ()  # allow-list of ISO 639-1 codes; empty allows any
+    min_language_prob_off_source: float = 0.0  # language_prob a clip needs when not its source's language
     max_leading_silence_s: float = math.inf
     max_trailing_silence_s: float = math.inf
     min_asr_systems: float = 0.0  # systems that support the clip's language (``n_asr``)
     reject_hallucinated: bool = False  # drop clips whose every transcript failed its checks
+    reject_language_mismatch: bool = False  # drop clips whose text is in another language than the audio
+    require_language_agreement: bool = False  # keep only clips whose text confirms the audio's language
     min_dnsmos_ovrl: float = -math.inf  # DNSMOS P.835 overall (NaN: unscorable, fails when set)
     min_speaker_consistency: float = -math.inf  # lowest window-to-clip speaker cosine
     min_speaker_split_sim: float = -math.inf  # lowest before/after speaker cosine (a second voice)
@@ -56,9 +75,9 @@ class StageThresholds:
             langs = values["languages"]
             values["languages"] = tuple([langs] if isinstance(langs, str) else (langs or ()))
         for k, v in values.items():
-            if k == "reject_hallucinated":
+            if k in BOOLEAN_THRESHOLDS:
                 if not isinstance(v, bool):
-                    raise ValueError(f"reject_hallucinated must be true or false, not {v!r}")
+                    raise ValueError(f"{k} must be true or false, not {v!r}")
             elif k != "languages" and v is not None:
                 values[k] = float(v)
         return replace(base or cls(), **values)
@@ -71,16 +90,20 @@ class StageThresholds:
 
 DEFAULT_THRESHOLDS: dict[str, StageThresholds] = {
     "pretrain": StageThresholds(
+        min_language_prob_off_source=0.95,
         min_agreement=0.3,
         min_duration_s=0.5,
         max_duration_s=30.0,
         max_speaking_rate=40.0,
         min_asr_systems=1,
         reject_hallucinated=True,
+        reject_language_mismatch=True,
     ),
     "midtrain": StageThresholds(
+        min_language_prob_off_source=0.95,
         min_asr_systems=1,
         reject_hallucinated=True,
+        reject_language_mismatch=True,
         min_agreement=0.6,
         min_duration_s=1.0,
         max_duration_s=30.0,
@@ -90,6 +113,7 @@ DEFAULT_THRESHOLDS: dict[str, StageThresholds] = {
         max_speaking_rate=35.0,
     ),
     "anneal1": StageThresholds(
+        min_language_prob_off_source=0.95,
         min_agreement=0.8,
         min_duration_s=1.0,
         max_duration_s=30.0,
@@ -102,11 +126,14 @@ DEFAULT_THRESHOLDS: dict[str, StageThresholds] = {
         max_trailing_silence_s=1.0,
         min_asr_systems=2,
         reject_hallucinated=True,
+        reject_language_mismatch=True,
+        require_language_agreement=True,
         min_dnsmos_ovrl=3.0,
         min_speaker_consistency=0.8,
         min_speaker_split_sim=0.75,
     ),
     "anneal2": StageThresholds(
+        min_language_prob_off_source=0.95,
         min_agreement=0.9,
         min_duration_s=1.5,
         max_duration_s=30.0,
@@ -119,6 +146,8 @@ DEFAULT_THRESHOLDS: dict[str, StageThresholds] = {
         max_trailing_silence_s=0.6,
         min_asr_systems=2,
         reject_hallucinated=True,
+        reject_language_mismatch=True,
+        require_language_agreement=True,
         min_dnsmos_ovrl=3.0,
         min_speaker_consistency=0.8,
         min_speaker_split_sim=0.75,
@@ -185,6 +214,11 @@ def failures(row: Mapping[str, Any], t: StageThresholds) -> list[str]:
         out.append("min_asr_systems")
     if t.reject_hallucinated and row.get("hallucinated") is True:
         out.append("reject_hallucinated")
+    check = row.get("language_check")
+    if t.reject_language_mismatch and check == LANGUAGE_DIFFERS:
+        out.append("reject_language_mismatch")
+    if t.require_language_agreement and check != LANGUAGE_AGREES:
+        out.append("require_language_agreement")
     at_least("dnsmos_ovrl", t.min_dnsmos_ovrl, "min_dnsmos_ovrl")
     at_least("speaker_consistency", t.min_speaker_consistency, "min_speaker_consistency")
     at_least("speaker_split_sim", t.min_speaker_split_sim, "min_speaker_split_sim")
@@ -199,6 +233,10 @@ def failures(row: Mapping[str, Any], t: StageThresholds) -> list[str]:
     at_most("trailing_silence_s", t.max_trailing_silence_s, "max_trailing_silence_s")
     if t.languages and str(row.get("language") or "") not in t.languages:
         out.append("languages")
+    source = str(row.get("source_language") or "")
+    off_source = bool(source) and str(row.get("language") or "") != source
+    if off_source and t.min_language_prob_off_source > 0:
+        at_least("language_prob", t.min_language_prob_off_source, "min_language_prob_off_source")
     return out
 
 

@@ -34,6 +34,25 @@ LISTING_KINDS: tuple[str, ...] = (DANGLING_SYMLINK, NOT_A_FILE, UNSAFE_KEY)  # f
 # No local file has such a name: the malformed corpus cannot hold it, the S3-server test does.
 OBJECT_STORE_KINDS: tuple[str, ...] = (UNSAFE_KEY,)
 
+# Failures of the item's own data: the same input fails the same way every time, so a source whose
+# only errors are these is done. Any other error (a model that raised, every ASR system failing on
+# a clip, a worker that died) may pass next time: its source gets no completion marker and the
+# next run retries it, so no clip is lost to a transient or since-fixed failure.
+DATA_ERROR_KINDS: tuple[str, ...] = (
+    *ERROR_KINDS, "bad_item", "bad_audio", "non_finite_audio", "dropped", "not_found",
+)  # fmt: skip
+
+
+def retriable(row: dict[str, Any]) -> bool:
+    """Whether an error row's input may succeed on a re-run (see ``DATA_ERROR_KINDS``)."""
+    return row.get("error_type") not in DATA_ERROR_KINDS
+
+
+def no_speech_only(error_rows: list[dict[str, Any]]) -> bool:
+    """A source whose only errors say it holds no speech: not a failure, just not speech."""
+    return bool(error_rows) and all(e.get("error_type") == NO_SPEECH for e in error_rows)
+
+
 ERROR_SCHEMA = pa.schema(
     [
         ("input_uri", pa.string()),

@@ -68,7 +68,9 @@ class RunStats:
     """An ingest run's ``results`` block, accumulated on the driver as sources are committed."""
 
     sources_committed: int = 0
-    sources_failed: int = 0  # committed with no clip and at least one error
+    sources_failed: int = 0  # committed with no clip and at least one error, other than no speech
+    sources_no_speech: int = 0  # decoded fine, but VAD found no speech (noise, music): not failures
+    sources_to_retry: int = 0  # committed with errors a re-run may clear: left without a marker
     source_seconds: float = 0.0  # decoded/probed duration of committed sources
     clips: int = 0
     clip_seconds: float = 0.0
@@ -85,9 +87,15 @@ class RunStats:
     def add_source(
         self, summary: dict[str, Any], clip_rows: list[dict[str, Any]], error_rows: list[dict[str, Any]]
     ):
+        from accord.core.errors import no_speech_only, retriable
+
         self.sources_committed += 1
-        if not clip_rows and error_rows:
+        if not clip_rows and no_speech_only(error_rows):
+            self.sources_no_speech += 1
+        elif not clip_rows and error_rows:
             self.sources_failed += 1
+        if any(retriable(e) for e in error_rows):
+            self.sources_to_retry += 1
         dur = summary.get("source_duration_s")
         if isinstance(dur, (int, float)) and dur == dur:
             self.source_seconds += float(dur)
@@ -113,6 +121,8 @@ class RunStats:
         return {
             "sources_committed": self.sources_committed,
             "sources_failed": self.sources_failed,
+            "sources_no_speech": self.sources_no_speech,
+            "sources_to_retry": self.sources_to_retry,
             "clips": self.clips,
             "hours_in": self.source_seconds / 3600,
             "hours_clipped": self.clip_seconds / 3600,

@@ -36,6 +36,10 @@ SIGNAL_STEPS: dict[str, tuple[str, str, str | None]] = {
 }
 POST_STEPS: dict[str, tuple[str, str | None]] = {
     "agreement": (f"{_STEPS}.score:AgreementStep", None),
+    "text_language": (
+        f"{_STEPS}.text_language:TextLanguageStep",
+        "accord.pipeline.text_lid:TextLanguageIdConfig",
+    ),
     "features": (f"{_STEPS}.score:FeatureStep", "accord.pipeline.features:FeatureConfig"),
     "transcript_checks": (f"{_STEPS}.score:TranscriptCheckStep", None),  # reads the features' silences
     "eligibility": (f"{_STEPS}.score:EligibilityStep", None),

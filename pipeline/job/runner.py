@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from accord.core.errors import error_row
+from accord.core.eligibility import eligible, load_thresholds
+from accord.core.errors import error_row, retriable
 from accord.core.runs import RunStats, build_record, new_run_id, write_run_record
 from accord.jobs.driver import drive
 from accord.jobs.graph import iter_ray
@@ -26,6 +27,7 @@ from accord.pipeline.job.config import IngestConfig
 from accord.pipeline.job.plan import Plan, build_graph, build_plan
 from accord.pipeline.manifest.rows import clip_row
 from accord.pipeline.manifest.store import ManifestStore
+from accord.pipeline.source_language import with_source_language
 
 log = logging.getLogger("accord.ingest")
 
@@ -59,12 +61,20 @@ class ManifestSink:
     audio never leaves the workers) and commits them with its marker when the source completes."""
 
     def __init__(
-        self, ms: ManifestStore, sources: list[Source], run_id: str, stats: RunStats, on_commit: Any = None
+        self,
+        ms: ManifestStore,
+        sources: list[Source],
+        run_id: str,
+        stats: RunStats,
+        on_commit: Any = None,
+        thresholds: Any = None,
     ) -> None:
         self.ms, self.run_id, self.stats, self.on_commit = ms, run_id, stats, on_commit
+        self.thresholds = load_thresholds(thresholds)
         self.sources = {s.key: s for s in sources}
         self.items: dict[str, list[dict[str, Any]]] = {}
         self.errors: dict[str, list[dict[str, Any]]] = {}
+        self.retry: list[Source] = []  # committed with retriable errors: no marker
 
     def item(self, key: str, item: dict[str, Any]) -> None:
         self.items.setdefault(key, []).append(item)
@@ -75,14 +85,23 @@ class ManifestSink:
     def complete(self, key: str, summary: dict[str, Any]) -> None:
         source = self.sources[key]
         items, errors = self.items.pop(key, []), self.errors.pop(key, [])
-        clip_rows = [clip_row(it, self.run_id) for it in items]
+        # what needs the whole source: its language (clips streamed in several blocks all count),
+        # then the stage gates that read it, under the run's thresholds
+        clip_rows = [clip_row(it, self.run_id) for it in with_source_language(items)]
+        for row in clip_rows:
+            row.update({f"eligible_{s}": ok for s, ok in eligible(row, self.thresholds).items()})
         error_rows = [
             error_row(e["input_uri"] or source.uri, e["step"], e["error_type"], e["reason"], self.run_id,
                       e.get("clip_id"))
             for e in errors
         ]  # fmt: skip
         extra = {"source_duration_s": summary.get("source_duration_s")}
-        self.ms.commit(source, clip_rows, error_rows, self.run_id, extra=extra)
+        # Errors a re-run may clear (a model that failed on a clip): the parts are committed, so
+        # the clips that did succeed are readable now, but no marker, so the next run retries.
+        retry = any(retriable(e) for e in error_rows)
+        self.ms.commit(source, clip_rows, error_rows, self.run_id, extra=extra, mark_done=not retry)
+        if retry:
+            self.retry.append(source)
         self.stats.add_source(summary, clip_rows, error_rows)
         for it in items:
             self.stats.add_item_timings(it.get(TIMINGS) or {})
@@ -110,12 +129,12 @@ def run_sources(
     on_commit: Any = None,
 ) -> list[Source]:
     """Run the graph over ``sources`` on the connected Ray and commit each as it completes;
-    returns the incomplete sources."""
-    sink = ManifestSink(ms, sources, run_id, stats, on_commit)
+    returns the sources a re-run must redo (incomplete, or committed with retriable errors)."""
+    sink = ManifestSink(ms, sources, run_id, stats, on_commit, cfg.eligibility)
     rows = iter_ray([source_unit(s) for s in sources], build_graph(plan, cfg))
     result = drive(rows, [s.key for s in sources], sink)
     stats.result_blocks += result.blocks
-    missing = set(result.incomplete)
+    missing = set(result.incomplete) | {s.key for s in sink.retry}
     return [s for s in sources if s.key in missing]
 
 

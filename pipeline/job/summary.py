@@ -24,6 +24,11 @@ def run_table(record: dict[str, Any]) -> list[Table]:
         f"{counts['sources_listed']} listed, {counts['sources_skipped_done']} already done, "
         f"{res['sources_committed']} committed, {counts['sources_incomplete']} incomplete",
     )
+    head.add_row(
+        "outcomes",
+        f"{res.get('sources_no_speech', 0)} without speech, {res['sources_failed']} failed, "
+        f"{res.get('sources_to_retry', 0)} with clips to retry",
+    )
     head.add_row("hours in", _fmt_h(res["hours_in"]))
     head.add_row("clips", f"{res['clips']} ({_fmt_h(res['hours_clipped'])} h)")
     head.add_row("wall time", f"{record['timings_s'].get('total', 0):.1f} s")

@@ -20,7 +20,7 @@ import json
 import time
 from typing import Any
 
-from accord.core.errors import error_table
+from accord.core.errors import error_table, retriable
 from accord.core.runs import RUNS_DIR
 from accord.core.storage import Store
 from accord.pipeline.io.listing import Source
@@ -62,11 +62,22 @@ class ManifestStore:
         return self._load_done().get(source.key) == _fp_hash(source.fingerprint)
 
     def pending(self, sources: list[Source]) -> tuple[list[Source], list[Source]]:
-        """``(to do, already done)`` in the given order."""
+        """``(to do, already done)`` in the given order. A source is done when its marker matches
+        its fingerprint and its error part holds no error a re-run may clear: outputs written
+        before such sources were left unmarked (a clip lost to a model failure, marked done)
+        are retried too."""
+        with_errors = set(self.store.list(ERRORS_DIR, ".parquet"))
         todo, done = [], []
         for s in sources:
-            (done if self.is_done(s) else todo).append(s)
+            ok = self.is_done(s) and not (
+                f"{ERRORS_DIR}/{part_name(s.key)}" in with_errors and self._retriable_errors(s)
+            )
+            (done if ok else todo).append(s)
         return todo, done
+
+    def _retriable_errors(self, source: Source) -> bool:
+        table = self.store.read_parquet(f"{ERRORS_DIR}/{part_name(source.key)}")
+        return any(retriable(e) for e in table.select(["error_type"]).to_pylist())
 
     # -- commit -------------------------------------------------------------------------
     def commit(

@@ -2,7 +2,8 @@
 
 Order: DecodeStep -> VadStep (source -> clips with ``audio_16k``) -> LanguageIdStep (per-clip
 language, which routes ASR) -> AsrStep per system (batched, model) -> DnsmosStep ->
-SpeakerConsistencyStep -> AgreementStep -> FeatureStep -> TranscriptCheckStep -> EligibilityStep
+SpeakerConsistencyStep -> AgreementStep -> TextLanguageStep -> FeatureStep -> TranscriptCheckStep
+-> EligibilityStep
 -> :func:`to_row` (the manifest row). The model steps run in actor pools; the rest are light.
 """
 
@@ -14,6 +15,7 @@ from accord.pipeline.steps.lid import LanguageIdStep
 from accord.pipeline.steps.row import to_row
 from accord.pipeline.steps.score import AgreementStep, EligibilityStep, FeatureStep, TranscriptCheckStep
 from accord.pipeline.steps.speaker_consistency import SpeakerConsistencyStep
+from accord.pipeline.steps.text_language import TextLanguageStep
 from accord.pipeline.steps.vad import VadStep
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "LanguageIdStep",
     "SpeakerConsistencyStep",
     "Step",
+    "TextLanguageStep",
     "TranscriptCheckStep",
     "VadStep",
     "to_row",

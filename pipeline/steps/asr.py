@@ -1,17 +1,25 @@
-"""AsrStep: fill ``transcripts`` of clip items with every configured ASR system that supports
-the clip's language.
+"""AsrStep: fill ``transcripts`` of clip items with every configured ASR system that can
+transcribe the clip's language; a system that fails on a clip is recorded, never loses it.
 
-Routing: a clip in language L goes to the systems whose languages include L (a backend's
-declared :attr:`~accord.pipeline.asr.base.AsrBackend.languages`, or the run config's
-``asr_languages`` for that system). The clip's language is the one identified per clip
-upstream (``language``, the LID step) when its probability reaches ``route_min_prob``, else
-the one the systems that already transcribed it agree on; a clip still without one takes the
-language most of its source's clips in the batch were identified in (sources are mostly one
-language, and a short clip says less than its neighbours), else it is unknown and goes to every
-system (Whisper then detects it itself). The floor matters: espeak's German scored "la" (Latin)
-at 0.33-0.48 in the sample bucket, and Whisper told to decode Latin looped ("esindindind...").
-Agreement is then computed among the capable systems only, and ``n_asr`` counts them
-(:mod:`accord.pipeline.agreement`).
+Routing is on the language *distribution* of the clip (``language_scores``, from the LID step),
+not on its top language alone: the clip's *plausible* languages are its top language and every
+other one at ``plausible_min_prob`` or more, and a system takes the clip only when it supports
+all of them (a backend's declared :attr:`~accord.pipeline.asr.base.AsrBackend.languages`, or the
+run config's ``asr_languages``). So an English-only system never scores a clip that is plausibly
+not English, even when English came out on top: before this, a French clip identified at 0.36
+went to English-only Moonshine too, got ``n_asr`` 2 and agreement 0.1, and was dropped from
+every stage. Agreement is then computed among the systems that took the clip, and ``n_asr``
+counts those that produced text (:mod:`accord.pipeline.agreement`).
+
+Systems are told the clip's top language. A clip with no identified language (too short to
+score, or no LID step) takes the language most clips of its source in the batch were identified
+in, else the one earlier systems' transcripts agree on, else it is unknown and goes to every
+system (Whisper then detects it itself).
+
+Failures: a system that raises on a batch is retried clip by clip, and a clip it still fails on
+gets an ``asr_failures`` entry (system, error type, reason) while the other systems' text
+stands. A clip that every system failed on becomes an error row in the agreement step, and the
+ingest leaves its source without a completion marker, so the next run retries it.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from accord.core.clip import float_or_nan
-from accord.jobs.step import Item, ItemError, Step
+from accord.jobs.step import Item, Step
 from accord.pipeline.agreement import consensus_language
 from accord.pipeline.asr.base import AsrBackend, create_backend, supports
 
@@ -51,18 +59,30 @@ class System:
     languages: frozenset[str] | None
 
 
-ROUTE_MIN_PROB = 0.5
+PLAUSIBLE_MIN_PROB = 0.1
 
 
-def clip_language(item: Item, min_prob: float = ROUTE_MIN_PROB) -> str:
-    """The language a clip is routed on: identified per clip with at least ``min_prob``, else
-    the transcripts' consensus, else "" (unknown: every system)."""
-    if item.get("language"):
-        prob = item.get("language_prob")
-        if prob is None or not prob < min_prob:  # an identifier without a probability is trusted
-            return str(item["language"])
-        return ""
-    return consensus_language(list(item.get("transcripts") or []))[0]
+@dataclass(frozen=True)
+class Route:
+    """Where a clip goes: the language systems are told ("" unknown: they detect it) and the
+    languages it may be in (empty: nothing known, every system may take it)."""
+
+    language: str
+    plausible: frozenset[str]
+
+
+def clip_route(item: Item, plausible_min_prob: float = PLAUSIBLE_MIN_PROB) -> Route:
+    """A clip's route from its identified language and scores (the LID step), else from the
+    transcripts earlier systems produced (their consensus), else unknown."""
+    language = str(item.get("language") or "")
+    if not language:
+        language = consensus_language(list(item.get("transcripts") or []))[0]
+    plausible = {
+        str(s["language"])
+        for s in item.get("language_scores") or []
+        if s.get("language") and float_or_nan(s.get("prob")) >= plausible_min_prob
+    }
+    return Route(language, frozenset(plausible | ({language} if language else set())))
 
 
 def source_language(sources: list[Any], languages: list[str], source: Any) -> str:
@@ -71,9 +91,19 @@ def source_language(sources: list[Any], languages: list[str], source: Any) -> st
     return counts.most_common(1)[0][0] if counts else ""
 
 
+def capable(languages: frozenset[str] | None, route: Route) -> bool:
+    """Whether a system restricted to ``languages`` (None: any) may transcribe a clip on ``route``:
+    it supports every plausible language; with none known, every system may."""
+    return languages is None or all(supports(languages, lang) for lang in route.plausible)
+
+
+def failure(system: str, exc: BaseException) -> dict[str, str]:
+    """An ``asr_failures`` entry: which system failed on the clip and why."""
+    return {"system": system, "error_type": type(exc).__name__, "reason": str(exc)[:500]}
+
+
 class AsrStep(Step):
-    """Runs each system over the clips of the batch in its languages; a system that fails marks
-    the batch's clips as errors.
+    """Runs each system over the clips of the batch it is capable of (see the module doc).
 
     ``backends`` may be :class:`AsrSpec`/dicts (created lazily in :meth:`setup`, i.e. inside
     the actor) or ready :class:`AsrBackend` instances.
@@ -84,13 +114,13 @@ class AsrStep(Step):
     def __init__(
         self,
         backends: list[AsrSpec | dict | AsrBackend] | None = None,
-        route_min_prob: float = ROUTE_MIN_PROB,
+        plausible_min_prob: float = PLAUSIBLE_MIN_PROB,
     ) -> None:
         specs = list(backends) if backends is not None else list(DEFAULT_SYSTEMS)
         if not specs:
             raise ValueError("AsrStep needs at least one ASR backend")
         self._specs = [AsrSpec(**s) if isinstance(s, dict) else s for s in specs]
-        self.route_min_prob = route_min_prob
+        self.plausible_min_prob = plausible_min_prob
         self.systems: list[System] = []
 
     def setup(self) -> None:
@@ -109,33 +139,66 @@ class AsrStep(Step):
     def process(self, item: Item) -> list[Item]:
         return self.process_batch([item])
 
+    def routes(self, items: list[Item]) -> list[Route]:
+        """Each clip's route; a clip without a language takes its source's (see the module doc)."""
+        sources = [it.get("source_uri", i) for i, it in enumerate(items)]
+        routes = [clip_route(it, self.plausible_min_prob) for it in items]
+        languages = [r.language for r in routes]
+        out = []
+        for src, r in zip(sources, routes, strict=True):
+            if not r.language and (lang := source_language(sources, languages, src)):
+                r = Route(lang, frozenset({lang}))
+            out.append(r)
+        return out
+
+    def transcribe(
+        self, system: System, audios: list[Any], groups: list[Any], languages: list[str]
+    ) -> list[Any]:
+        """One result per clip: its transcript, or the exception it failed with. The batch is
+        tried whole first, then (if it raises) clip by clip, so one bad clip fails alone."""
+        b = system.backend
+        try:
+            results = b.transcribe_batch(audios, groups=groups, languages=languages)
+            if len(results) == len(audios):
+                return list(results)
+        except Exception:
+            if len(audios) == 1:
+                raise
+        out: list[Any] = []
+        for a, g, lang in zip(audios, groups, languages, strict=True):
+            try:
+                out.append(b.transcribe_batch([a], groups=[g], languages=[lang])[0])
+            except Exception as e:  # this clip alone
+                out.append(e)
+        return out
+
     def process_batch(self, items: list[Item]) -> list[Item]:
         self.setup()
         sources = [it.get("source_uri", i) for i, it in enumerate(items)]
-        languages = [clip_language(it, self.route_min_prob) for it in items]
-        languages = [
-            lang or source_language(sources, languages, src)
-            for src, lang in zip(sources, languages, strict=True)
-        ]
-        new_transcripts: list[list[dict]] = [[] for _ in items]
+        routes = self.routes(items)
+        added: list[list[dict]] = [[] for _ in items]
+        failed: list[list[dict]] = [[] for _ in items]
         for system in self.systems:
-            idx = [i for i, lang in enumerate(languages) if supports(system.languages, lang)]
+            idx = [i for i, r in enumerate(routes) if capable(system.languages, r)]
             if not idx:
                 continue
-            b = system.backend
             try:
-                results = b.transcribe_batch(
+                results = self.transcribe(
+                    system,
                     [items[i]["audio_16k"] for i in idx],
-                    groups=[sources[i] for i in idx],
-                    languages=[languages[i] for i in idx],
+                    [sources[i] for i in idx],
+                    [routes[i].language for i in idx],
                 )
-            except Exception as e:  # one system failing must not lose the batch silently
-                raise ItemError(f"asr:{system.name}", type(e).__name__, str(e)[:500]) from e
+            except Exception as e:  # a lone clip's failure
+                results = [e]
             for i, r in zip(idx, results, strict=True):
-                new_transcripts[i].append(
+                if isinstance(r, BaseException):
+                    failed[i].append(failure(system.name, r))
+                    continue
+                added[i].append(
                     {
                         "system": system.name,
-                        "model": b.model_ref,
+                        "model": system.backend.model_ref,
                         "text": r.text,
                         "normalized": "",
                         "language": r.language or "",
@@ -145,8 +208,9 @@ class AsrStep(Step):
                     }
                 )
         out = []
-        for it, added in zip(items, new_transcripts, strict=True):
-            new = dict(it)
-            new["transcripts"] = list(it.get("transcripts") or []) + added
-            out.append(new)
+        for it, new_t, new_f in zip(items, added, failed, strict=True):
+            item = dict(it)
+            item["transcripts"] = list(it.get("transcripts") or []) + new_t
+            item["asr_failures"] = list(it.get("asr_failures") or []) + new_f
+            out.append(item)
         return out

@@ -8,21 +8,31 @@ from typing import Any
 
 from accord.core.clip import float_or_nan
 from accord.core.eligibility import StageThresholds, eligible, load_thresholds
-from accord.jobs.step import Item, Step
+from accord.jobs.step import Item, ItemError, Step
 from accord.pipeline import audio_io, features
 from accord.pipeline.agreement import consensus_language, score
 from accord.pipeline.features import FeatureConfig
 from accord.pipeline.transcript_checks import CheckConfig, all_flagged, check
 
+ALL_SYSTEMS_FAILED = "all_systems_failed"
+
 
 class AgreementStep(Step):
     """Normalised transcripts, pairwise WER/CER, ``agreement`` and ``n_asr`` among the systems
-    that transcribed the clip (those that support its language). The clip's language is the
-    one identified per clip (the LID step) when there is one, else the systems' consensus."""
+    that transcribed the clip (those that support its languages). The clip's language is the
+    one identified per clip (the LID step) when there is one, else the systems' consensus.
+
+    A clip that every system that took it failed on (``asr_failures`` and no transcript) is an
+    error of this item (``asr``/``all_systems_failed``, every failure in the reason): the ingest
+    then leaves its source without a completion marker, and the next run retries it."""
 
     name = "agreement"
 
     def process(self, item: Item) -> list[Item]:
+        failed = list(item.get("asr_failures") or [])
+        if failed and not item.get("transcripts"):
+            reason = "; ".join(f"{f['system']}: {f['error_type']}: {f['reason']}" for f in failed)
+            raise ItemError("asr", ALL_SYSTEMS_FAILED, reason)
         out = dict(item)
         transcripts = [dict(t) for t in item.get("transcripts") or []]
         if item.get("language"):

@@ -11,7 +11,7 @@ from accord.core import errors
 from accord.jobs.step import Item, ItemError, Step
 from accord.pipeline import audio_io
 from accord.pipeline.steps.decode import source_uri
-from accord.pipeline.vad import FRAME, RATE, SileroVad, VadConfig, clip_id, load_vad, segment
+from accord.pipeline.vad import FRAME, RATE, FrameLevels, SileroVad, VadConfig, clip_id, load_vad, segment
 
 # Keys of a source item copied onto each clip.
 _SOURCE_KEYS = ("source_sample_rate", "source_channels", "source_container", "source_codec")
@@ -35,27 +35,31 @@ class VadStep(Step):
         if self._vad is None:
             self._vad = load_vad(self.config)
 
-    def _scan(self, uri: str) -> tuple[np.ndarray, float, np.ndarray | None]:
-        """Frame probabilities, decoded duration, and the audio when short enough to keep."""
+    def _scan(self, uri: str) -> tuple[np.ndarray, np.ndarray, float, np.ndarray | None]:
+        """Frame probabilities and levels, decoded duration, and the audio when short enough to keep."""
         self.setup()
         assert self._vad is not None
         self._vad.reset()
+        levels = FrameLevels()
         probs: list[np.ndarray] = []
+        dbs: list[np.ndarray] = []
         kept: list[np.ndarray] | None = []
         n = 0
         try:
             for w in audio_io.iter_windows(uri, self.config.window_s, RATE):
                 probs.append(self._vad(w.audio))
+                dbs.append(levels(w.audio))
                 n += len(w.audio)
                 if kept is not None:
                     kept.append(w.audio)
                     if n > self.config.max_in_memory_s * RATE:
                         kept = None  # long source: cut clips in a second decoding pass
             probs.append(self._vad(np.zeros(0, np.float32), last=True))
+            dbs.append(levels(np.zeros(0, np.float32), last=True))
         except audio_io.AudioError as e:
             raise ItemError("decode", e.error_type, e.reason) from None
         audio = np.concatenate(kept) if kept else None
-        return np.concatenate(probs), n / RATE, audio
+        return np.concatenate(probs), np.concatenate(dbs), n / RATE, audio
 
     def process(self, item: Item) -> list[Item]:
         return list(self.iter_process(item))
@@ -64,8 +68,8 @@ class VadStep(Step):
         """Scan the source (frame probabilities only), then yield its clips one at a time:
         a long source's clips are cut in a second decoding pass and never held together."""
         uri = source_uri(item)
-        probs, duration_s, audio = self._scan(uri)
-        segs = segment(probs, duration_s, self.config)
+        probs, levels_db, duration_s, audio = self._scan(uri)
+        segs = segment(probs, duration_s, self.config, levels_db)
         if not segs:
             raise ItemError(
                 self.name, errors.NO_SPEECH, f"no speech clip of >= {self.config.min_clip_s} s found"

@@ -31,6 +31,7 @@ CLEAN = {
     "dnsmos_ovrl": 3.4,
     "speaker_consistency": 0.9,
     "speaker_split_sim": 0.85,
+    "language_check": "agrees",
 }
 
 
@@ -58,6 +59,9 @@ def test_clean_speech_is_eligible_everywhere():
         ({"dnsmos_ovrl": math.nan}, "midtrain"),  # unscorable fails where DNSMOS is required
         ({"speaker_consistency": 0.7}, "midtrain"),
         ({"speaker_split_sim": 0.6}, "midtrain"),  # a second voice
+        ({"language_check": "differs"}, None),  # the text is in another language than the audio
+        ({"language_check": "unverified"}, "midtrain"),  # too little text to confirm the language
+        ({"language_check": ""}, "midtrain"),  # no text identifier ran: not confirmed
     ],
 )
 def test_stricter_stages_reject_more(change, last_ok):

@@ -181,12 +181,25 @@ def test_commit_resume_and_changed_sources(tmp_path: Path) -> None:
     assert ms2.clean_temp() == 1
 
 
+def test_a_source_with_a_failure_a_rerun_may_clear_is_not_done(tmp_path: Path) -> None:
+    """A clip lost to a model failure (an error that is not about the input's own data) keeps its
+    source pending, even under a completion marker an older accord wrote: the next run retries."""
+    out = str(tmp_path / "out")
+    ms = ManifestStore(out)
+    a, b = Source.make("/r/a.wav", 10, "10;mtime=1"), Source.make("/r/b.wav", 10, "10;mtime=1")
+    failed = {**_err(a.uri), "step": "asr", "error_type": "all_systems_failed", "clip_id": "c"}
+    ms.commit(a, [_clip(a.uri, 0)], [failed], "run1")  # as accord <= 0.1 did: marked done
+    ms.commit(b, [_clip(b.uri, 0)], [_err(b.uri)], "run1")  # a data error: final
+    todo, done = ManifestStore(out).pending([a, b])
+    assert todo == [a] and done == [b]
+
+
 def _err(uri: str) -> dict:
     return {
         "input_uri": uri,
         "clip_id": None,
         "step": "vad",
-        "error_type": "x",
+        "error_type": "decode_error",
         "reason": "r",
         "run_id": "run1",
     }
@@ -255,7 +268,7 @@ def test_plan_pools_and_step_configs() -> None:
     assert plan.signals["dnsmos"].kwargs == {"max_windows": 1, "threads": 1}
     assert plan.signals["lid"].build().config.cpu_threads == 1
     assert [s.target.rpartition(":")[2] for s in plan.post] == [
-        "AgreementStep", "FeatureStep", "TranscriptCheckStep", "EligibilityStep"
+        "AgreementStep", "TextLanguageStep", "FeatureStep", "TranscriptCheckStep", "EligibilityStep"
     ]  # fmt: skip
     assert list(build_plan(IngestConfig(signals=("dnsmos",))).signals) == ["dnsmos"]
     assert IngestConfig.from_dict({"signals": "lid,dnsmos"}).signals == ("lid", "dnsmos")
@@ -392,25 +405,32 @@ def test_stats_count_what_each_gate_removes() -> None:
 
     good = {"snr_db": 40.0, "bandwidth_hz": 8000.0, "language_prob": 0.99, "duration_s": 4.0, "end_s": 4.0,
             "dnsmos_ovrl": 3.4, "speaker_consistency": 0.9, "speaker_split_sim": 0.9, "speaking_rate": 15.0,
-            "leading_silence_s": 0.1, "trailing_silence_s": 0.1}  # fmt: skip
+            "leading_silence_s": 0.1, "trailing_silence_s": 0.1, "language_check": "agrees"}  # fmt: skip
     rows = [
         _clip("/r/a.wav", 0, **good),
         _clip("/r/a.wav", 1, **{**good, "dnsmos_ovrl": 2.0}),
         _clip("/r/a.wav", 2, **{**good, "dnsmos_ovrl": 2.0, "speaker_split_sim": 0.5}),
         _clip("/r/a.wav", 3, **{**good, "n_asr": 1, "agreement": math.nan}),
         _clip("/r/a.wav", 4, **{**good, "hallucinated": True}),
+        _clip("/r/a.wav", 5, **{**good, "language_check": "differs"}),
+        _clip("/r/a.wav", 6, **{**good, "language_check": "unverified"}),
     ]
     gates = gate_counts(clip_table(rows), stages=("pretrain", "anneal1"))
-    assert gates["pretrain"] == {"reject_hallucinated": {"failed": 1, "only": 1}}
+    assert gates["pretrain"] == {
+        "reject_hallucinated": {"failed": 1, "only": 1},
+        "reject_language_mismatch": {"failed": 1, "only": 1},
+    }
     assert gates["anneal1"] == {
         "min_dnsmos_ovrl": {"failed": 2, "only": 1},
+        "require_language_agreement": {"failed": 2, "only": 1},
         "min_asr_systems": {"failed": 1, "only": 1},
         "min_speaker_split_sim": {"failed": 1, "only": 0},
         "reject_hallucinated": {"failed": 1, "only": 1},
+        "reject_language_mismatch": {"failed": 1, "only": 0},
     }
     from accord.pipeline.manifest.stats import agreement_histogram
 
-    assert sum(agreement_histogram(clip_table(rows))["*"]) == 4  # the single-system clip has none
+    assert sum(agreement_histogram(clip_table(rows))["*"]) == 6  # the single-system clip has none
     signals = signal_summary(clip_table(rows))
-    assert signals["n_asr"] == {"1": 1, "2": 4} and signals["hallucinated"] == {"clips": 1}
-    assert signals["dnsmos_ovrl"]["measured"] == 5 and sum(signals["dnsmos_ovrl"]["counts"]) == 5
+    assert signals["n_asr"] == {"1": 1, "2": 6} and signals["hallucinated"] == {"clips": 1}
+    assert signals["dnsmos_ovrl"]["measured"] == 7 and sum(signals["dnsmos_ovrl"]["counts"]) == 7

@@ -83,3 +83,70 @@ def test_configured_languages_route_clips_without_models() -> None:
     systems = [[t["system"] for t in it["transcripts"]] for it in out]
     assert systems == [["any", "nemo-de"], ["any"], ["any", "nemo-de"]]
     assert out[0]["transcripts"][1]["text"] == "heard de"  # told the language, not guessing it
+
+
+def _scores(**probs: float) -> list[dict]:
+    return [{"language": k, "prob": v} for k, v in sorted(probs.items(), key=lambda kv: -kv[1])]
+
+
+def test_a_clip_plausibly_not_english_never_reaches_an_english_only_system() -> None:
+    """Routing reads the language distribution, not only its top: English on top at 0.55 with
+    French at 0.3 is plausibly French, so English-only systems leave it to the others."""
+    step = AsrStep([AsrSpec("faster-whisper", "whisper:base")])
+    step.systems = [System("any", _Echo("a"), None), System("en-only", _Echo("e"), frozenset({"en"}))]
+    audio = np.zeros(RATE, np.float32)
+    items = [
+        {"audio_16k": audio, "language": "en", "language_scores": _scores(en=0.97, de=0.01)},
+        {"audio_16k": audio, "language": "en", "language_scores": _scores(en=0.55, fr=0.3)},
+        {"audio_16k": audio, "language": "fr", "language_scores": _scores(fr=0.36, en=0.3)},
+    ]
+    out = step.process_batch(items)
+    assert [[t["system"] for t in it["transcripts"]] for it in out] == [["any", "en-only"], ["any"], ["any"]]
+    assert [it["transcripts"][0]["text"] for it in out] == ["heard en", "heard en", "heard fr"]
+
+
+class _FailsOn(AsrBackend):
+    """A system that raises on clips longer than ``limit`` samples (as Moonshine's ONNX decoder
+    once did on clips of 9.4 s and more) and transcribes the rest."""
+
+    name = "fails-on-long"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__("x")
+        self.limit = limit
+
+    def load(self) -> None:
+        pass
+
+    def transcribe_batch(self, audios, groups=None, languages=None) -> list[Transcript]:
+        if any(len(a) > self.limit for a in audios):
+            raise RuntimeError("broadcast 2 by 589")
+        return [Transcript(text="short clip") for _ in audios]
+
+
+def test_a_system_failing_on_a_clip_is_recorded_and_the_clip_stays() -> None:
+    step = AsrStep([AsrSpec("faster-whisper", "whisper:base")])
+    step.systems = [System("any", _Echo("a"), None), System("flaky", _FailsOn(RATE), None)]
+    items = [{"audio_16k": np.zeros(n, np.float32), "language": "en"} for n in (RATE // 2, 10 * RATE)]
+    short, long = step.process_batch(items)  # the batch fails for "flaky": retried clip by clip
+    assert [t["system"] for t in short["transcripts"]] == ["any", "flaky"] and short["asr_failures"] == []
+    assert [t["system"] for t in long["transcripts"]] == ["any"]
+    assert long["asr_failures"] == [
+        {"system": "flaky", "error_type": "RuntimeError", "reason": "broadcast 2 by 589"}
+    ]
+    scored = AgreementStep().process(long)[0]
+    assert scored["n_asr"] == 1 and math.isnan(scored["agreement"])  # the systems that produced text
+
+
+def test_a_clip_every_system_failed_on_is_an_error_to_retry() -> None:
+    from accord.core.errors import error_from_exception, retriable
+    from accord.jobs.step import ItemError
+
+    step = AsrStep([AsrSpec("faster-whisper", "whisper:base")])
+    step.systems = [System("flaky", _FailsOn(RATE), None)]
+    (item,) = step.process_batch([{"audio_16k": np.zeros(10 * RATE, np.float32), "language": "en"}])
+    assert item["transcripts"] == [] and len(item["asr_failures"]) == 1
+    with pytest.raises(ItemError) as e:
+        AgreementStep().process(item)
+    assert e.value.error_type == "all_systems_failed" and "flaky: RuntimeError" in e.value.reason
+    assert retriable(error_from_exception("s3://b/a.wav", "agreement", e.value))

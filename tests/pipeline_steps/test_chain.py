@@ -80,21 +80,23 @@ def test_rows_match_the_clip_schema_exactly(rows):
 
 
 def test_each_clip_goes_to_the_systems_of_its_language(rows):
-    """A clip identified as English (LID probability >= 0.5) goes to both systems, one identified
-    as another language to Whisper alone (Moonshine tiny-en is English only): single-system,
-    agreement NaN. An unsure clip follows its source's language."""
-    from accord.pipeline.steps.asr import ROUTE_MIN_PROB
+    """A clip whose plausible languages (the LID's top one and any at 0.1 or more) are all English
+    goes to both systems, any other to Whisper alone (Moonshine tiny-en is English only):
+    single-system, agreement NaN."""
+    from accord.pipeline.steps.asr import PLAUSIBLE_MIN_PROB
 
     seen = set()
     for r in rows:
         systems = [t["system"] for t in r["transcripts"]]
         assert systems[0] == "faster-whisper" and r["n_asr"] == len(systems)
-        sure = r["language_prob"] >= ROUTE_MIN_PROB
-        if sure and r["language"] == "en":
+        plausible = {r["language"]} | {
+            s["language"] for s in r["language_scores"] if s["prob"] >= PLAUSIBLE_MIN_PROB
+        }
+        if plausible == {"en"}:
             assert systems == ["faster-whisper", "moonshine"] and len(r["pairs"]) == 1
             assert 0.0 <= r["agreement"] <= 1.0
             seen.add("en")
-        elif sure:
+        else:
             assert systems == ["faster-whisper"] and r["pairs"] == [] and math.isnan(r["agreement"])
             seen.add("other")
     assert seen == {"en", "other"}

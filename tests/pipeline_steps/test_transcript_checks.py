@@ -38,6 +38,10 @@ def test_check_flags_each_rule_and_never_an_empty_transcript() -> None:
     # Whisper's own rule: no speech and a low log-probability together
     assert check("thanks", "en", 2.0, no_speech_prob=0.9, avg_logprob=-1.5)["flags"] == ["no_speech_prob"]
     assert check("thanks", "en", 2.0, no_speech_prob=0.9, avg_logprob=-0.2)["flags"] == []
+    # far too little text for the speech: a decoder that dropped most of it ("M" for 4 s)
+    assert check("M", "sv", speech_s=4.0)["flags"] == ["too_little_text"]
+    assert check("Yes.", "en", speech_s=1.5)["flags"] == []  # a short clip may hold one word
+    assert check("对，这就是我。", "zh", speech_s=2.5)["flags"] == []
     assert check("thanks", "en", 2.0)["flags"] == []  # NaN: a system without it never flags
     assert check("", "en", 0.0)["flags"] == [] and check(
         LOOP, "en", 10.0, cfg=CheckConfig(max_repeat_ratio=0.95)

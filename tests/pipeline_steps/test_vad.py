@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from accord.pipeline.vad import FRAME_S, VadConfig, clip_id, segment, speech_runs
+from accord.pipeline.vad import FRAME, FRAME_S, FrameLevels, VadConfig, clip_id, segment, speech_runs
 
 
 def _probs(
@@ -18,6 +18,47 @@ def _probs(
     for a, b in spans:
         p[int(a / FRAME_S) : int(b / FRAME_S)] = 0.95
     return p
+
+
+def _levels(spans: list[tuple[float, float]], total_s: float) -> np.ndarray:
+    """Frame levels: -60 dB of background, -20 dB inside ``spans`` (where the sound is)."""
+    db = np.full(int(total_s / FRAME_S), -60.0, np.float32)
+    for a, b in spans:
+        db[int(a / FRAME_S) : int(b / FRAME_S)] = -20.0
+    return db
+
+
+def test_edges_snap_back_to_where_the_sound_starts_and_ends():
+    """silero fires 0.6 s into a soft onset (narrowband speech): the padded start would be inside
+    the sound, so it moves back to the first quiet frame; the end likewise moves past the tail."""
+    cfg = VadConfig(pad_s=0.2)
+    p = _probs([(2.0, 5.0)], 10.0)
+    sound = [(1.4, 5.5)]
+    (raw,) = segment(p, 10.0, cfg)
+    assert raw.start_s == pytest.approx(1.8, abs=0.05) and raw.end_s == pytest.approx(5.2, abs=0.05)
+    (snapped,) = segment(p, 10.0, cfg, _levels(sound, 10.0))
+    assert snapped.start_s <= 1.4 and snapped.start_s >= 1.4 - 2 * FRAME_S
+    assert snapped.end_s >= 5.5 and snapped.end_s <= 5.5 + 2 * FRAME_S
+
+
+def test_snapping_is_bounded_and_never_reaches_into_the_previous_clip():
+    cfg = VadConfig(pad_s=0.2, max_extend_s=0.5)
+    # no quiet frame within reach: the edge moves at most max_extend_s, to the quietest frame
+    (far,) = segment(_probs([(3.0, 5.0)], 10.0), 10.0, cfg, _levels([(0.0, 5.0)], 10.0))
+    assert far.start_s >= 3.0 - 0.2 - 0.5 - 1e-6
+    # two clips 0.6 s apart with sound in the gap: the second start stops at the first's end
+    p = _probs([(1.0, 3.0), (3.6, 6.0)], 8.0)
+    a, b = segment(p, 8.0, VadConfig(merge_gap_s=0.1, pad_s=0.2), _levels([(1.0, 6.0)], 8.0))
+    assert a.end_s <= b.start_s
+
+
+def test_frame_levels_stream_like_the_whole():
+    x = np.random.default_rng(0).standard_normal(5 * FRAME + 100).astype(np.float32)
+    lv = FrameLevels()
+    parts = np.concatenate([lv(x[:700]), lv(x[700:]), lv(np.zeros(0, np.float32), last=True)])
+    whole = FrameLevels()
+    np.testing.assert_allclose(parts, np.concatenate([whole(x), whole(np.zeros(0, np.float32), last=True)]))
+    assert len(parts) == 6 and np.all(np.isfinite(parts))
 
 
 def test_short_gaps_merge_and_long_gaps_split():
@@ -79,7 +120,7 @@ def test_clip_id_is_stable_and_sensitive_to_every_part():
     )
 
 
-def _covered(clips: list[dict], sentence: dict, tol: float = 0.3) -> bool:
+def _covered(clips: list[dict], sentence: dict, tol: float = 0.4) -> bool:
     return any(
         abs(c["start_s"] - sentence["start_s"]) <= tol and abs(c["end_s"] - sentence["end_s"]) <= tol
         for c in clips
@@ -88,6 +129,9 @@ def _covered(clips: list[dict], sentence: dict, tol: float = 0.3) -> bool:
 
 @pytest.mark.integration
 def test_clip_boundaries_match_the_truth(sample_bucket, bucket_clips):
+    """Each TTS sentence is one clip whose edges lie within 0.4 s of the sentence's span: the
+    0.2 s padding plus silero's soft tail (the defaults keep it since they were set on real
+    speech, pipeline/vad.py), and the engine's own silence inside the truth span."""
     n = hit = 0
     for name, truth in sample_bucket.truth.items():
         clips = bucket_clips[name]
@@ -102,7 +146,7 @@ def test_clip_boundaries_match_the_truth(sample_bucket, bucket_clips):
             assert 1.0 <= c["duration_s"] <= 30.0
             assert len(c["audio_16k"]) == pytest.approx(c["duration_s"] * 16000, abs=2)
             assert c["audio_16k"].dtype == np.float32
-    assert hit / n >= 0.9, f"{hit}/{n} sentences covered within 0.3 s"
+    assert hit / n >= 0.9, f"{hit}/{n} sentences covered within 0.4 s"
 
 
 @pytest.mark.integration

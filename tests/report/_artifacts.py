@@ -71,6 +71,7 @@ def clip_rows(n: int = 40) -> list[dict]:
                 "trailing_silence_s": 0.1,
                 "n_asr": 2,
                 "hallucinated": False,
+                "language_check": "agrees",  # the text identifier confirms the language
                 "dnsmos_ovrl": 1.5 + 2.4 * q,
                 "speaker_consistency": 0.7 + 0.25 * q,
                 "speaker_split_sim": 0.6 + 0.35 * q,
