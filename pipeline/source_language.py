@@ -6,9 +6,9 @@ German proverb's first words as Hungarian at 0.54 (its second half: German). Whi
 decodes in that language, and the text identifier agrees with the result ("Ewa fijnlijk." reads
 as Dutch), so nothing downstream can tell. But a source is mostly one language: the language
 that holds most of its confidently identified speech is a second opinion that sees minutes, not
-seconds. A clip that departs from it needs strong evidence of its own (the stage gate
-``min_language_prob_off_source``, :mod:`accord.core.eligibility`); a real code switch passes
-(German inside an English source scored 0.988).
+seconds. A clip that departs from it needs evidence of its own (the stage gates
+``min_language_prob_off_source`` and ``min_duration_off_source_s``, :mod:`accord.core.eligibility`);
+a real code switch passes (German inside an English source scored 0.75-0.99 over 2.6 s).
 
 The language ID step also identifies the language of each source's clips joined (up to 30 s
 per batch of clips: ``source_lid``), which hears what no single clip does: the German proverb's

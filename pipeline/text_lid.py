@@ -75,6 +75,7 @@ MIN_SCRIPT_SHARE = 0.5  # fewer of the text's script runs in the audio language'
 # or Serbian, Malay as Indonesian), and Whisper's audio LID mixes them up too; a transcript
 # decoded in the neighbour's spelling is a small error, not a wrong-language decode.
 NEAR_IDENTICAL: tuple[frozenset[str], ...] = (
+    frozenset({"de", "lb"}),  # a garbled German decode of espeak German read as Luxembourgish
     frozenset({"no", "nn", "da"}),
     frozenset({"hr", "sr", "bs"}),
     frozenset({"ms", "id"}),

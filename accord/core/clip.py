@@ -92,9 +92,9 @@ QUALITY_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     ("dnsmos_bak", pa.float32()),  # ... background
     ("dnsmos_ovrl", pa.float32()),  # ... overall
     ("dnsmos_p808", pa.float32()),  # DNSMOS P.808 MOS
-    ("speaker_consistency", pa.float32()),  # lowest window-to-clip cosine (pipeline/speaker_consistency.py)
-    ("speaker_split_sim", pa.float32()),  # lowest before/after cosine over the clip's boundaries
-    ("speaker_change_s", pa.float32()),  # first speaker change from the clip start, NaN when none
+    ("speaker_consistency", pa.float32()),  # share of the speech its main voice holds (segmentation-3.0)
+    ("speaker_split_sim", pa.float32()),  # lowest GE2E before/after cosine over the clip's boundaries
+    ("speaker_change_s", pa.float32()),  # first change of voice from the clip start, NaN when none
 )
 """Per-clip quality signals from models (not conditioning features: no control token reads them)."""
 

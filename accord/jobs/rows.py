@@ -127,7 +127,8 @@ def process_rows(step: Step, rows: Iterable[Row], batched: bool = True, name: st
     With ``batched`` the step's ``process_batch`` runs once over every item of the rows; if it
     raises, or does not return exactly one result per item, each item is retried alone so one
     bad item cannot take its batch-mates down, and its failure is recorded against it only. A
-    result that is an exception is that item's failure. Each input row's items stay one row.
+    result that is an exception is that item's failure, a list is the items it was split into.
+    Each input row's items stay one row.
     """
     name = name or step_name(step)
     out: list[Row] = []
@@ -149,7 +150,7 @@ def process_rows(step: Step, rows: Iterable[Row], batched: bool = True, name: st
             results = None
         if results is not None and len(results) == len(flat):
             dt = (time.perf_counter() - s0) / len(flat)
-            results = [[r] if isinstance(r, BaseException) else [(r, dt)] for r in results]
+            results = [_results(r, dt) for r in results]
         else:
             results = None
     if results is None:
@@ -171,6 +172,16 @@ def process_rows(step: Step, rows: Iterable[Row], batched: bool = True, name: st
         if items:
             out.append(pack(key, ITEM, items))
     return out
+
+
+def _results(r: Any, dt: float) -> list[Any]:
+    """One item's batched result as ``[(result, seconds), ...]`` or ``[exception]``: an item, its
+    failure, or a list of items (a step that split it; the children share its time)."""
+    if isinstance(r, BaseException):
+        return [r]
+    if isinstance(r, list):
+        return [(x, dt / max(1, len(r))) for x in r]
+    return [(r, dt)]
 
 
 def _process_one(step: Step, item: Item) -> list[Any]:

@@ -58,9 +58,9 @@ class Step(ABC):
 
     def process_batch(self, items: list[Item]) -> list[Item | Exception]:
         """Batched form; model steps override it to run one forward over the batch and return
-        one result per item, in order: the item, or the exception that is its failure alone
-        (e.g. a non-finite output). Raising fails the batch: the runner then calls
-        :meth:`process` on each item so one bad item cannot sink its batch-mates."""
+        one result per item, in order: the item, the exception that is its failure alone (e.g. a
+        non-finite output), or the list of items it was split into. Raising fails the batch: the
+        runner then calls :meth:`process` on each item so one bad item cannot sink its batch-mates."""
         out: list[Item] = []
         for item in items:
             out.extend(self.process(item))

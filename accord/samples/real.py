@@ -20,8 +20,9 @@ A truth entry: ``language`` (ISO 639-1, None for non-speech), ``speakers`` (0, 1
 recordings it was made from), ``kind`` (``recording``, ``noisy``, ``join``, ``narrowband``,
 ``non_speech``); noisy files add ``noise`` and ``snr_db`` (speech power over the clean
 recording's active frames, over noise power: :func:`accord.samples.mixing.add_at_snr`), joins
-add ``change_s`` (where the second voice starts), and turn-annotated recordings ``turns``
-(``[start_s, end_s, speaker]``, from the archive's RTTM).
+add ``change_s`` (where the second voice starts), and the two conversations ``turns``
+(``[start_s, end_s, speaker]``: the call's from the archive's RTTM, the drama's established once,
+``ENDGAME_TURNS``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import numpy as np
 
 from accord.samples.cache import build_once
 
-VERSION = 5
+VERSION = 6
 TRUTH_FILE = "truth.json"
 AUDIO_DIR = "bucket"
 RATE = 16000
@@ -201,6 +202,17 @@ RECORDINGS: tuple[Recording, ...] = (
 )  # fmt: skip
 
 CALL_TURNS_MEMBER = "pyannote/audio/sample/sample.rttm"
+
+# Endgame's turns, established once (bench/speaker_eval.py's truth): Whisper word timestamps, F0
+# per word (Nagg ~100-145 Hz, Nell ~180-250 Hz) and CAM++/GE2E similarity between utterances,
+# edges from a 10 ms envelope (+-0.05 s). Nell's two quiet "Yes." (1.59 s, 3.96 s) are unvoiced:
+# hers by turn-taking (medium confidence); every change from 8.04 s on is high confidence.
+ENDGAME_TURNS: tuple[tuple[float, float, str], ...] = (
+    (0.1, 0.91, "nagg"), (1.59, 1.83, "nell"), (2.47, 3.28, "nagg"), (3.96, 4.21, "nell"),
+    (4.84, 8.04, "nagg"), (8.74, 11.35, "nell"), (12.0, 14.0, "nagg"), (14.67, 15.69, "nell"),
+    (15.86, 16.9, "nell"), (17.61, 18.81, "nagg"), (19.46, 19.79, "nell"), (20.43, 21.88, "nagg"),
+    (22.53, 23.12, "nell"), (23.77, 27.31, "nagg"), (28.06, 28.28, "nell"),
+)  # fmt: skip
 
 
 def index_url() -> str:
@@ -363,6 +375,7 @@ def _build(out: Path) -> None:
             "origin": {"archive": r.source, "member": r.member, "provenance": r.provenance},
         }
     truth["en_call.wav"]["turns"] = call_turns()
+    truth["en_endgame.wav"]["turns"] = [list(t) for t in ENDGAME_TURNS]
 
     def write(name: str, x: np.ndarray, entry: dict[str, Any]) -> None:
         sf.write(bucket / name, np.clip(x, -1.0, 1.0).astype(np.float32), RATE, subtype="PCM_16")

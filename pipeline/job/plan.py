@@ -24,16 +24,18 @@ SOURCE_STEPS: dict[str, tuple[str, str | None]] = {
     "vad": (f"{_STEPS}.vad:VadStep", "accord.pipeline.vad:VadConfig"),
 }
 ASR_STEP = f"{_STEPS}.asr:AsrStep"
-# signal -> (Step class, config class, the config field for intra-op threads): model pools after VAD
+# signal -> (Step class, config class, the config field for intra-op threads): model pools after
+# VAD, in the order they run
 SIGNAL_STEPS: dict[str, tuple[str, str, str | None]] = {
-    "lid": (f"{_STEPS}.lid:LanguageIdStep", "accord.pipeline.lid:LanguageIdConfig", "cpu_threads"),
-    "dnsmos": (f"{_STEPS}.dnsmos:DnsmosStep", "accord.pipeline.dnsmos:DnsmosConfig", "threads"),
     "speaker_consistency": (
         f"{_STEPS}.speaker_consistency:SpeakerConsistencyStep",
         "accord.pipeline.speaker_consistency:SpeakerConsistencyConfig",
         None,
     ),
+    "lid": (f"{_STEPS}.lid:LanguageIdStep", "accord.pipeline.lid:LanguageIdConfig", "cpu_threads"),
+    "dnsmos": (f"{_STEPS}.dnsmos:DnsmosStep", "accord.pipeline.dnsmos:DnsmosConfig", "threads"),
 }
+BEFORE_ASR: tuple[str, ...] = ("speaker_consistency", "lid")
 POST_STEPS: dict[str, tuple[str, str | None]] = {
     "agreement": (f"{_STEPS}.score:AgreementStep", None),
     "text_language": (
@@ -142,8 +144,8 @@ SOURCE_SUMMARY_KEYS = ("source_duration_s", "source_sample_rate", "source_channe
 
 
 def build_graph(plan: Plan, cfg: IngestConfig) -> JobGraph:
-    """The runner's graph of an ingest: one clip per row; the LID pool, then the ASR pools
-    (named ``asr:<system>``), then the other signal pools."""
+    """The runner's graph of an ingest: one clip per row; the speaker and LID pools, then the ASR
+    pools (named ``asr:<system>``), then DNSMOS."""
 
     def signal_pool(name: str) -> PoolSpec:
         return PoolSpec(
@@ -165,8 +167,10 @@ def build_graph(plan: Plan, cfg: IngestConfig) -> JobGraph:
         )
         for name, spec in plan.asr.items()
     ]
-    first = [signal_pool(n) for n in plan.signals if n == "lid"]  # routes the ASR pools
-    after = [signal_pool(n) for n in plan.signals if n != "lid"]
+    # before ASR: speaker consistency (it splits a clip at one clear change of voice, and each
+    # part is then transcribed) and LID (it routes the ASR pools)
+    first = [signal_pool(n) for n in plan.signals if n in BEFORE_ASR]
+    after = [signal_pool(n) for n in plan.signals if n not in BEFORE_ASR]
     pools = [*first, *asr_pools, *after]
     return JobGraph(
         source=plan.source,

@@ -62,6 +62,9 @@ def test_clean_speech_is_eligible_everywhere():
         ({"language_check": "differs"}, None),  # the text is in another language than the audio
         ({"language_check": "unverified"}, "midtrain"),  # too little text to confirm the language
         ({"language_check": ""}, "midtrain"),  # no text identifier ran: not confirmed
+        ({"source_language": "de"}, "anneal2"),  # a confident code switch over 4 s
+        ({"source_language": "de", "language_prob": 0.6}, None),  # an unsure one: a wrong LID, likely
+        ({"source_language": "de", "duration_s": 1.6}, None),  # too short to tell
     ],
 )
 def test_stricter_stages_reject_more(change, last_ok):
@@ -90,7 +93,9 @@ def test_defaults_are_monotone():
 
 
 def test_missing_features_fail_only_active_thresholds():
-    assert eligible({"agreement": 0.5, "duration_s": 2.0, "speaking_rate": 10.0, "n_asr": 2})["pretrain"]
+    assert eligible({"agreement": 0.5, "duration_s": 2.0, "speaking_rate": 10.0, "n_asr": 2, "snr_db": 20.0})[
+        "pretrain"
+    ]
     assert not eligible({"duration_s": 2.0, "n_asr": 2})["pretrain"]  # agreement required
     assert failures({}, StageThresholds()) == []  # neutral thresholds look at nothing
 

@@ -144,7 +144,7 @@ def test_finish_rows_drops_arrays() -> None:
 def _clip(uri: str, i: int, **kw) -> dict:
     return clip_row(
         {"clip_id": f"{uri}#{i}", "source_uri": uri, "start_s": float(i), "end_s": i + 1.0, "duration_s": 1.0,
-         "language": "en", "agreement": 0.95, "n_asr": 2, "speaking_rate": 15.0, **kw},
+         "language": "en", "agreement": 0.95, "n_asr": 2, "speaking_rate": 15.0, "snr_db": 30.0, **kw},
         "run1",
     )  # fmt: skip
 
@@ -263,7 +263,7 @@ def test_plan_pools_and_step_configs() -> None:
     # the signals: LID routes the ASR pools, so its pool runs first; DNSMOS scores one window
     graph = build_graph(plan, cfg)
     assert [p.name for p in graph.pools] == [
-        "lid", "asr:faster-whisper", "asr:moonshine", "dnsmos", "speaker_consistency"
+        "speaker_consistency", "lid", "asr:faster-whisper", "asr:moonshine", "dnsmos"
     ]  # fmt: skip
     assert plan.signals["dnsmos"].kwargs == {"max_windows": 1, "threads": 1}
     assert plan.signals["lid"].build().config.cpu_threads == 1
