@@ -23,12 +23,14 @@ def read_clips(
     """
     import pyarrow.dataset as ds
 
+    from accord.core.storage import PARQUET_THREADS
+
     stage_index(min_stage)
     fs, path = open_fs(manifest_uri)
     if fs.isdir(f"{path.rstrip('/')}/manifest"):
         table = read_manifest(manifest_uri, thresholds=thresholds, reapply=reapply)
     else:
-        table = ds.dataset(path, filesystem=fs, format="parquet").to_table()
+        table = ds.dataset(path, filesystem=fs, format="parquet").to_table(use_threads=PARQUET_THREADS)
         if reapply:
             table = reapply_eligibility(table, thresholds)
     col = f"eligible_{min_stage}"

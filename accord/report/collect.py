@@ -39,6 +39,7 @@ from accord.core.shards import (
     read_tokenize_json,
 )
 from accord.core.stages import STAGES
+from accord.core.storage import PARQUET_THREADS
 
 LOSS_KEYS = ("loss", "train/loss", "loss/total", "nll")
 
@@ -121,7 +122,7 @@ def _read_parquet_dir(path: Path, what: str, notes: list[str]) -> pa.Table | Non
     tables = []
     for f in files:
         try:
-            tables.append(pq.read_table(f))
+            tables.append(pq.read_table(f, use_threads=PARQUET_THREADS))
         except Exception as e:
             notes.append(f"{what}: skipped unreadable {f.name} ({type(e).__name__}: {e})")
     if not tables:

@@ -122,7 +122,9 @@ def test_clean_correct_speech_passes_anneal_and_the_rest_does_not(ingested, samp
                 continue
             ref = normalize(s["text"], "en")
             wers = [jiwer.wer(ref, normalize(t["text"], "en")) for t in c["transcripts"]]
-            if max(wers) <= 0.1:  # clean speech both systems got right
+            # clean speech both systems took and got right (a clip whose LID left another language
+            # plausible goes to Whisper alone, and the anneal stages need two systems)
+            if len(wers) == 2 and max(wers) <= 0.1:
                 clean_ok += 1
                 clean_pass += bool(c["eligible_anneal1"])
     assert clean_ok >= 5, "too few clean, correctly transcribed clips to judge"
@@ -292,7 +294,9 @@ def test_thresholds_change_at_read_time_without_reingest(ingested, run_accord, t
     out, _ = ingested
     written = {p: p.stat().st_mtime_ns for p in (out / "manifest").glob("*.parquet")}
     base = read_manifest(str(out))
-    lenient = read_manifest(str(out), thresholds={"anneal1": {"min_agreement": 0.0, "min_snr_db": -1e9}})
+    relaxed = {"min_agreement": 0.0, "min_snr_db": -1e9, "min_asr_systems": 0, "min_dnsmos_ovrl": -1e9,
+               "min_speaker_consistency": -1e9, "min_speaker_split_sim": -1e9}  # fmt: skip
+    lenient = read_manifest(str(out), thresholds={"anneal1": relaxed})
     strict = read_manifest(str(out), thresholds={"anneal1": {"min_agreement": 1.01}})
     n = lambda t: sum(t.column("eligible_anneal1").to_pylist())  # noqa: E731
     assert n(strict) == 0 < n(base) < n(lenient)

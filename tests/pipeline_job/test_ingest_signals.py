@@ -43,16 +43,19 @@ def _one(by: dict[str, list[dict]], name: str) -> dict:
     return by[name][0]
 
 
-def test_a_second_voice_lowers_speaker_consistency_where_it_starts(clips, signals) -> None:
+def test_a_second_voice_splits_the_clip_where_it_starts(clips, signals) -> None:
+    """Voice B follows voice A less than 0.3 s later (one VAD clip): the speaker step finds the one
+    change and cuts the clip there, so both voices' speech is kept as two one-voice clips."""
     _, by = clips
-    one, two = _one(by, "one_voice.wav"), _one(by, "two_voices.wav")
-    assert one["speaker_split_sim"] >= 0.78 and math.isnan(one["speaker_change_s"])
-    assert two["speaker_split_sim"] < one["speaker_split_sim"] - 0.15
-    assert two["speaker_consistency"] < one["speaker_consistency"]
+    one = _one(by, "one_voice.wav")
+    assert one["speaker_consistency"] >= 0.8 and math.isnan(one["speaker_change_s"])
+    a, b = sorted(by["two_voices.wav"], key=lambda c: c["start_s"])
     join = signals.truth["two_voices.wav"]["join_s"]
-    assert abs(two["start_s"] + two["speaker_change_s"] - join) < 1.0
-    assert one["eligible_pretrain"] and two["eligible_pretrain"]  # volume stages keep it ...
-    assert not two["eligible_anneal1"] and not two["eligible_anneal2"]  # ... the anneal stages do not
+    assert a["end_s"] == b["start_s"] and abs(b["start_s"] - join) < 0.5, (a["end_s"], join)
+    for part in (a, b):
+        assert part["speaker_consistency"] >= 0.8, part["speaker_consistency"]
+        assert part["eligible_pretrain"], part["clip_id"]
+    assert one["eligible_pretrain"]
 
 
 def test_a_german_sentence_in_an_english_source_is_german_and_routed(clips, signals) -> None:
@@ -99,9 +102,16 @@ def test_stats_report_what_each_gate_removed(clips, run_accord, tmp_path) -> Non
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout[proc.stdout.find("{") :])
     gates = summary["gates"]["anneal1"]
-    for gate in ("min_speaker_split_sim", "min_dnsmos_ovrl", "reject_hallucinated", "min_asr_systems"):
+    for gate in ("min_dnsmos_ovrl", "reject_hallucinated", "min_asr_systems"):
         assert gates[gate]["failed"] >= 1, (gate, gates)
-    assert set(summary["signals"]["n_asr"]) == {"2"}  # the clips anneal1 keeps: two systems each
+    # under the thresholds for synthetic voices (DNSMOS scores TTS low), anneal1 keeps some clips,
+    # each transcribed by two systems
+    from accord.samples import TTS_ELIGIBILITY
+
+    tts = run_accord(
+        "manifest", "stats", str(out), "--stage", "anneal1", "--thresholds", str(TTS_ELIGIBILITY), "--json"
+    )
+    assert set(json.loads(tts.stdout[tts.stdout.find("{") :])["signals"]["n_asr"]) == {"2"}
     everything = json.loads(
         (p := run_accord("manifest", "stats", str(out), "--json")).stdout[p.stdout.find("{") :]
     )
