@@ -3,7 +3,7 @@
 ``python -m bench.run --device cuda`` writes every row on one H200 (bf16): the measured
 dense-matmul rate, zonos2-8b forward+backward MFU (one sequence of 6144 rows, and 8 packed
 documents), packed-document vs plain-causal attention for every backend in
-``accord.model.attention.BACKENDS``, the MoE experts' grouped kernel vs dense GEMMs of the
+``accord.model.kernels.BACKENDS``, the MoE experts' grouped kernel vs dense GEMMs of the
 same FLOPs, and greedy KV-cache decoding (batch 1, and 16 prompts at once). FLOPs follow
 ``bench/flops.py`` (issue #12's accounting). ``--device cpu --quick`` runs the same code on
 the ``debug`` flavour at tiny shapes (the tests do too); a full CPU run has no rows here.

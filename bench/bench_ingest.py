@@ -27,7 +27,7 @@ from pathlib import Path
 
 
 def _files(bucket_path: Path) -> list[str]:
-    from accord.pipeline.io import list_sources
+    from accord.pipeline.sources import list_sources
 
     return [s.uri for s in list_sources(str(bucket_path)).sources]
 
@@ -89,11 +89,11 @@ def _model_alone(model, sources: list[list]) -> float:
 
 
 def _full_ingest(bucket_path: Path, cfg) -> float:
+    from accord.core.manifest import ManifestStore
     from accord.core.runs import RunStats
-    from accord.pipeline.io import list_sources
     from accord.pipeline.job.plan import build_plan
     from accord.pipeline.job.runner import run_sources
-    from accord.pipeline.manifest import ManifestStore
+    from accord.pipeline.sources import list_sources
 
     out = tempfile.mkdtemp(prefix="bench-ingest-")
     try:
@@ -144,11 +144,11 @@ def _real_accuracy(cfg) -> list[dict]:
     """Accuracy rows on real recordings (issue #20), from one ingest of :func:`make_real`'s corpus
     with the defaults: what the speed rows' job gets right, measured beside them."""
     from accord.core.eligibility import failures, load_thresholds
+    from accord.core.manifest import ManifestStore, read_manifest
     from accord.core.runs import RunStats
-    from accord.pipeline.io import list_sources
     from accord.pipeline.job.plan import build_plan
     from accord.pipeline.job.runner import run_sources
-    from accord.pipeline.manifest import ManifestStore, read_manifest
+    from accord.pipeline.sources import list_sources
     from accord.samples.real import make_real
 
     real = make_real()
@@ -211,11 +211,11 @@ def run(quick: bool, device: str = "cpu") -> list[dict]:
     import torch
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
+    from accord.core.weights import resolve
     from accord.jobs.ray_init import init_ray
     from accord.pipeline.asr.base import create_backend
     from accord.pipeline.job.config import IngestConfig
     from accord.samples import make_bucket
-    from accord.weights import resolve
 
     torch.set_num_threads(2)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

@@ -165,9 +165,9 @@ def make_decodes(out: Path = DECODES, threads: int = 1) -> None:
     import numpy as np
     from faster_whisper import WhisperModel
 
+    from accord.core.weights import resolve
     from accord.samples.mixing import resample
     from accord.samples.tts import Voice, synthesize, trim_silence
-    from accord.weights import resolve
 
     model = WhisperModel(str(resolve("whisper:base")), compute_type="int8", cpu_threads=threads)
     rows = []

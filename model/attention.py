@@ -33,7 +33,6 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +45,7 @@ from accord.model.kernels import SDPA_BACKEND, Kernel, Structure
 from accord.model.masks import AttentionMask
 from accord.model.recompute import recompute_stable
 from accord.model.rope import apply_rope
+from accord.model.static_cache import StaticKVCache
 
 try:  # optional: `pip install accord[gpu]`
     from flash_attn import flash_attn_func, flash_attn_varlen_func
@@ -127,12 +127,10 @@ def attend(
         return _flash_attn(q_BHTd, k_BGSd, v_BGSd, mask)
     if structure is Structure.EXPLICIT:
         return _sdpa(kernel, q_BHTd, k_BGSd, v_BGSd, mask_B1TS=mask.explicit_B1TS)
-    if T != S and T != 1:
-        raise ValueError("causal attention with a KV prefix needs an explicit mask")
+    if T != S:
+        raise ValueError("attention over a KV prefix needs an explicit mask (the static-cache contract)")
     if structure is Structure.CAUSAL:
         return _sdpa(kernel, q_BHTd, k_BGSd, v_BGSd, causal=T > 1)
-    if T != S:
-        raise ValueError("packed documents cannot attend to a KV prefix")
     # Documents: one causal call per document, no [T, T] mask (the work is sum(L^2), not T^2).
     parts = [
         _sdpa(
@@ -164,48 +162,7 @@ def _flash_attn(
     return o.transpose(1, 2)
 
 
-# -- KV cache and the module --------------------------------------------------------------
-@dataclass
-class KVCache:
-    """Preallocated per-layer K/V [B, G, max_len, hd]; ``length`` = positions already filled."""
-
-    k: list[torch.Tensor]
-    v: list[torch.Tensor]
-    length: int = 0
-
-    @classmethod
-    def empty(
-        cls,
-        n_layers: int,
-        batch: int,
-        n_kv_heads: int,
-        max_len: int,
-        head_dim: int,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str = "cpu",
-    ) -> KVCache:
-        shape = (batch, n_kv_heads, max_len, head_dim)
-        return cls(
-            k=[torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)],
-            v=[torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)],
-        )
-
-    @property
-    def max_len(self) -> int:
-        return self.k[0].shape[2]
-
-    def update(
-        self, layer: int, k_BGtd: torch.Tensor, v_BGtd: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        t = k_BGtd.shape[2]
-        end = self.length + t
-        if end > self.max_len:
-            raise ValueError(f"KV cache full: {end} > {self.max_len} positions")
-        self.k[layer][:, :, self.length : end] = k_BGtd
-        self.v[layer][:, :, self.length : end] = v_BGtd
-        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
-
-
+# -- the module ----------------------------------------------------------------------------
 class Attention(nn.Module):
     def __init__(
         self, dim: int, n_heads: int, n_kv_heads: int, head_dim: int, qk_norm_eps: float = 1e-6
@@ -225,7 +182,7 @@ class Attention(nn.Module):
         x_BTD: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         mask: AttentionMask | None = None,
-        cache: KVCache | None = None,
+        cache: StaticKVCache | None = None,
         layer_id: int = 0,
     ) -> torch.Tensor:
         """``mask=None``: plain causal on ``self.backend`` (chosen here, replayed on recompute)."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from accord.model.attention import Attention, KVCache
+from accord.model.attention import Attention
 from accord.model.config import ModelConfig
 from accord.model.ffn import FeedForward
 from accord.model.masks import AttentionMask
 from accord.model.moe import MoE
 from accord.model.norms import RMSNorm
 from accord.model.router import RouterOutput
+from accord.model.static_cache import StaticKVCache
 
 
 class TransformerBlock(nn.Module):
@@ -42,7 +43,7 @@ class TransformerBlock(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor],
         mask: AttentionMask | None,
         router_state: torch.Tensor | None,
-        cache: KVCache | None = None,
+        cache: StaticKVCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, RouterOutput | None]:
         """Returns (x, router state for the next MoE layer, this layer's routing or None).
 

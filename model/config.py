@@ -57,7 +57,7 @@ class ModelConfig:
     speaker_embedding_dim: int = 192  # ECAPA-TDNN output
     speaker_lda_dim: int = 128
     moe: MoEConfig = field(default_factory=MoEConfig)
-    attn_backend: str = "auto"  # a key of accord.model.attention.BACKENDS ("auto": per device)
+    attn_backend: str = "auto"  # a key of accord.model.kernels.BACKENDS ("auto": per device)
 
     # -- derived -----------------------------------------------------------------------
     @property

@@ -1,8 +1,8 @@
 """Fast decoding: a static KV cache, sampling on the device, one CUDA graph per decode step.
 
-``accord.model.generate`` used to feed one row per step with a growing KV cache and read the
-logits back to sample on the host: new shapes every step (a new attention plan), thousands
-of kernel launches and a host round trip per row. Here every step has the same shapes:
+Feeding one row per step to a growing KV cache and reading the logits back to sample on
+the host gives new shapes every step (a new attention plan), thousands of kernel launches
+and a host round trip per row. Here every step has the same shapes:
 - the cache (``StaticKVCache``) is preallocated; each step writes row b at its own position
   and attends over a fixed span of slots with a mask of the valid ones;
 - ``RowSampler`` applies temperature / top-k / top-p and the delay rules as tensor ops on
@@ -136,7 +136,7 @@ class Decoder:
         """``(prompt index, undelayed codes [K, n])`` as frames complete.
 
         Each prompt's chunks have ``sampling.chunk_frames`` frames but its last (or one chunk
-        at its end when 0), exactly the chunks ``generate_stream`` yields for it alone.
+        at its end when 0); concatenated they are the codes :meth:`generate` returns for it.
         """
         for b, chunk, _ in self._decode(prompts, speakers, self.sampling.chunk_frames):
             if chunk is not None:

@@ -1,12 +1,12 @@
 """A fixed-size KV cache written at per-row device positions: every decode step has one shape.
 
-``accord.model.attention.KVCache`` keeps a Python-int length and returns growing slices, so
-each step has new shapes (a new attention plan, no CUDA graph). This cache implements the
-static-cache contract of ``ZonosModel.forward`` instead: ``update`` writes the new rows of
-sequence b at ``length_B[b] + t`` (a device tensor, advanced in place by the model) and
-returns the first ``span`` slots of the buffers; the caller passes ``mask_B1TS`` saying which
-slots are valid, and each row's positions. Rows of a batch may sit at different positions
-(prompts of different lengths decode side by side without left padding).
+This is the cache of the static-cache contract of ``ZonosModel.forward`` (the only cache it
+takes): ``update`` writes the new rows of sequence b at ``length_B[b] + t`` (a device tensor,
+advanced in place by the model) and returns the first ``span`` slots of the buffers; the
+caller passes ``mask_B1TS`` saying which slots are valid, and each row's positions. Rows of a
+batch may sit at different positions (prompts of different lengths decode side by side
+without left padding), and no value is read back to the host, so a step can be captured in a
+CUDA graph (``accord.model.decode``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from accord.model.attention import KVCache
 
 
 @dataclass
@@ -36,10 +34,10 @@ class StaticKVCache:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
     ) -> StaticKVCache:
-        buffers = KVCache.empty(n_layers, batch, n_kv_heads, max_len, head_dim, dtype, device)
+        shape = (batch, n_kv_heads, max_len, head_dim)
         return cls(
-            k=buffers.k,
-            v=buffers.v,
+            k=[torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)],
+            v=[torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)],
             length=torch.zeros(batch, dtype=torch.long, device=device),
             span=max_len,
         )

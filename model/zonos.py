@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from accord.model.attention import KVCache
 from accord.model.block import TransformerBlock
 from accord.model.config import ModelConfig
 from accord.model.ffn import ChunkedLinear
@@ -24,6 +23,7 @@ from accord.model.masks import AttentionMask
 from accord.model.moe import GroupedExperts
 from accord.model.norms import RMSNorm
 from accord.model.rope import RotaryEmbedding
+from accord.model.static_cache import StaticKVCache
 
 
 @dataclass
@@ -131,22 +131,21 @@ class ZonosModel(nn.Module):
         speaker_NS: torch.Tensor | None = None,
         speaker_pos_N2: torch.Tensor | None = None,
         positions_BT: torch.Tensor | None = None,
-        cache: KVCache | None = None,
+        cache: StaticKVCache | None = None,
         mask_B1TS: torch.Tensor | None = None,
     ) -> ModelOutput:
         """Logits for ``ids_BTC``; with ``cache``, the new rows attend to the cached prefix too.
 
         Masking and positions come from one of:
         - ``doc_ids_BT``: packed documents; causal within each document, positions restart
-          per document (no cache, or an empty one);
+          per document (no cache);
         - ``mask_B1TS`` (bool [B, 1, T, S], True = may attend) with ``positions_BT``: used as
-          is. This is the static-cache contract: a decoder whose ``cache.update(layer, k, v)``
-          returns its full preallocated buffers (S = their length) passes which cache slots
-          are valid and each new row's position, so nothing here reads ``cache.length`` (it
-          may be a device tensor; reading it would sync or break graph capture);
-        - neither: causal, positions ``cache.length + t``.
-        After the last layer ``cache.length += T``: an int is rebound, a tensor is advanced
-        in place (no host sync), so the same cache object stays valid across steps.
+          is. This is the static-cache contract, the only way to pass a ``cache``: a decoder
+          whose ``cache.update(layer, k, v)`` returns its preallocated buffers (S = their
+          span) passes which cache slots are valid and each new row's position, so nothing
+          here reads ``cache.length`` (a device tensor: reading it would sync or break graph
+          capture). After the last layer ``cache.length += T`` advances it in place;
+        - neither: causal, positions ``0..T - 1`` unless ``positions_BT`` is given (no cache).
         """
         cfg = self.cfg
         B, T, C = ids_BTC.shape
@@ -165,19 +164,14 @@ class ZonosModel(nn.Module):
         if mask_B1TS is not None:  # static-cache contract: used as is, cache.length not read
             if doc_ids_BT is not None or positions_BT is None:
                 raise ValueError("an explicit mask_B1TS needs positions_BT and excludes doc_ids_BT")
+        elif cache is not None:
+            raise ValueError("a KV cache needs an explicit mask_B1TS (the static-cache contract)")
         elif doc_ids_BT is not None:
-            if cache is not None and cache.length:
-                raise ValueError("packed documents and a non-empty KV cache cannot be combined")
             doc_ids_BT = doc_ids_BT.to(device)
             if positions_BT is None:
                 positions_BT = positions_from_docs(doc_ids_BT)
-        else:
-            offset = cache.length if cache is not None else 0
-            if offset and T > 1:
-                q_T1 = torch.arange(T, device=device).unsqueeze(1) + offset
-                mask_B1TS = (torch.arange(offset + T, device=device) <= q_T1)[None, None]
-            if positions_BT is None:
-                positions_BT = (torch.arange(T, device=device) + offset).expand(B, T)
+        elif positions_BT is None:
+            positions_BT = torch.arange(T, device=device).expand(B, T)
         rope = self.rope(positions_BT)
         # Built once here, kernel included, and handed to every layer as data: a checkpointed
         # layer's recomputation cannot pick another kernel.
@@ -209,8 +203,3 @@ class ZonosModel(nn.Module):
         if torch.is_autocast_enabled(device.type):
             return torch.get_autocast_dtype(device.type)
         return self.multi_output.weight.dtype
-
-    def new_cache(self, batch: int, max_len: int) -> KVCache:
-        p = next(self.parameters())
-        c = self.cfg
-        return KVCache.empty(c.n_layers, batch, c.n_kv_heads, max_len, c.head_dim, p.dtype, p.device)

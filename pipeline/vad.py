@@ -48,7 +48,7 @@ class VadConfig:
     window_s: float = 60.0  # decode window
     max_in_memory_s: float = 900.0  # longer sources are decoded twice instead of buffered
     backend: str = "batched"  # "batched" (silero v6 batched ONNX) or "silero" (frame-by-frame ONNX)
-    model_path: str | None = None  # override the ONNX file of the chosen backend
+    model: str | None = None  # the ONNX file of the chosen backend (None: its default)
     threads: int = 1
     # Boundaries on quiet audio (see :func:`snap_to_quiet`): each clip edge moves outward, up to
     # ``max_extend_s``, until the frame level is within ``quiet_db`` of the local noise floor.
@@ -138,7 +138,7 @@ class StreamingSileroVad(SileroVad):
 
     def __init__(self, model_path: str | Path | None = None, threads: int = 1) -> None:
         if model_path is None:
-            from accord.weights import resolve
+            from accord.core.weights import resolve
 
             model_path = resolve("silero-vad") / "silero_vad.onnx"
         self.session = _session(model_path, threads)
@@ -176,9 +176,9 @@ class FrameLevels:
 def load_vad(cfg: VadConfig) -> SileroVad:
     """The frame-probability model :class:`VadConfig` names."""
     if cfg.backend == "batched":
-        return SileroVad(cfg.model_path, cfg.threads)
+        return SileroVad(cfg.model, cfg.threads)
     if cfg.backend == "silero":
-        return StreamingSileroVad(cfg.model_path, cfg.threads)
+        return StreamingSileroVad(cfg.model, cfg.threads)
     raise ValueError(f"unknown VAD backend {cfg.backend!r}; expected 'batched' or 'silero'")
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from accord.core.manifest import read_manifest, reapply_eligibility
 from accord.core.stages import stage_index
 from accord.core.storage import open_fs
 from accord.jobs.step import Item
-from accord.pipeline.manifest.read import read_manifest, reapply_eligibility
 
 log = logging.getLogger(__name__)
 

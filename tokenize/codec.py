@@ -1,6 +1,6 @@
 """Descript Audio Codec (44.1 kHz, 9 codebooks, hop 512): waveforms <-> int16 codes ``[9, T]``.
 
-Weights come from :func:`accord.weights.choose_weights` (``dac:44khz`` or a path to a DAC
+Weights come from :func:`accord.core.weights.choose_weights` (``dac:44khz`` or a path to a DAC
 ``weights.pth``), which fails closed when no trained weights are installed. No package ships
 trained DAC weights, so tests and demos opt in to ``dac:random`` (or ``allow_random``): the real
 ``dac.DAC()`` architecture initialised from a fixed seed, saved once as a weights file in the
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from accord.core.vocab import CODEC_FRAME_RATE, CODEC_HOP_LENGTH, CODEC_SAMPLE_RATE
+from accord.core.weights import NAMED, cache_dir, choose_weights
 from accord.tokenize.batching import length_batches
-from accord.weights import NAMED, cache_dir, choose_weights
 
 SAMPLE_RATE = CODEC_SAMPLE_RATE
 HOP_LENGTH = CODEC_HOP_LENGTH
@@ -75,7 +75,7 @@ def _ensure_random_weights() -> Path:
 def resolve_codec_weights(ref: str, allow_random: bool = False) -> tuple[str, Path]:
     """``(effective ref, weights file)`` for ``ref``; the ref is ``dac:random`` for random weights.
 
-    Fails closed (:class:`accord.weights.ModelNotFound`, with how to provide the weights and how
+    Fails closed (:class:`accord.core.weights.ModelNotFound`, with how to provide the weights and how
     to opt in) unless trained weights resolve or random ones were asked for.
     """
     chosen = choose_weights(ref, allow_random)

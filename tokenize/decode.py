@@ -26,7 +26,7 @@ def decode_clip(shards_uri: str, clip_id: str, out_wav: str | Path, codec: DacCo
 
     sample = read_sample(shards_uri, clip_id)
     codec = codec or DacCodec.load(codec_ref_of(shards_uri))
-    codes_KT = torch.from_numpy(sample["codes.npy"].astype(np.int64))
+    codes_KT = torch.from_numpy(sample.codes.astype(np.int64))
     wav_T = codec.decode(codes_KT[None])[0].numpy()
     out = Path(out_wav)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ from accord.core.shards import (
     write_index,
     write_tokenize_json,
 )
+from accord.core.weights import choose_weights
 from accord.jobs.driver import drive
 from accord.jobs.graph import JobGraph, PoolSpec, iter_ray
 from accord.jobs.local import iter_local
@@ -44,7 +45,6 @@ from accord.tokenize.meta import check_compatible, tokenize_meta
 from accord.tokenize.sink import ShardSink
 from accord.tokenize.speaker import SpeakerEncoder
 from accord.tokenize.steps import CodecStep, SpeakerStep
-from accord.weights import choose_weights
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def tokenize_graph(cfg: TokenizeConfig) -> JobGraph:
 
 def check_weights(cfg: TokenizeConfig) -> list[str]:
     """Fail now, before hours of work that would end in a tokenize run, if its models would be
-    refused (:class:`accord.weights.ModelNotFound` with the how-to); else the refs that will load
+    refused (:class:`accord.core.weights.ModelNotFound` with the how-to); else the refs that will load
     random weights. Resolves references only; loads nothing."""
     chosen = [
         choose_weights(cfg.codec.ref, cfg.codec.allow_random),

@@ -147,15 +147,15 @@ def fit_lda_on_shards(
     xs: list[np.ndarray] = []
     ys: list[str] = []
     for sample in iter_samples(shards_uri):
-        meta = sample["json"]
+        meta = sample.meta
         label = labels.get(meta["clip_id"]) if labels is not None else meta.get("source_uri")
         if label is None:
             continue
-        rows = [sample["spk.npy"][None]]
-        if cfg.use_crops and "spkcrop.npy" in sample:
-            rows.append(sample["spkcrop.npy"][None])
-        if cfg.use_augmented and "spkaug.npy" in sample:
-            rows.append(sample["spkaug.npy"].reshape(-1, sample["spk.npy"].shape[-1]))
+        rows = [sample.spk[None]]
+        if cfg.use_crops and sample.spkcrop is not None:
+            rows.append(sample.spkcrop[None])
+        if cfg.use_augmented and sample.spkaug is not None:
+            rows.append(sample.spkaug.reshape(-1, sample.spk.shape[-1]))
         block = np.concatenate(rows)
         xs.append(block)
         ys.extend([label] * len(block))

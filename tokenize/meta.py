@@ -1,11 +1,13 @@
-"""``tokenize.json``'s contents: the models (with ``random_weights``), vocabulary, crops and shard
-limits of a run, and the rule that new shards must match the ones already written."""
+"""``tokenize.json``'s contents: the models (with ``random_weights``), vocabulary, crops, shard
+limits and eligibility overrides of a run, and the rule that new shards must match the ones
+already written."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
 from accord.core.clip import SCHEMA_VERSION, json_safe
+from accord.core.eligibility import load_thresholds, threshold_overrides
 from accord.core.shards import RANDOM_WEIGHTS_KEY, read_tokenize_json
 from accord.core.vocab import DEFAULT_VOCAB, Vocab
 from accord.jobs.step import Item
@@ -19,7 +21,9 @@ MODEL_ID_KEYS = ("ref", "format", "dim", "frame_rate")  # of "codec" / "speaker"
 
 
 def tokenize_meta(cfg: TokenizeConfig, codec: DacCodec, speaker: SpeakerEncoder, extra: Item) -> Item:
-    """``tokenize.json``: which models (with ``random_weights``), vocabulary, crops, shard limits."""
+    """``tokenize.json``: which models (with ``random_weights``), vocabulary, crops, shard limits,
+    and ``eligibility``: the run's threshold overrides (``{stage: {threshold: value}}`` over the
+    defaults), which the trainer's stage selection starts from (``accord.train.data``)."""
     vocab = Vocab(cfg.vocab)
     codec_info = {
         "ref": codec.ref,
@@ -50,6 +54,7 @@ def tokenize_meta(cfg: TokenizeConfig, codec: DacCodec, speaker: SpeakerEncoder,
                 "default_text_vocab": DEFAULT_VOCAB.size,
             },
             "shards": asdict(cfg.shards),
+            "eligibility": threshold_overrides(load_thresholds(cfg.eligibility)),
             **extra,
         }
     )

@@ -12,7 +12,7 @@ from collections import defaultdict
 from typing import Any
 
 from accord.core.errors import error_row
-from accord.core.shards import RANDOM_WEIGHTS_KEY, ShardWriter
+from accord.core.shards import RANDOM_WEIGHTS_KEY, ShardSample, ShardWriter
 from accord.jobs.rows import TIMINGS
 from accord.jobs.step import Item
 from accord.tokenize.steps import MODEL_SECONDS
@@ -58,10 +58,10 @@ class ShardSink:
                 f"{item.get(RANDOM_WEIGHTS_KEY)}, the driver's for {self.random_refs}; give every "
                 "node the same model files ($ACCORD_MODELS) or explicit paths"
             )
-        sample = item["sample"]
+        sample: ShardSample = item["sample"]
         self._writer(key).add(sample)
         self.n_samples += 1
-        self.seconds += sample["json"]["duration_s"]
+        self.seconds += sample.meta["duration_s"]
 
     def error(self, key: str, error: dict[str, Any]) -> None:
         if not error.get("clip_id"):

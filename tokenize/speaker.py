@@ -12,7 +12,7 @@ the ``zonos2-8b`` flavour expects. ``ecapa:*`` (and plain paths) are speechbrain
   (``ecapa_state_dict``) + ``config.yaml``; features as in ``auralis/processing.py``: a 16 kHz
   mel spectrogram (n_fft 400, hop 256, 80 mels) in dB, no further normalisation.
 
-Weights follow :func:`accord.weights.choose_weights`: a missing ``ecapa:voxceleb`` (or
+Weights follow :func:`accord.core.weights.choose_weights`: a missing ``ecapa:voxceleb`` (or
 ``zonos2-spk:release``) fails closed unless the run opts in (``allow_random`` or ``ecapa:random``
 / ``zonos2-spk:random``), which builds the architecture from a fixed seed, saves it once in the
 cache in the trained model's layout and loads it through the same path trained weights take.
@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from accord.core.weights import NAMED, RANDOM_MARKER, choose_weights, random_model_dir
 from accord.tokenize import voice_embedding
 from accord.tokenize.batching import length_batches
-from accord.weights import NAMED, RANDOM_MARKER, choose_weights, random_model_dir
 
 SAMPLE_RATE = 16000  # ECAPA's; the encoder's own rate is ``SpeakerEncoder.sample_rate``
 DEFAULT_REF = "ecapa:voxceleb"
@@ -255,7 +255,7 @@ class SpeakerEncoder:
 
     @classmethod
     def load(cls, ref: str = DEFAULT_REF, config: SpeakerConfig | None = None) -> SpeakerEncoder:
-        """Fails closed (:class:`accord.weights.ModelNotFound`, saying how to provide the model and
+        """Fails closed (:class:`accord.core.weights.ModelNotFound`, saying how to provide the model and
         how to opt in) unless trained weights resolve or random ones were asked for."""
         cfg = config or SpeakerConfig(ref=ref)
         chosen = choose_weights(cfg.ref, cfg.allow_random)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from accord.core.clip import sample_meta
-from accord.core.shards import RANDOM_WEIGHTS_KEY, check_clip_id
+from accord.core.shards import RANDOM_WEIGHTS_KEY, ShardSample, check_clip_id
 from accord.jobs.step import Item, ItemError, Step
 from accord.tokenize.augment import augment, rng_for
 from accord.tokenize.codec import HOP_LENGTH, DacCodec, n_frames_for
@@ -84,7 +84,7 @@ class ReadStep(Step):
         return ItemError(self.name, error_type, reason)
 
     def read(self, item: Item) -> np.ndarray:
-        from accord.pipeline.audio_io import read_segment, sha256_of
+        from accord.core.audio_io import read_segment, sha256_of
 
         try:
             check_clip_id(item["clip_id"])
@@ -199,13 +199,13 @@ class SpeakerStep(Step):
         codes = it.pop("codes")
         if not np.isfinite(emb_VD).all():
             raise ItemError(self.name, "nan_embedding", "non-finite speaker embedding")
-        it["sample"] = {
-            "codes": codes,
-            "spk": emb_VD[0],
-            "spkcrop": emb_VD[1],
-            "spkaug": emb_VD[2:],
-            "json": sample_meta(it, codes.shape[-1], crop, self.cfg.augment.names),
-        }
+        it["sample"] = ShardSample(
+            codes=codes,
+            spk=emb_VD[0],
+            spkcrop=emb_VD[1],
+            spkaug=emb_VD[2:],
+            meta=sample_meta(it, codes.shape[-1], crop, self.cfg.augment.names),
+        )
         return it
 
     def _embed(self, items: list[Item], views: list[np.ndarray]) -> np.ndarray:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from accord.weights import random_model_dir
+from accord.core.weights import random_model_dir
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 # One wrapper level the loader strips: ``speaker_encoder.`` is how a full Qwen3-TTS checkpoint

@@ -18,15 +18,20 @@ import torch.distributed as dist
 
 from accord.core.stages import STAGES, stages_from
 from accord.core.storage import write_json_atomic
+from accord.train.evaluator import Evaluator
 from accord.train.stage import StageArgs, run_stage
 
 log = logging.getLogger(__name__)
 
 
 def run_curriculum(
-    base: StageArgs, steps_per_stage: int | None = None, start: str = "pretrain"
+    base: StageArgs,
+    steps_per_stage: int | None = None,
+    start: str = "pretrain",
+    evaluator: Evaluator | None = None,
 ) -> dict[str, Any]:
-    """Run ``start`` and every later stage; ``base.stage`` and ``base.run_dir`` are replaced per stage."""
+    """Run ``start`` and every later stage, each evaluated by ``evaluator`` if given; ``base.stage``
+    and ``base.run_dir`` are replaced per stage."""
     run_root = Path(base.run_dir)
     init = base.init
     results: dict[str, Any] = {}
@@ -40,7 +45,7 @@ def run_curriculum(
             args = replace(
                 base, stage=stage, run_dir=stage_dir, init=init, steps=steps_per_stage or base.steps
             )
-            results[stage] = run_stage(args)
+            results[stage] = run_stage(args, evaluator=evaluator)
         init = final
     if not dist.is_initialized() or dist.get_rank() == 0:
         summary = {

@@ -6,9 +6,11 @@ integers and resuming is exact:
 - shards are read whole (local path or any fsspec URL), in a per-epoch permuted order, and
   each shard's samples in a per-(epoch, shard) permuted order. A shard that fails to read
   (truncated, corrupt) is skipped, logged and counted; a bad member skips only its sample.
-- which clips a stage sees comes from ``samples.parquet`` (stage eligibility from ingest,
-  re-applied at read time with ``accord.core.eligibility``, plus the
-  recipe's ``min_agreement``); dataset weights repeat or subsample clips per epoch.
+- which clips a stage sees comes from ``samples.parquet``: eligibility recomputed from each
+  clip's stored signals with ``accord.core.eligibility.eligible_for`` under the thresholds in
+  force (:func:`stage_thresholds`: the defaults, the tokenize run's overrides recorded in
+  ``tokenize.json``, the recipe's ``data.eligibility``), never the flag stored in the shard;
+  dataset weights repeat or subsample clips per epoch.
 - clips are packed greedily into rows of at most ``max_frames`` rows, each clip keeping its
   own ``doc_id`` so attention stays inside it; ``seqs_per_batch`` rows make a micro-batch.
 - every rank builds the same global stream of micro-batches and takes indices
@@ -30,8 +32,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from accord.core.eligibility import DEFAULT_THRESHOLDS, StageThresholds, failures
-from accord.core.shards import ShardError, read_index, read_samples, read_shard, shard_tar_uri
+from accord.core.eligibility import StageThresholds, eligible_for, load_thresholds
+from accord.core.shards import (
+    ShardError,
+    ShardSample,
+    read_index,
+    read_samples,
+    read_shard,
+    read_tokenize_json,
+    shard_tar_uri,
+)
 from accord.core.stages import stage_index
 from accord.core.vocab import AUDIO_PAD_ID, PAD_ID
 
@@ -65,26 +75,28 @@ def dataset_of(row: dict[str, Any]) -> str:
     return parent or "default"
 
 
-def passes(stage: str, row: dict[str, Any], thresholds: dict[str, Any]) -> bool:
-    """The clip passes ``stage``'s thresholds with the recipe's overrides (read-time eligibility)."""
-    th = StageThresholds.from_mapping(thresholds, base=DEFAULT_THRESHOLDS[stage])
-    return not failures(row, th)
+def stage_thresholds(
+    root: str, eligibility: str | dict[str, Any] | None = None
+) -> dict[str, StageThresholds]:
+    """The thresholds in force for training on the shards under ``root``: the defaults, overridden
+    by the tokenize run's ``eligibility`` (recorded in ``tokenize.json``: what selected the shards'
+    clips), then by ``eligibility`` (the recipe's / run's overrides, ``{stage: {threshold:
+    value}}`` or a thresholds YAML, as everywhere else)."""
+    recorded = (read_tokenize_json(root) or {}).get("eligibility")
+    return load_thresholds(eligibility, base=load_thresholds(recorded))
 
 
 def select_samples(
     root: str,
     stage: str,
-    min_agreement: float | None = None,
     dataset_weights: dict[str, float] | None = None,
-    eligibility: dict[str, Any] | None = None,
+    eligibility: str | dict[str, Any] | None = None,
 ) -> Selection:
-    """Read ``samples.parquet`` and ``index.parquet`` under ``root`` and pick the stage's clips.
-
-    A clip qualifies when its ingest-time ``eligible_<stage>`` is true, it passes
-    ``eligibility`` (threshold overrides for this stage, re-applied with
-    ``accord.core.eligibility``) and its agreement is at least ``min_agreement``.
-    """
+    """Read ``samples.parquet`` and ``index.parquet`` under ``root`` and pick the stage's clips:
+    those :func:`accord.core.eligibility.eligible_for` finds eligible for ``stage`` under
+    :func:`stage_thresholds` (``eligibility``: overrides on top), weighted by dataset."""
     stage_index(stage)
+    thresholds = stage_thresholds(root, eligibility)
     rows = read_samples(root).to_pylist()
     index = read_index(root)
     shards = index["shard"].to_pylist() if index is not None else sorted({r["shard"] for r in rows})
@@ -92,14 +104,7 @@ def select_samples(
     default_w = float(dw.pop("*", 1.0))
     weights: dict[str, float] = {}
     for row in rows:
-        col = f"eligible_{stage}"
-        ok = bool(row.get(col, True))
-        if ok and eligibility:
-            ok = passes(stage, row, eligibility)
-        if ok and min_agreement is not None:
-            agr = row.get("agreement")
-            ok = agr is not None and float(agr) >= min_agreement
-        if not ok:
+        if not eligible_for(row, stage, thresholds):
             continue
         w = float(dw.get(dataset_of(row), default_w))
         if w > 0:
@@ -210,9 +215,8 @@ class LoaderConfig:
     max_frames: int
     seqs_per_batch: int = 1
     seed: int = 1234
-    min_agreement: float | None = None
     dataset_weights: dict[str, float] = field(default_factory=dict)
-    eligibility: dict[str, Any] | None = None  # threshold overrides re-applied at read time
+    eligibility: str | dict[str, Any] | None = None  # {stage: {threshold: value}} over tokenize's
     audio_pad_id: int = AUDIO_PAD_ID
     text_pad_id: int = PAD_ID
     max_epochs: int | None = None  # None: cycle forever
@@ -230,7 +234,7 @@ class LoaderStats:
     skipped_shards: list[str] = field(default_factory=list)
 
 
-ExampleFn = Callable[[dict[str, Any], int], Example | None]
+ExampleFn = Callable[[ShardSample, int], Example | None]
 
 
 class StageLoader:
@@ -244,9 +248,7 @@ class StageLoader:
         self.cfg = cfg
         self.build = build
         self.rank, self.world = rank, world
-        self.selection = select_samples(
-            cfg.root, cfg.stage, cfg.min_agreement, cfg.dataset_weights, cfg.eligibility
-        )
+        self.selection = select_samples(cfg.root, cfg.stage, cfg.dataset_weights, cfg.eligibility)
         if not self.selection.weights:
             raise ValueError(
                 f"no clip under {cfg.root} is eligible for stage {cfg.stage!r} "
@@ -256,7 +258,7 @@ class StageLoader:
         self.cache_shards = 3
         # position of the first item not yet in an emitted micro-batch
         self.epoch, self.shard_pos, self.item_pos, self.global_batch = 0, 0, 0, 0
-        self._cache: dict[tuple[int, int], list[dict[str, Any]]] = {}  # a few recent shards
+        self._cache: dict[tuple[int, int], list[ShardSample]] = {}  # a few recent shards
 
     # position -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -282,7 +284,7 @@ class StageLoader:
         perm = rng_for(self.cfg.seed, "shards", epoch).permutation(len(names))
         return [names[i] for i in perm]
 
-    def _shard_items(self, epoch: int, shard_pos: int) -> list[dict[str, Any]]:
+    def _shard_items(self, epoch: int, shard_pos: int) -> list[ShardSample]:
         """The epoch-ordered, weight-expanded samples of one shard ([] if it is unreadable)."""
         if (epoch, shard_pos) in self._cache:
             items = self._cache.pop((epoch, shard_pos))  # most recently used goes last
@@ -299,13 +301,13 @@ class StageLoader:
             self.stats.skipped_shards.append(name)
             log.warning("skipping shard %s (epoch %d): %s", url, epoch, e)
             samples = []
-        items: list[dict[str, Any]] = []
+        items: list[ShardSample] = []
         for s in samples:
-            w = self.selection.weights.get(s["clip_id"], 0.0)
+            w = self.selection.weights.get(s.clip_id, 0.0)
             if w <= 0:
                 continue
             whole = int(w)
-            extra = rng_for(self.cfg.seed, "weight", epoch, s["clip_id"]).random() < (w - whole)
+            extra = rng_for(self.cfg.seed, "weight", epoch, s.clip_id).random() < (w - whole)
             items.extend([s] * (whole + int(extra)))
         perm = rng_for(self.cfg.seed, "order", epoch, name).permutation(len(items))
         items = [items[i] for i in perm]
@@ -314,7 +316,7 @@ class StageLoader:
             self._cache.pop(next(iter(self._cache)))
         return items
 
-    def _items(self) -> Iterator[tuple[tuple[int, int, int], dict[str, Any]]]:
+    def _items(self) -> Iterator[tuple[tuple[int, int, int], ShardSample]]:
         """(position, sample) from the current position on, across epochs."""
         epoch, sp, ip = self.epoch, self.shard_pos, self.item_pos
         empty_epochs = 0
@@ -343,7 +345,7 @@ class StageLoader:
                 ex = self.build(sample, pos[0])
             except Exception as e:
                 self.stats.build_errors += 1
-                log.warning("cannot build an example from %s: %s", sample.get("clip_id"), e)
+                log.warning("cannot build an example from %s: %s", sample.clip_id, e)
                 ex = None
             if ex is None:
                 continue

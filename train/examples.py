@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from accord.core.shards import ShardSample
 from accord.core.vocab import DEFAULT_VOCAB, Vocab
 from accord.model.sequence import build_sequence, control_tokens
 from accord.train.data import Example, rng_for
@@ -75,25 +76,25 @@ class ExampleBuilder:
             self.vocab, background=background, accurate=accurate, speaking_rate=rate, quality=quality
         )
 
-    def speaker(self, sample: dict[str, Any], rng: np.random.Generator) -> tuple[np.ndarray | None, bool]:
+    def speaker(self, sample: ShardSample, rng: np.random.Generator) -> tuple[np.ndarray | None, bool]:
         """The prompt embedding and whether it comes from an augmented (degraded) copy."""
         c = self.cond
         if c.speaker == "none":
             return None, False
         if c.speaker == "full":
-            return sample.get("spk.npy"), False
+            return sample.spk, False
         if c.speaker != "crop":
             raise ValueError(f"unknown speaker source {c.speaker!r}; expected none, crop or full")
-        aug = sample.get("spkaug.npy")
+        aug = sample.spkaug
         has_aug = aug is not None and aug.ndim == 2 and len(aug) > 0
         if c.aug_prompt_prob > 0 and has_aug and rng.random() < c.aug_prompt_prob:
             return aug[int(rng.integers(len(aug)))], True
-        crop = sample.get("spkcrop.npy")
-        return (crop if crop is not None else sample.get("spk.npy")), False
+        crop = sample.spkcrop
+        return (crop if crop is not None else sample.spk), False
 
-    def __call__(self, sample: dict[str, Any], epoch: int) -> Example | None:
-        meta = sample["json"]
-        clip_id = str(sample["clip_id"])
+    def __call__(self, sample: ShardSample, epoch: int) -> Example | None:
+        meta = sample.meta
+        clip_id = sample.clip_id
         rng = rng_for(self.seed, "example", epoch, clip_id)
         text = pick_transcript(meta, rng)
         if text is None:
@@ -102,7 +103,7 @@ class ExampleBuilder:
         # the background marker describes the speaker prompt: a degraded copy is noisy
         background = "noisy" if augmented else self.vocab.background_marker(meta)
         controls = self.controls(meta, rng, background)
-        codes_KT = torch.from_numpy(np.asarray(sample["codes.npy"]).astype(np.int64))
+        codes_KT = torch.from_numpy(np.asarray(sample.codes).astype(np.int64))
         seq = build_sequence(codes_KT, text, controls, self.vocab)
         mask_TK = seq.loss_mask_TK.clone()
         if self.cond.mask_crop and meta.get("speaker_crop"):

@@ -7,15 +7,11 @@ masked speaker crop, and never across a packed clip boundary (a clip's last row 
 The total is token-weighted over every codebook; per-codebook means go to the metrics.
 
 The 9 x 1026 output heads make fp32 logits large (zonos2-8b, one 6144-row sequence: 57 M
-entries, 227 MB per fp32 copy), so neither loss path materialises them whole:
-- ``masked_nll`` takes the model's logits and runs the cross entropy over chunks of rows in
-  fp32, saving nothing but a reference to the logits; its backward recomputes each chunk's
-  softmax and writes the gradient straight into one tensor of the logits' dtype.
-- ``head_nll`` takes the last hidden states instead and runs the output norm once, then
-  the head matmul, the soft cap and the cross entropy per chunk (Liger-style fused linear
-  cross entropy): the gradients w.r.t. the hidden states and the head weight are computed in
-  the forward, so not even the bf16 logits (or the head's saved activations) exist.
-Both give the numbers of the plain ``F.cross_entropy`` over ``logits.float()`` (tests).
+entries, 227 MB per fp32 copy), so ``masked_nll`` never makes an fp32 copy of them whole: it
+takes the model's logits and runs the cross entropy over chunks of rows in fp32, saving
+nothing but a reference to the logits; its backward recomputes each chunk's softmax and
+writes the gradient straight into one tensor of the logits' dtype. It gives the numbers of
+the plain ``F.cross_entropy`` over ``logits.float()`` (tests).
 """
 
 from __future__ import annotations
@@ -23,10 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import nn
-
-from accord.model.zonos import softcap as apply_softcap
 
 CHUNK_ELEMENTS = 1 << 24  # fp32 logits per chunk: 64 MB, ~1,800 rows of 9 x 1026
 
@@ -117,85 +109,6 @@ def masked_nll(
     return total, nll_sum_K, n_K
 
 
-class _FusedHeadNLL(torch.autograd.Function):
-    """Token-weighted mean NLL of ``softcap(h @ W^T)`` and its per-codebook sums, by row chunks.
-
-    The output is the scalar mean (its gradient is a scalar, so the gradients computed in the
-    forward only need scaling in the backward); the per-codebook sums come out detached.
-    The head matmul and the soft cap run in the hidden states' dtype exactly as the model
-    does, the cross entropy in fp32.
-    """
-
-    @staticmethod
-    def forward(ctx, h_BTD, weight_VD, targets_BTK, mask_BTK, n_total, cap: float, chunk_elements: int):
-        B, T, _ = h_BTD.shape
-        K = targets_BTK.shape[-1]
-        V = weight_VD.shape[0] // K
-        want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        sum_K = h_BTD.new_zeros(K, dtype=torch.float32)
-        dh_BTD = torch.zeros_like(h_BTD) if want_h else None
-        dw_VD = torch.zeros(weight_VD.shape, dtype=torch.float32, device=weight_VD.device) if want_w else None
-        inv_n = 1.0 / n_total.clamp_min(1.0)
-        for b, t0, t1 in _row_chunks(B, T, K * V, chunk_elements):
-            h_RD = h_BTD[b, t0:t1]
-            logits_RKV = apply_softcap(F.linear(h_RD, weight_VD), cap).view(-1, K, V)
-            s_K, g_RKV = _chunk_nll_grad(
-                logits_RKV, targets_BTK[b, t0:t1], mask_BTK[b, t0:t1], want_h or want_w
-            )
-            sum_K += s_K
-            if g_RKV is None:
-                continue
-            if cap > 0:  # d(cap * tanh(z / cap))/dz = 1 - (logit / cap)^2
-                dcap_RKV = logits_RKV.to(torch.float32, copy=True).div_(cap).square_().neg_().add_(1.0)
-                g_RKV.mul_(dcap_RKV)
-                del dcap_RKV
-            del logits_RKV
-            dz_RV = g_RKV.mul_(inv_n).view(-1, K * V).to(h_RD.dtype)
-            if want_h:
-                dh_BTD[b, t0:t1] = dz_RV @ weight_VD
-            if want_w:
-                dw_VD += (dz_RV.t() @ h_RD).float()
-        ctx.save_for_backward(dh_BTD, dw_VD)
-        ctx.weight_dtype = weight_VD.dtype
-        ctx.mark_non_differentiable(sum_K)
-        return sum_K.sum() * inv_n, sum_K
-
-    @staticmethod
-    def backward(ctx, dmean: torch.Tensor, _dsum_K: torch.Tensor):
-        dh_BTD, dw_VD = ctx.saved_tensors
-        dh = None if dh_BTD is None else dh_BTD * dmean.to(dh_BTD.dtype)
-        dw = None if dw_VD is None else (dw_VD * dmean).to(ctx.weight_dtype)
-        return dh, dw, None, None, None, None, None
-
-
-def head_nll(
-    hidden_BTD: torch.Tensor,
-    out_norm: nn.Module,
-    head: nn.Linear,
-    ids_BTC: torch.Tensor,
-    mask_BTK: torch.Tensor,
-    softcap: float,
-    chunk_elements: int = CHUNK_ELEMENTS,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``masked_nll(softcap(head(out_norm(hidden))))`` without materialising the logits.
-
-    ``hidden_BTD`` is the last block's output (before the model's ``out_norm``); ``head`` is
-    the model's ``multi_output`` ([K * V, D], no bias) and ``softcap`` its ``cfg.loss_softcap``.
-    Same triple as ``masked_nll``; the per-codebook sums carry no gradient.
-    """
-    if head.bias is not None:
-        raise ValueError("head_nll expects a bias-free head (the model's multi_output)")
-    K = mask_BTK.shape[-1]
-    if head.weight.shape[0] % K:
-        raise ValueError(f"head has {head.weight.shape[0]} outputs, not a multiple of {K} codebooks")
-    targets_BTK, maskf_BTK, n_K = _targets_and_mask(ids_BTC, mask_BTK, K)
-    h_BTD = out_norm(hidden_BTD)
-    total, nll_sum_K = _FusedHeadNLL.apply(
-        h_BTD, head.weight, targets_BTK, maskf_BTK, n_K.sum(), float(softcap), chunk_elements
-    )
-    return total, nll_sum_K, n_K
-
-
 def training_loss(
     logits_BTKV: torch.Tensor,
     ids_BTC: torch.Tensor,
@@ -203,18 +116,8 @@ def training_loss(
     balance_loss: torch.Tensor | None,
     balance_coef: float,
 ) -> LossOut:
+    """The masked NLL of ``logits_BTKV`` plus ``balance_coef`` times the balance term."""
     nll, nll_sum_K, n_K = masked_nll(logits_BTKV, ids_BTC, mask_BTK)
-    return combine_loss(nll, nll_sum_K, n_K, balance_loss, balance_coef)
-
-
-def combine_loss(
-    nll: torch.Tensor,
-    nll_sum_K: torch.Tensor,
-    n_K: torch.Tensor,
-    balance_loss: torch.Tensor | None,
-    balance_coef: float,
-) -> LossOut:
-    """The ``LossOut`` of a (mean, per-codebook sums, counts) triple plus the balance term."""
     balance = balance_loss if balance_loss is not None else nll.new_zeros(())
     loss = nll + balance_coef * balance
     per_K = (nll_sum_K / n_K).detach()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from accord.core.config import deep_merge, from_dict, read_yaml, to_dict
+from accord.core.eligibility import load_thresholds
 from accord.core.stages import STAGES, stage_index
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
@@ -41,11 +42,11 @@ class OptimConfig:
 class DataConfig:
     max_frames: int = 6144  # rows per packed sequence (text + control + audio rows)
     seqs_per_batch: int = 1  # packed sequences per micro-batch
-    min_agreement: float | None = None  # re-applied at read time on top of ingest eligibility
     dataset_weights: dict[str, float] = field(default_factory=dict)  # dataset -> weight; "*" default
-    # accord.core.eligibility threshold overrides for this stage, re-applied at read time
-    # (None: trust the eligibility recorded at ingest)
-    eligibility: dict[str, Any] | None = None
+    # accord.core.eligibility overrides in their own spelling, {stage: {threshold: value}} (or a
+    # thresholds YAML), on top of the defaults and the tokenize run's (train/data.py:
+    # stage_thresholds); eligibility is recomputed from every clip's signals at read time
+    eligibility: str | dict[str, Any] | None = None
     seed: int = 1234
 
 
@@ -79,8 +80,6 @@ class EvalConfig:
     n_sentences: int = 4
     max_new_frames: int = 1500
     asr: str = "whisper:tiny.en"
-    speaker: str = "ecapa:auralis"
-    codec: str = "dac:44khz"
 
 
 @dataclass
@@ -102,6 +101,15 @@ class Recipe:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Recipe:
         """From a resolved recipe mapping; unknown keys fail with their dotted path."""
+        data = d.get("data") or {}
+        if "min_agreement" in data:
+            value, stage = data["min_agreement"], d.get("stage", "<stage>")
+            raise ValueError(
+                f"recipe data.min_agreement is gone: write data.eligibility: {{{stage}: {{min_agreement: "
+                f"{value}}}}} (accord.core.eligibility's spelling; null: drop the key)"
+            )
+        if isinstance(data.get("eligibility"), dict):
+            load_thresholds(data["eligibility"])  # a bad stage or threshold fails here, by name
         return from_dict(cls, d, name="recipe")
 
 

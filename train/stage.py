@@ -9,7 +9,8 @@ Layout of a stage's run directory::
     tensorboard/           the same scalars for TensorBoard
     summary.png/.html      the run summary
     final/                 ZONOS2 layout (params.json + model.pth): the next stage's init
-    eval.json              the mini-eval report (``accord.train.eval``)
+    eval.json              the evaluator's report (``accord.train.evaluator``; ``accord train``'s
+                           is ``accord.app.evaluation.mini_eval``)
     result.json            steps, logged losses, loader counters, frames/s, peak GPU memory
 
 Re-running a stage on the same run dir resumes from its latest checkpoint. The work is
@@ -25,15 +26,17 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from accord.train.evaluator import Evaluator
 from accord.train.trainer import StageArgs, Trainer
 
 __all__ = ["StageArgs", "run_stage", "set_threads_from_env", "shutdown"]
 
 
-def run_stage(args: StageArgs) -> dict[str, Any]:
-    """Train one stage (resuming from the run dir's latest checkpoint if any); the result.json dict,
-    or ``{"stage", "steps", "stopped": True}`` when ``args.stop_after`` ended it early."""
-    return Trainer(args).run()
+def run_stage(args: StageArgs, evaluator: Evaluator | None = None) -> dict[str, Any]:
+    """Train one stage (resuming from the run dir's latest checkpoint if any), then evaluate its
+    weights with ``evaluator`` if given; the result.json dict, or ``{"stage", "steps", "stopped":
+    True}`` when ``args.stop_after`` ended it early."""
+    return Trainer(args, evaluator=evaluator).run()
 
 
 def shutdown() -> None:

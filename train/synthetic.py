@@ -5,27 +5,30 @@ For benchmarks and tests that need shards in the ``accord.core.shards`` contract
 are written with tokenize's own writers. Codes follow a per-clip arithmetic pattern
 (learnable: a falling loss means the trainer works), embeddings are random, and agreement,
 SNR, speaking rate and source dataset vary across clips so stage selection and dataset
-weights have something to choose between.
+weights have something to choose between. A clip's stages follow its agreement alone
+(``STAGE_AGREEMENT``): ``tokenize.json`` records those thresholds as the run's eligibility, so
+the trainer's read-time eligibility recomputes exactly the flags the samples carry.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from accord.core.clip import sample_meta
-from accord.core.shards import LDA_NPZ, write_index, write_shard
+from accord.core.eligibility import StageThresholds, threshold_overrides
+from accord.core.shards import LDA_NPZ, ShardSample, write_index, write_shard, write_tokenize_json
 from accord.core.stages import STAGES
 from accord.tokenize.lda import LdaProjection
 
 D_SPK = 192  # ECAPA embedding width
 FRAMES_PER_SECOND = 86.13  # approximate DAC 44.1 kHz frame rate (kept fixed: golden losses use it)
+STAGE_AGREEMENT = dict(zip(STAGES, (0.0, 0.7, 0.9, 0.95), strict=True))  # a stage's only threshold
 
 
-def clip_sample(i: int, rng: np.random.Generator, n_frames: int) -> dict[str, Any]:
-    """Clip ``i`` as a shard sample (``codes``, ``spk``, ``spkcrop``, ``spkaug``, ``json``)."""
+def clip_sample(i: int, rng: np.random.Generator, n_frames: int) -> ShardSample:
+    """Clip ``i`` as a shard sample."""
     clip_id = f"clip{i:04d}"
     base = int(rng.integers(0, 64))
     t = np.arange(n_frames)
@@ -43,7 +46,7 @@ def clip_sample(i: int, rng: np.random.Generator, n_frames: int) -> dict[str, An
         "agreement": agreement,
         "n_asr": 2,
         "hallucinated": False,
-        **{f"eligible_{s}": agreement >= [0.0, 0.7, 0.9, 0.95][j] for j, s in enumerate(STAGES)},
+        **{f"eligible_{s}": agreement >= a for s, a in STAGE_AGREEMENT.items()},
         "speaking_rate": 12.0 + i % 5,
         "snr_db": snr,
         "bandwidth_hz": 16000.0,
@@ -55,13 +58,13 @@ def clip_sample(i: int, rng: np.random.Generator, n_frames: int) -> dict[str, An
     }
     crop = (f0, min(n_frames, f0 + max(1, n_frames // 3)))
     meta = sample_meta(row, n_frames, crop, ("noise", "reverb"))
-    return {
-        "codes": codes,
-        "spk": rng.standard_normal(D_SPK).astype(np.float32),
-        "spkcrop": rng.standard_normal(D_SPK).astype(np.float32),
-        "spkaug": rng.standard_normal((2, D_SPK)).astype(np.float32),
-        "json": meta,
-    }
+    return ShardSample(
+        codes=codes,
+        spk=rng.standard_normal(D_SPK).astype(np.float32),
+        spkcrop=rng.standard_normal(D_SPK).astype(np.float32),
+        spkaug=rng.standard_normal((2, D_SPK)).astype(np.float32),
+        meta=meta,
+    )
 
 
 def write_synthetic_shards(
@@ -79,8 +82,10 @@ def write_synthetic_shards(
     per = (n_clips + n_shards - 1) // n_shards
     for s in range(n_shards):
         part = samples[s * per : (s + 1) * per]
-        write_shard(str(root), s, [p["json"]["clip_id"] for p in part], part)
+        write_shard(str(root), s, [p.key for p in part], part)
     write_index(str(root), n_shards)
+    thresholds = {s: StageThresholds(min_agreement=a) for s, a in STAGE_AGREEMENT.items()}
+    write_tokenize_json(str(root), {"eligibility": threshold_overrides(thresholds)})
     W = rng.standard_normal((8, D_SPK)).astype(np.float32) / np.sqrt(D_SPK)
     lda = LdaProjection(W, np.zeros(8, np.float32), np.zeros(D_SPK, np.float32), np.zeros(8, np.float32))
     lda.save(root / LDA_NPZ)

@@ -8,8 +8,9 @@ loader, ``config.json``, and the resume from the run dir's latest checkpoint. Ea
 one method that can be called on its own (tests do): :meth:`Trainer.train_step` (one optimizer
 step, device work only), :meth:`Trainer.checkpoint`, :meth:`Trainer.train` (the loop with its log
 and checkpoint cadence and ``stop_after``), :meth:`Trainer.export` (``final/`` in the ZONOS2
-layout), :meth:`Trainer.evaluate` (the mini-eval, whose failures never lose the weights) and
-:meth:`Trainer.result`; :meth:`Trainer.run` chains them as ``accord train STAGE`` runs them.
+layout), :meth:`Trainer.evaluate` (the :class:`~accord.train.evaluator.Evaluator` the trainer is
+given, whose failures never lose the weights) and :meth:`Trainer.result`; :meth:`Trainer.run`
+chains them as ``accord train STAGE`` runs them.
 Every method is called on every rank; the ones that write files write on rank 0.
 
 The run directory's layout is documented in :mod:`accord.train.stage`.
@@ -35,6 +36,7 @@ from accord.model.zonos import ZonosModel
 from accord.train import checkpoint as ckpt
 from accord.train.data import Batch, LoaderConfig, StageLoader
 from accord.train.engine import apply_activation_checkpointing, build_engine, init_distributed
+from accord.train.evaluator import EVAL_JSON, REPORT_ITEMS, Evaluator
 from accord.train.examples import ExampleBuilder
 from accord.train.loss import training_loss
 from accord.train.metrics import MetricsLogger, write_summary
@@ -83,7 +85,7 @@ def init_speaker_lda_from_shards(model: ZonosModel, shards: str) -> bool:
 
 
 def export_extra(args: StageArgs, recipe: Recipe, step: int) -> dict[str, Any]:
-    """What ``accord synth`` and the next stage need beside the weights (vocab, codec, speaker refs)."""
+    """What synthesis (``synth``) and the next stage need beside the weights (vocab, codec, speaker refs)."""
     refs = tokenize_refs(args.shards)
     return {
         "stage": args.stage,
@@ -91,8 +93,9 @@ def export_extra(args: StageArgs, recipe: Recipe, step: int) -> dict[str, Any]:
         "recipe": recipe.to_dict(),
         "shards": args.shards,
         "vocab": DEFAULT_VOCAB.config.to_dict(),
-        "codec": refs.get("codec", recipe.eval.codec),
-        "speaker_ref": refs.get("speaker", recipe.eval.speaker),
+        # what the shards were tokenized with; a shard set without a record leaves them out and
+        # synth falls back to tokenize's defaults (accord.tokenize.codec / speaker)
+        **{k: refs[r] for k, r in (("codec", "codec"), ("speaker_ref", "speaker")) if r in refs},
         # which refs made the training codes with seeded random weights (None: not recorded);
         # synth and the eval decode with random weights only when this says so
         RANDOM_WEIGHTS_KEY: refs.get(RANDOM_WEIGHTS_KEY),
@@ -137,7 +140,6 @@ def build_loader(
             max_frames=data.max_frames,
             seqs_per_batch=data.seqs_per_batch,
             seed=data.seed,
-            min_agreement=data.min_agreement,
             dataset_weights=data.dataset_weights,
             eligibility=data.eligibility,
             audio_pad_id=model_cfg.audio_pad_id,
@@ -152,8 +154,9 @@ def build_loader(
 class Trainer:
     """One stage's training; see the module docstring for the phases."""
 
-    def __init__(self, args: StageArgs) -> None:
+    def __init__(self, args: StageArgs, evaluator: Evaluator | None = None) -> None:
         self.args = args
+        self.evaluator = evaluator
         self.t_start = time.perf_counter()
         self.dist_info = init_distributed()
         self.device, self.rank, self.world = self.dist_info.device, self.dist_info.rank, self.dist_info.world
@@ -318,20 +321,18 @@ class Trainer:
         return self.final_dir
 
     def evaluate(self) -> dict[str, Any] | None:
-        """The mini-eval of ``final/`` into ``eval.json`` (rank 0; None elsewhere). A failing eval
-        is reported in ``eval.json`` and never raised: the trained weights are already written."""
-        if self.rank != 0:
+        """The evaluator's report on ``final/`` into ``eval.json``; returned without its per-sentence
+        items (rank 0; None elsewhere, or without an evaluator). A failing eval is reported in
+        ``eval.json`` and never raised: the trained weights are already written."""
+        if self.rank != 0 or self.evaluator is None:
             return None
-        from accord.train.eval import mini_eval
-
-        out = self.run_dir / "eval.json"
         try:
-            return mini_eval(self.final_dir, self.args.shards, self.recipe, out, self.device)
+            report = self.evaluator(self.final_dir, self.args.shards, self.recipe, self.device)
         except Exception as e:
             log.exception("mini-eval failed")
             report = {"error": f"{type(e).__name__}: {e}"}
-            storage.write_json_atomic(out, report)
-            return report
+        storage.write_json_atomic(self.run_dir / EVAL_JSON, report)
+        return {k: v for k, v in report.items() if k != REPORT_ITEMS}
 
     def result(self) -> dict[str, Any]:
         """What ``result.json`` records of the stage (this process's steps and timings)."""
@@ -371,7 +372,9 @@ class Trainer:
                 extra={"stage": self.args.stage},
             )
             run_eval = self.recipe.eval.enabled if self.args.run_eval is None else self.args.run_eval
-            if run_eval:
+            if run_eval and self.evaluator is None:
+                log.info("no evaluator given: no mini-eval")
+            elif run_eval:
                 result["eval"] = self.evaluate()
             storage.write_json_atomic(self.run_dir / "result.json", result)
         self.barrier()

@@ -12,7 +12,7 @@ import click
 @click.option("--address", default=None, help="Ray address to check (ray://host:10001, http://host:8265).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def doctor(address: str | None, as_json: bool) -> None:
-    from accord.doctor import run
+    from accord.app.doctor import run
 
     report = run(address)
     if as_json:

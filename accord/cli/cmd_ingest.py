@@ -1,6 +1,6 @@
 """``accord ingest``: parse the run's configs, call one library function, print.
 
-Without ``--address``: :func:`accord.flows.ingest_then_tokenize` (the ingest, then with
+Without ``--address``: :func:`accord.app.flows.ingest_then_tokenize` (the ingest, then with
 ``--tokenize SHARDS`` the tokenize of its manifest); with ``--dry-run``:
 :func:`accord.pipeline.job.dry_run.dry_run`; with ``--address``: the same command submitted as
 a Ray job (:func:`accord.pipeline.cluster.submit`) with its configs resolved here.
@@ -181,10 +181,10 @@ def ingest(
             print_dry_run(plan)
         return
 
+    from accord.app.flows import ingest_then_tokenize
     from accord.core.storage import redact_uri
-    from accord.flows import ingest_then_tokenize
+    from accord.core.weights import ModelNotFound
     from accord.pipeline.job.summary import print_run
-    from accord.weights import ModelNotFound
 
     def on_commit(source, n_clips: int, n_errors: int) -> None:
         click.echo(f"committed {redact_uri(source.uri)}: {n_clips} clips, {n_errors} errors", err=True)

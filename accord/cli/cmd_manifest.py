@@ -29,8 +29,8 @@ def common(f):
 
 
 def _read(out_uri: str, stage: str | None, lang: str | None, thresholds: Any):
+    from accord.core.manifest import read_manifest
     from accord.core.storage import Store, redact_uri
-    from accord.pipeline.manifest.read import read_manifest
 
     store = Store(out_uri)
     if not (store.exists("manifest") or store.exists("errors")):
@@ -59,8 +59,8 @@ def stats(out_uri, stage, lang, thresholds, as_json) -> None:
     from rich.table import Table
 
     from accord.core.eligibility import load_thresholds
+    from accord.core.manifest import read_errors
     from accord.core.stages import STAGES
-    from accord.pipeline.manifest.read import read_errors
     from accord.pipeline.manifest.stats import AGREEMENT_BINS, gate_counts, summary_dict
 
     th = load_thresholds(thresholds)  # read once: the manifest and the gates use the same
@@ -175,7 +175,7 @@ def show(out_uri, stage, lang, thresholds, disagree, below, limit) -> None:
 )
 def filter_(out_uri, stage, lang, thresholds, output) -> None:
     """Write the clips that pass --stage/--lang (eligibility re-applied) as Parquet."""
-    from accord.pipeline.manifest.read import write_filtered
+    from accord.core.manifest import write_filtered
 
     table = _read(out_uri, stage, lang, thresholds)
     path = write_filtered(table, output)

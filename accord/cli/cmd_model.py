@@ -47,6 +47,11 @@ def info(flavour_or_checkpoint: str) -> None:
 @click.option(
     "--codec", default=None, help="Codec ref recorded for synth (default: tokenize's default codec)."
 )
+@click.option(
+    "--speaker",
+    default=None,
+    help="Speaker encoder ref recorded for synth (default: tokenize's encoder for the flavour's width).",
+)
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
 @click.option(
     "--device",
@@ -55,7 +60,14 @@ def info(flavour_or_checkpoint: str) -> None:
     help="where the weights are initialised ('cuda' keeps zonos2-8b's ~31 GB of float32 off the host)",
 )
 def init(
-    flavour: str, out: str, seed: int, lda: str | None, codec: str | None, dtype: str, device: str
+    flavour: str,
+    out: str,
+    seed: int,
+    lda: str | None,
+    codec: str | None,
+    speaker: str | None,
+    dtype: str,
+    device: str,
 ) -> None:
     """Write a randomly initialised FLAVOUR as a ZONOS2 checkpoint dir (smoke tests, demos)."""
     import numpy as np
@@ -66,6 +78,7 @@ def init(
     from accord.model.config import get_flavour
     from accord.model.zonos import ZonosModel
     from accord.tokenize.codec import DEFAULT_REF
+    from accord.tokenize.speaker import speaker_ref_for
 
     cfg = get_flavour(flavour)
     if lda:
@@ -81,6 +94,7 @@ def init(
     extra = {
         "flavour": flavour,
         "codec": codec or DEFAULT_REF,
+        "speaker_ref": speaker or speaker_ref_for(cfg.speaker_embedding_dim),
         "vocab": DEFAULT_VOCAB.config.to_dict(),
         "stage": "init",
     }

@@ -37,7 +37,7 @@ def synth(
     """Synthesize TEXT with the model in CHECKPOINT (params.json + model.pth) into --out."""
     import soundfile as sf
 
-    from accord.synth import SynthRequest, synthesize
+    from accord.app.synth import SynthRequest, synthesize
 
     sampling = SamplingConfig(
         temperature=temperature,

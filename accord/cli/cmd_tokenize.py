@@ -197,8 +197,8 @@ def run_flags_command(**params: Any) -> None:
 @run_options
 def run(manifest_uri: str, shards_uri: str, config: str | None, sets: tuple[str, ...], address: str | None,
         **params: Any) -> None:  # fmt: skip
-    from accord.flows import tokenize_manifest
-    from accord.weights import ModelNotFound
+    from accord.app.flows import tokenize_manifest
+    from accord.core.weights import ModelNotFound
 
     cfg = build_config(TokenizeConfig, config, sets, "tokenize", run_flags(params))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -1,5 +1,7 @@
 """``accord train STAGE|curriculum``: parse, call :func:`accord.train.stage.run_stage` or
-:func:`accord.train.curriculum.run_curriculum`, print.
+:func:`accord.train.curriculum.run_curriculum` with the mini-eval (:func:`accord.app.evaluation.mini_eval`)
+as the trainer's evaluator (``--eval/--no-eval`` and the recipe's ``eval.enabled`` decide whether it
+runs), print.
 
 The stage recipe (``train/recipes/<stage>.yaml``) is the config's base; ``--config FILE`` (flat
 or under ``train:``) and ``--set key=value`` override it, in that order.
@@ -124,12 +126,13 @@ def _make_stage_command(stage: str) -> click.Command:
     )
     def cmd(local_rank, stop_after, **options):
         _setup(local_rank)
+        from accord.app.evaluation import mini_eval
         from accord.train.stage import run_stage, shutdown
 
         try:
             args = _args(stage, **options)
             args.stop_after = stop_after
-            r = run_stage(args)
+            r = run_stage(args, evaluator=mini_eval)
         finally:
             shutdown()
         click.echo(json.dumps({k: v for k, v in r.items() if k != "logged_losses"}, default=str))
@@ -153,12 +156,13 @@ for _stage in STAGES:
 )
 def curriculum(local_rank, steps_per_stage, start, **options):
     _setup(local_rank)
+    from accord.app.evaluation import mini_eval
     from accord.train.curriculum import run_curriculum
     from accord.train.stage import shutdown
 
     try:
         base = _args("pretrain", **options)
-        r = run_curriculum(base, steps_per_stage=steps_per_stage, start=start)
+        r = run_curriculum(base, steps_per_stage=steps_per_stage, start=start, evaluator=mini_eval)
     finally:
         shutdown()
     click.echo(json.dumps({s: {"final": v.get("final"), "steps": v.get("steps")} for s, v in r.items()}))

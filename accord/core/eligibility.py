@@ -1,9 +1,18 @@
-"""Per-stage eligibility: thresholds as data, applied at ingest and again at read time.
+"""Per-stage eligibility: thresholds as data, one function (:func:`eligible_for`) applied at
+ingest and again at every read.
 
-Ingest records ``eligible_<stage>`` columns with the run's thresholds; ``manifest``,
-``tokenize`` and ``train`` call :func:`eligible` again with theirs, so changing a threshold
-never needs a re-ingest. Stages go from lenient (``pretrain``) to strict (``anneal2``); the
-defaults are monotone, so a clip eligible for a stage is eligible for every earlier one.
+Ingest records ``eligible_<stage>`` columns with the run's thresholds; the manifest tools and
+tokenize recompute them from the clip's stored signals with the thresholds in force, and so does
+the trainer's stage selection (from ``samples.parquet``, which carries every signal a threshold
+reads), never trusting a stored flag. Changing a threshold never needs a re-ingest or a
+re-tokenize, and means the same at all three. One spelling of overrides everywhere (ingest
+config, ``accord manifest --thresholds``, ``accord tokenize --eligibility``, a recipe's
+``data.eligibility``): ``{stage: {threshold: value}}``, read by :func:`load_thresholds`.
+Tokenize records its overrides in ``tokenize.json`` (``eligibility``, :func:`threshold_overrides`),
+and the trainer starts from them, so relaxing a threshold at tokenize relaxes training too.
+
+Stages go from lenient (``pretrain``) to strict (``anneal2``); the defaults are monotone, so a
+clip eligible for a stage is eligible for every earlier one.
 
 A missing or NaN feature fails any threshold that is active for it; a threshold left at its
 neutral default (0 agreement, -inf SNR, empty allow-list, ...) never looks at the value.
@@ -166,22 +175,54 @@ DEFAULT_THRESHOLDS: dict[str, StageThresholds] = {
 
 def load_thresholds(
     config: str | Mapping[str, Mapping[str, Any]] | None = None,
+    base: Mapping[str, StageThresholds] | None = None,
 ) -> dict[str, StageThresholds]:
-    """Defaults overridden per stage by ``config``: a mapping ``{stage: {threshold: value}}`` or
-    a YAML file (any URI) holding one, at top level, under ``eligibility:`` or under
-    ``ingest: eligibility:`` (so a run config file serves as a thresholds file)."""
+    """``base`` (the defaults when None) overridden per stage by ``config``: a mapping
+    ``{stage: {threshold: value}}`` (or of built :class:`StageThresholds`) or a YAML file (any
+    URI) holding one, at top level, under ``eligibility:`` or under ``ingest: eligibility:`` (so
+    a run config file serves as a thresholds file)."""
     if isinstance(config, str):
         from accord.core.config import read_yaml
 
         data = read_yaml(config)
         config = data.get("eligibility", (data.get("ingest") or {}).get("eligibility", data))
-    out = dict(DEFAULT_THRESHOLDS)
+    out = dict(base or DEFAULT_THRESHOLDS)
     for stage, values in (config or {}).items():
+        if isinstance(values, StageThresholds):  # thresholds already built
+            out[stage] = values
+            continue
         if stage not in STAGES:
+            if stage in _NEUTRAL:
+                raise ValueError(
+                    f"eligibility overrides are keyed by stage: write {{<stage>: {{{stage}: ...}}}}, "
+                    f"e.g. {{anneal1: {{{stage}: ...}}}}, not {{{stage}: ...}}"
+                )
             raise ValueError(
                 f"unknown stage {stage!r} in eligibility config; expected one of {', '.join(STAGES)}"
             )
         out[stage] = StageThresholds.from_mapping(values or {}, base=out[stage])
+    return out
+
+
+def threshold_overrides(thresholds: Mapping[str, StageThresholds]) -> dict[str, dict[str, Any]]:
+    """``thresholds`` as the overrides of the defaults that rebuild them through
+    :func:`load_thresholds`: ``{stage: {threshold: value}}``, JSON-ready (an infinite limit is
+    the string ``"inf"`` / ``"-inf"``, which ``float`` reads back)."""
+    out: dict[str, dict[str, Any]] = {}
+    for stage in STAGES:
+        t, d = thresholds[stage], DEFAULT_THRESHOLDS[stage]
+        diff: dict[str, Any] = {}
+        for f in fields(StageThresholds):
+            v = getattr(t, f.name)
+            if v == getattr(d, f.name):
+                continue
+            if f.name == "languages":
+                v = list(v)
+            elif isinstance(v, float) and math.isinf(v):
+                v = "inf" if v > 0 else "-inf"
+            diff[f.name] = v
+        if diff:
+            out[stage] = diff
     return out
 
 
@@ -250,9 +291,16 @@ def failures(row: Mapping[str, Any], t: StageThresholds) -> list[str]:
     return out
 
 
+def eligible_for(
+    row: Mapping[str, Any], stage: str, thresholds: Mapping[str, StageThresholds] | None = None
+) -> bool:
+    """Whether ``row`` (a clip's stored signals) is eligible for ``stage`` under ``thresholds``
+    (defaults when None): the one definition of eligibility, at ingest, tokenize and train."""
+    return not failures(row, (thresholds or DEFAULT_THRESHOLDS)[stage])
+
+
 def eligible(
     row: Mapping[str, Any], thresholds: Mapping[str, StageThresholds] | None = None
 ) -> dict[str, bool]:
     """``{stage: bool}`` for every stage, under ``thresholds`` (defaults when None)."""
-    th = thresholds or DEFAULT_THRESHOLDS
-    return {stage: not failures(row, th[stage]) for stage in STAGES}
+    return {stage: eligible_for(row, stage, thresholds) for stage in STAGES}

@@ -1,8 +1,10 @@
 """The shard format: WebDataset tars of tokenized clips, their Parquet tables, and ``tokenize.json``.
 
-The writer and the reader live side by side here; tokenize writes through :class:`ShardWriter`,
-the trainer, the LDA fit, the report and ``accord tokenize decode`` read through
-:func:`read_shard`, :func:`read_samples` and :func:`read_tokenize_json`.
+The writer and the reader live side by side here and share one record, :class:`ShardSample`
+(its fields name the members: ``codes`` is ``<key>.codes.npy`` on disk, ``meta`` is
+``<key>.json``); tokenize writes through :class:`ShardWriter`, the trainer, the LDA fit, the
+report and ``accord tokenize decode`` read through :func:`read_shard`, :func:`read_samples` and
+:func:`read_tokenize_json`.
 
 Layout under ``SHARDS_URI``::
 
@@ -66,7 +68,15 @@ SAMPLES_PARQUET = "samples.parquet"
 TOKENIZE_JSON = "tokenize.json"
 LDA_NPZ = "lda.npz"
 RANDOM_WEIGHTS_KEY = "random_weights"  # in tokenize.json, done markers and index.parquet
-MEMBERS: tuple[str, ...] = ("codes.npy", "spk.npy", "spkcrop.npy", "spkaug.npy", "json")
+# ShardSample field -> its tar member (``<key>.<member>``); the one place the names are spelled
+MEMBER_OF: dict[str, str] = {
+    "codes": "codes.npy",
+    "spk": "spk.npy",
+    "spkcrop": "spkcrop.npy",
+    "spkaug": "spkaug.npy",
+    "meta": "json",
+}
+MEMBERS: tuple[str, ...] = tuple(MEMBER_OF.values())
 CODEC_BYTES_PER_SECOND = N_CODEBOOKS * 2 * CODEC_FRAME_RATE  # int16 codes
 TAR_OVERHEAD_PER_MEMBER = 1024  # header + padding (upper bound)
 
@@ -77,6 +87,30 @@ class ShardConfig:
     max_samples: int = 100_000
     n_augmentations: int = 4  # for the byte estimate
     speaker_dim: int = 192  # for the byte estimate
+
+
+@dataclass
+class ShardSample:
+    """One tokenized clip, as the writer takes it and the reader returns it.
+
+    ``meta`` is the clip row (``accord.core.clip.sample_meta``, the ``json`` member; the reader
+    returns it in the current shape). The speaker members are optional to the reader (None when
+    a shard lacks them); the writer needs all of them.
+    """
+
+    codes: np.ndarray  # int16 [9, T]
+    spk: np.ndarray | None  # float32 [D]: the whole clip
+    spkcrop: np.ndarray | None  # float32 [D]: the speaker crop (meta["speaker_crop"])
+    spkaug: np.ndarray | None  # float32 [A, D]: augmented copies (meta["augmentations"])
+    meta: dict[str, Any]
+    key: str = ""  # the tar key; the clip id when written
+
+    def __post_init__(self) -> None:
+        self.key = self.key or str(self.meta["clip_id"])
+
+    @property
+    def clip_id(self) -> str:
+        return str(self.meta.get("clip_id", self.key))
 
 
 class ShardError(Exception):
@@ -154,17 +188,17 @@ def _npy(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def encode_sample(sample: dict[str, Any]) -> dict[str, bytes]:
-    """Tar members of one tokenized clip (see the module docstring)."""
-    codes = np.asarray(sample["codes"])
+def encode_sample(sample: ShardSample) -> dict[str, bytes]:
+    """Tar members of one tokenized clip, by member name (see the module docstring)."""
+    codes = np.asarray(sample.codes)
     if codes.dtype != np.int16 or codes.ndim != 2:
         raise ValueError(f"codes must be int16 [9, T], got {codes.dtype} {codes.shape}")
     return {
-        "codes.npy": _npy(codes),
-        "spk.npy": _npy(np.asarray(sample["spk"], np.float32)),
-        "spkcrop.npy": _npy(np.asarray(sample["spkcrop"], np.float32)),
-        "spkaug.npy": _npy(np.asarray(sample["spkaug"], np.float32)),
-        "json": json.dumps(sample["json"], ensure_ascii=False, allow_nan=True).encode(),
+        MEMBER_OF["codes"]: _npy(codes),
+        MEMBER_OF["spk"]: _npy(np.asarray(sample.spk, np.float32)),
+        MEMBER_OF["spkcrop"]: _npy(np.asarray(sample.spkcrop, np.float32)),
+        MEMBER_OF["spkaug"]: _npy(np.asarray(sample.spkaug, np.float32)),
+        MEMBER_OF["meta"]: json.dumps(sample.meta, ensure_ascii=False, allow_nan=True).encode(),
     }
 
 
@@ -182,9 +216,9 @@ def check_clip_id(clip_id: str) -> None:
         raise ValueError(f"clip id {clip_id!r} cannot be a WebDataset key (no '.', '/', '\\\\' or spaces)")
 
 
-def _add_sample(tar: tarfile.TarFile, sample: dict[str, Any]) -> int:
+def _add_sample(tar: tarfile.TarFile, sample: ShardSample) -> int:
     """Append one sample's members (fixed mtime/owner, so content alone defines the bytes)."""
-    key = sample["json"]["clip_id"]
+    key = sample.meta["clip_id"]
     check_clip_id(key)
     n = 0
     for member, data in encode_sample(sample).items():
@@ -198,22 +232,14 @@ def _add_sample(tar: tarfile.TarFile, sample: dict[str, Any]) -> int:
     return n
 
 
-def tar_bytes(samples: list[dict[str, Any]]) -> bytes:
-    """A WebDataset tar of ``samples`` in memory (tests, small writes)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for sample in samples:
-            _add_sample(tar, sample)
-    return buf.getvalue()
-
-
-def read_tar(data: bytes, name: str = "<tar>") -> tuple[list[dict[str, Any]], int]:
-    """Samples of one WebDataset tar's bytes: ``([{"__key__", "clip_id", member: value...}], n_bad)``.
+def read_tar(data: bytes, name: str = "<tar>") -> tuple[list[ShardSample], int]:
+    """Samples of one WebDataset tar's bytes: ``([ShardSample], n_bad)``.
 
     Raises :class:`ShardError` when the tar itself is unreadable or truncated (a complete tar
     ends with two zero blocks; one cut at a member boundary would otherwise read as shorter).
     A sample whose members fail to decode, or lack ``codes.npy`` / ``json``, is skipped and
-    counted, never fatal. The ``json`` member is returned in the current shape (``clip_of``).
+    counted, never fatal. The ``json`` member (``meta``) is returned in the current shape
+    (``clip_of``).
     """
     if len(data) < 1024 or len(data) % 512 or any(data[-1024:]):
         raise ShardError(f"{name}: truncated tar ({len(data)} bytes, no end-of-archive marker)")
@@ -237,26 +263,24 @@ def read_tar(data: bytes, name: str = "<tar>") -> tuple[list[dict[str, Any]], in
         raise
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
         raise ShardError(f"{name}: {type(e).__name__}: {e}") from e
-    samples: list[dict[str, Any]] = []
+    samples: list[ShardSample] = []
     bad = 0
     for key, members in groups.items():
         try:
-            if "codes.npy" not in members or "json" not in members:
+            if MEMBER_OF["codes"] not in members or MEMBER_OF["meta"] not in members:
                 raise ValueError(f"missing members, have {sorted(members)}")
-            sample: dict[str, Any] = {"__key__": key}
-            sample.update({m: decode_member(m, members[m]) for m in MEMBERS if m in members})
-            if sample["codes.npy"].ndim != 2:
-                raise ValueError(f"codes.npy has shape {sample['codes.npy'].shape}, expected [K, T]")
-            sample["json"] = clip_of(sample["json"])
-            sample["clip_id"] = sample["json"].get("clip_id", key)
-            samples.append(sample)
+            values = {f: decode_member(m, members[m]) if m in members else None for f, m in MEMBER_OF.items()}
+            if values["codes"].ndim != 2:
+                raise ValueError(f"codes.npy has shape {values['codes'].shape}, expected [K, T]")
+            values["meta"] = clip_of(values["meta"])
+            samples.append(ShardSample(**values, key=key))
         except Exception as e:  # one bad sample never stops the shard
             bad += 1
             log.warning("skipping sample %s in %s: %s", key, name, e)
     return samples, bad
 
 
-def read_shard(url: str) -> tuple[list[dict[str, Any]], int]:
+def read_shard(url: str) -> tuple[list[ShardSample], int]:
     """All samples of the shard tar at ``url`` (local path or any fsspec URL, gzip inferred);
     see :func:`read_tar`. A missing or unreadable file is a :class:`ShardError`."""
     import fsspec
@@ -342,10 +366,10 @@ class ShardWriter:
             )
         self.pending.discard(clip_id)
 
-    def add(self, sample: dict[str, Any]) -> None:
-        self._claim(sample["json"]["clip_id"])
+    def add(self, sample: ShardSample) -> None:
+        self._claim(sample.meta["clip_id"])
         _add_sample(self._tar, sample)
-        self.rows.append(sample_row(self.name, sample["json"]))
+        self.rows.append(sample_row(self.name, sample.meta))
 
     def add_error(self, clip_id: str, error: dict[str, Any]) -> None:
         self._claim(clip_id)
@@ -382,14 +406,14 @@ def write_shard(
     shards_uri: str,
     index: int,
     clip_ids: list[str],
-    samples: list[dict[str, Any]],
+    samples: list[ShardSample],
     errors: dict[str, dict[str, Any]] | None = None,
     random_weights: list[str] | None = None,
 ) -> dict[str, Any]:
     """Write one whole shard at once (``errors``: clip_id -> ERROR_SCHEMA row)."""
     w = ShardWriter(shards_uri, index, clip_ids, random_weights)
     try:
-        for sample in sorted(samples, key=lambda s: s["json"]["clip_id"]):
+        for sample in sorted(samples, key=lambda s: s.meta["clip_id"]):
             w.add(sample)
         for clip_id, err in (errors or {}).items():
             w.add_error(clip_id, err)
@@ -471,14 +495,14 @@ def shard_names(shards_uri: str) -> list[str]:
     return [e[:-4] for e in sorted(entries) if e.endswith(".tar") and f"{e[:-4]}.done" in entries]
 
 
-def iter_samples(shards_uri: str) -> Iterator[dict[str, Any]]:
+def iter_samples(shards_uri: str) -> Iterator[ShardSample]:
     """Every sample of every finished shard, in shard then clip-id order."""
     for name in shard_names(shards_uri):
         samples, _ = read_shard(shard_tar_uri(shards_uri, name))
         yield from samples
 
 
-def read_sample(shards_uri: str, clip_id: str) -> dict[str, Any]:
+def read_sample(shards_uri: str, clip_id: str) -> ShardSample:
     """One sample by clip id (looked up in ``samples.parquet``, then read from its shard)."""
     names = None
     if exists(shards_file(shards_uri, SAMPLES_PARQUET)):
@@ -489,7 +513,7 @@ def read_sample(shards_uri: str, clip_id: str) -> dict[str, Any]:
     for name in names if names is not None else shard_names(shards_uri):
         samples, _ = read_shard(shard_tar_uri(shards_uri, name))
         for sample in samples:
-            if sample["__key__"] == clip_id:
+            if sample.key == clip_id:
                 return sample
     raise KeyError(f"clip {clip_id!r} is not in {shards_uri}")
 
@@ -538,22 +562,3 @@ def tokenize_refs(shards_uri: str) -> dict[str, Any]:
     if random is not None:
         refs[RANDOM_WEIGHTS_KEY] = sorted(random)
     return refs
-
-
-def read_random_weights(shards_uri: str) -> list[str] | None:
-    """Model refs whose random weights made (some of) these shards, sorted; ``[]`` when every model
-    was trained; ``None`` when neither ``tokenize.json`` nor the index records it.
-
-    The union of what ``tokenize.json`` and every index row say, so one random shard is enough
-    to report the refs: what a checkpoint trained on these shards should carry in its params.
-    """
-    found: set[str] | None = None
-    recorded = tokenize_refs(shards_uri).get(RANDOM_WEIGHTS_KEY)
-    if recorded is not None:
-        found = set(recorded)
-    index = read_index(shards_uri)
-    if index is not None and RANDOM_WEIGHTS_KEY in index.column_names:
-        for refs in index[RANDOM_WEIGHTS_KEY].to_pylist():
-            if refs is not None:
-                found = (found or set()) | set(refs)
-    return None if found is None else sorted(found)

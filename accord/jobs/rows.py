@@ -27,6 +27,7 @@ from fractions import Fraction
 from typing import Any
 
 from accord.core.errors import error_from_exception, error_row
+from accord.jobs.contract import missing_error, missing_writes
 from accord.jobs.step import Item, Step
 
 ITEM, ERROR, UNIT = "item", "error", "unit"
@@ -106,6 +107,10 @@ def iter_unit(
                 break
             finally:
                 timings[name] = timings.get(name, 0.0) + time.perf_counter() - s0
+            missing = missing_writes(step, out)
+            if missing:  # a column the step declared and did not write: its bug, this item's error
+                yield pack(key, ERROR, (_failure(out, name, missing_error(name, missing), uri), Fraction(1)))
+                continue
             for k in summary_keys:
                 if k in out:
                     meta[k] = out[k]
@@ -128,7 +133,8 @@ def process_rows(step: Step, rows: Iterable[Row], batched: bool = True, name: st
     raises, or does not return exactly one result per item, each item is retried alone so one
     bad item cannot take its batch-mates down, and its failure is recorded against it only. A
     result that is an exception is that item's failure, a list is the items it was split into.
-    Each input row's items stay one row.
+    An output that lacks a column the step declares it ``writes`` fails its input item
+    (``missing_output``). Each input row's items stay one row.
     """
     name = name or step_name(step)
     out: list[Row] = []
@@ -165,6 +171,10 @@ def process_rows(step: Step, rows: Iterable[Row], batched: bool = True, name: st
                 reason = f"step {name} kept nothing of this item"
                 err = error_row(item.get("source_uri"), name, "dropped", reason, clip_id=item.get("clip_id"))
                 out.append(pack(key, ERROR, (err, w)))
+            elif missing := sorted(
+                {k for r, _ in res if isinstance(r, dict) for k in missing_writes(step, r)}
+            ):
+                out.append(pack(key, ERROR, (_failure(item, name, missing_error(name, missing)), w)))
             else:
                 for r, dt in res:
                     _add_time(r, name, dt)

@@ -5,13 +5,17 @@ a batch. Steps never see Ray: the job runner (:mod:`accord.jobs`) wraps them in 
 tasks or actor pools, or runs them in-process, and tests call ``process`` directly. A
 per-item failure raises :class:`ItemError`; the runner turns it into an ``ERROR_SCHEMA`` row
 (:mod:`accord.core.errors`) and carries on with the other items.
+
+Each step class declares the item keys it reads and writes (:class:`Step`); a job checks and
+orders its steps from these declarations (:mod:`accord.jobs.contract`) before anything runs, and
+checks every output item against ``writes`` while it runs.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 Item = dict[str, Any]
 
@@ -27,9 +31,30 @@ class ItemError(Exception):
 
 
 class Step(ABC):
-    """One pipeline step. ``setup`` loads heavy state once per worker (models, sessions)."""
+    """One pipeline step. ``setup`` loads heavy state once per worker (models, sessions).
+
+    What a step touches is declared on its class, as item keys (``"transcripts.text"`` names the
+    ``text`` field of every element of the ``transcripts`` list):
+
+    - ``reads``: keys the step needs; an earlier step (or the job's unit item) must write them,
+      else the plan is refused. A step that reads a key runs after every step that writes it.
+    - ``may_read``: keys the step uses when they are there (a signal that may be switched off);
+      nothing need write them, but a step that does runs before this one.
+    - ``writes``: output columns (the job's row schema, e.g. ``CLIP_SCHEMA``) that every item the
+      step outputs carries. A name that is not a column is refused when the plan is built; an
+      output item that lacks one is an error of that item and step while the job runs.
+    - ``carries``: working keys the step may set that never reach the output rows (``audio_16k``,
+      ``vad_probs``, ``_speaker_changes``): other steps can read them, the schema never sees them.
+
+    A key a step both reads and writes is updated in place (``transcripts``: each step adds its
+    fields): that orders nothing by itself. Undeclared keys an item already had pass through.
+    """
 
     name: str = "step"
+    reads: ClassVar[tuple[str, ...]] = ()
+    may_read: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ()
+    carries: ClassVar[tuple[str, ...]] = ()
 
     def setup(self) -> None:  # noqa: B027 - optional hook
         """Load models or other per-process state; called once before the first item."""

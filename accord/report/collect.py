@@ -141,7 +141,7 @@ def read_ingest(out: Path | None) -> IngestData:
         data.notes.append(f"no run record in {out / RUNS_DIR}")
     # Eligibility is a read-time decision: re-apply the thresholds in force now when the pipeline is here.
     try:
-        from accord.pipeline.manifest.read import read_errors, read_manifest
+        from accord.core.manifest import read_errors, read_manifest
 
         data.clips = read_manifest(str(out)) if (out / "manifest").is_dir() else None
         data.errors = read_errors(str(out)) if (out / "errors").is_dir() else None

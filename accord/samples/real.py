@@ -293,7 +293,7 @@ def call_turns() -> list[list[Any]]:
 
 def load_16k(data: bytes) -> np.ndarray:
     """Mono 16 kHz float32 samples of an encoded file (any container PyAV reads)."""
-    from accord.pipeline.audio_io import iter_windows
+    from accord.core.audio_io import iter_windows
 
     return np.concatenate([w.audio for w in iter_windows(io.BytesIO(data), 60.0, RATE)])
 

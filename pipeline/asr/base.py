@@ -33,9 +33,12 @@ class Transcript:
 
 
 class AsrBackend(ABC):
-    """One ASR system. Subclasses set ``name`` and take ``model_ref`` + options."""
+    """One ASR system. Subclasses set ``name`` and ``default_model`` and take ``model_ref`` + options."""
 
     name: str = "asr"
+    # The model reference a run gets when it names none (resolved by accord.core.weights); the one
+    # place a default ASR model is defined ("": the backend needs one named, e.g. NeMo).
+    default_model: str = ""
     # The option that sets the backend's intra-op CPU threads (None: it has no such knob).
     # The ingest job sets it from the actor's CPU reservation unless the run config does.
     thread_option: str | None = None
@@ -43,8 +46,10 @@ class AsrBackend(ABC):
     # backend may narrow it in ``load`` once it knows its model (Whisper ``*.en``).
     languages: frozenset[str] | None = None
 
-    def __init__(self, model_ref: str, **options: Any) -> None:
-        self.model_ref = model_ref
+    def __init__(self, model_ref: str | None = None, **options: Any) -> None:
+        self.model_ref = model_ref or self.default_model
+        if not self.model_ref:
+            raise ValueError(f"ASR backend {self.name!r} needs a model reference")
         self.options = options
 
     @abstractmethod
@@ -82,7 +87,6 @@ _REGISTRY: dict[str, str] = {
     "moonshine": "accord.pipeline.asr.moonshine:MoonshineBackend",
     "nemo": "accord.pipeline.asr.nemo:NemoBackend",
 }
-DEFAULT_MODELS = {"faster-whisper": "whisper:base", "moonshine": "moonshine:tiny-en"}
 
 
 def register(name: str, target: str | Callable[..., AsrBackend]) -> None:
@@ -104,10 +108,11 @@ def backend_class(name: str) -> type[AsrBackend]:
     return getattr(importlib.import_module(module), cls)
 
 
+def default_models() -> dict[str, str]:
+    """Registered backend -> its ``default_model`` ("" when it needs one named)."""
+    return {name: backend_class(name).default_model for name in _REGISTRY}
+
+
 def create_backend(name: str, model_ref: str | None = None, **options: Any) -> AsrBackend:
-    """Instantiate the backend registered as ``name`` (not loaded yet)."""
-    cls = backend_class(name)
-    ref = model_ref or DEFAULT_MODELS.get(name)
-    if ref is None:
-        raise ValueError(f"ASR backend {name!r} needs a model reference")
-    return cls(ref, **options)
+    """Instantiate the backend registered as ``name`` (not loaded yet); no ``model_ref``: its default."""
+    return backend_class(name)(model_ref, **options)

@@ -42,9 +42,10 @@ class MoonshineOptions:
 class MoonshineBackend(AsrBackend):
     name = "moonshine"
     thread_option = "threads"
+    default_model = "moonshine:tiny-en"
     languages = frozenset({"en"})  # tiny-en; a system on another Moonshine model sets asr_languages
 
-    def __init__(self, model_ref: str = "moonshine:tiny-en", **options: Any) -> None:
+    def __init__(self, model_ref: str | None = None, **options: Any) -> None:
         super().__init__(model_ref, **options)
         self.opts = MoonshineOptions(**options)
         if self.opts.engine not in ("onnx", "library"):
@@ -58,7 +59,7 @@ class MoonshineBackend(AsrBackend):
     def load(self) -> None:
         if self.model is not None:
             return
-        from accord.weights import resolve
+        from accord.core.weights import resolve
 
         path = resolve(self.model_ref)
         if self.opts.engine == "onnx":

@@ -17,7 +17,7 @@ from accord.pipeline.asr.base import AsrBackend, Transcript
 class NemoBackend(AsrBackend):
     name = "nemo"
 
-    def __init__(self, model_ref: str, **options: Any) -> None:
+    def __init__(self, model_ref: str | None = None, **options: Any) -> None:
         super().__init__(model_ref, **options)
         self.batch_size = int(options.get("batch_size", 8))
         self.language = str(options.get("language", ""))
@@ -34,7 +34,7 @@ class NemoBackend(AsrBackend):
         except ImportError as e:  # pragma: no cover - depends on the optional extra
             raise ImportError("the nemo ASR backend needs `pip install accord[nemo]`") from e
 
-        from accord.weights import resolve
+        from accord.core.weights import resolve
 
         ref = self.model_ref if ":" in self.model_ref else f"nemo:{self.model_ref}"
         model = ASRModel.restore_from(str(resolve(ref)), map_location="cpu")

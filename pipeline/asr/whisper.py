@@ -33,7 +33,7 @@ RATE = 16000
 @dataclass(frozen=True)
 class WhisperOptions:
     compute_type: str = "int8"
-    cpu_threads: int = 2
+    threads: int = 2  # intra-op CPU threads (CTranslate2 cpu_threads)
     device: str = "cpu"
     batch_size: int = 8  # windows per encoder/decoder call
     pack: bool = True  # False: one clip per window (the reference behaviour)
@@ -74,9 +74,10 @@ class _Lazy:
 
 class WhisperBackend(AsrBackend):
     name = "faster-whisper"
-    thread_option = "cpu_threads"
+    thread_option = "threads"
+    default_model = "whisper:base"
 
-    def __init__(self, model_ref: str = "whisper:base", **options: Any) -> None:
+    def __init__(self, model_ref: str | None = None, **options: Any) -> None:
         super().__init__(model_ref, **options)
         self.opts = WhisperOptions(**options)
         self.model: Any = None
@@ -87,14 +88,14 @@ class WhisperBackend(AsrBackend):
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
 
-        from accord.weights import resolve
+        from accord.core.weights import resolve
 
         path = resolve(self.model_ref)
         self.model = WhisperModel(
             str(path),
             device=self.opts.device,
             compute_type=self.opts.compute_type,
-            cpu_threads=self.opts.cpu_threads,
+            cpu_threads=self.opts.threads,
         )
         self.multilingual = bool(self.model.model.is_multilingual)
         if not self.multilingual:

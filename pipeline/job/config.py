@@ -13,17 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from accord.core.config import MERGE_OVER_DEFAULT, from_dict, load_config, to_dict
-from accord.pipeline.io.listing import DEFAULT_EXTENSIONS
-
-# The model signals an ingest can compute per clip, in the order their pools run.
-SIGNALS: tuple[str, ...] = ("lid", "dnsmos", "speaker_consistency")
-
-# ASR backend name -> default model reference (resolved by accord.weights in the step).
-DEFAULT_ASR_MODELS: dict[str, str] = {
-    "faster-whisper": "whisper:base",
-    "moonshine": "moonshine:tiny-en",
-    "nemo": "",
-}
+from accord.pipeline.asr.base import default_models
+from accord.pipeline.sources.listing import DEFAULT_EXTENSIONS
 
 
 @dataclass
@@ -32,10 +23,9 @@ class IngestConfig:
 
     extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
     asr: tuple[str, ...] = ("faster-whisper", "moonshine")
-    # merged over the defaults: naming one system's model keeps the others'
-    asr_models: dict[str, str] = field(
-        default_factory=lambda: dict(DEFAULT_ASR_MODELS), metadata={MERGE_OVER_DEFAULT: True}
-    )
+    # system -> model reference; default: each registered backend's ``default_model``
+    # (pipeline/asr). Merged over the defaults: naming one system's model keeps the others'
+    asr_models: dict[str, str] = field(default_factory=default_models, metadata={MERGE_OVER_DEFAULT: True})
     # system -> the registered backend it runs, when the system's name is not a backend's: two
     # NeMo models are two systems, e.g. asr: [faster-whisper, moonshine, nemo-de] with
     # asr_backends: {nemo-de: nemo} and asr_models: {nemo-de: nemo:/models/de.nemo}
@@ -43,8 +33,9 @@ class IngestConfig:
     # system -> ISO 639-1 codes it transcribes (default: what its backend declares; Moonshine
     # tiny-en: en, Whisper base: any). A clip goes to the systems of its language only.
     asr_languages: dict[str, list[str]] = field(default_factory=dict)
-    # Model signals per clip, each an actor pool after VAD: "lid" (per-clip language ID, which
-    # also routes clips to ASR systems), "dnsmos", "speaker_consistency". Drop one to skip it;
+    # Model signals per clip, each an actor pool after VAD (pipeline/job/plan.py SIGNAL_STEPS
+    # registers them): "lid" (per-clip language ID, which also routes clips to ASR systems),
+    # "dnsmos", "speaker_consistency". Drop one to skip it;
     # its columns stay NaN and a stage threshold on them then fails (fail closed).
     signals: tuple[str, ...] = ("lid", "dnsmos", "speaker_consistency")
     signal_num_cpus: float = 0.5
@@ -133,9 +124,11 @@ class IngestConfig:
         for name in (*self.asr_backends, *self.asr_languages):
             if name not in self.asr:
                 raise ValueError(f"asr_backends/asr_languages: {name!r} is not in asr {list(self.asr)}")
-        unknown = set(self.signals) - set(SIGNALS)
+        from accord.pipeline.job.plan import SIGNAL_STEPS  # the registered signals
+
+        unknown = set(self.signals) - set(SIGNAL_STEPS)
         if unknown:
-            raise ValueError(f"unknown signal(s) {sorted(unknown)}; known: {list(SIGNALS)}")
+            raise ValueError(f"unknown signal(s) {sorted(unknown)}; known: {list(SIGNAL_STEPS)}")
         if self.signal_concurrency < 1:
             raise ValueError("signal_concurrency must be >= 1")
         if self.asr_pools not in ("per-system", "shared"):

@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from accord.pipeline.io.listing import ListingResult, Source, list_sources
+from accord.core.manifest import ManifestStore, Source
 from accord.pipeline.job.config import IngestConfig
-from accord.pipeline.manifest.store import ManifestStore
+from accord.pipeline.sources.listing import ListingResult, list_sources
 
 
 @dataclass
@@ -46,7 +46,7 @@ class DryRun:
 
 
 def _probe(source: Source) -> PlannedSource:
-    from accord.pipeline import audio_io
+    from accord.core import audio_io
 
     try:
         info = audio_io.probe(source.uri)

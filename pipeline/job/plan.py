@@ -1,51 +1,85 @@
 """Which step classes an ingest composes, in order, from an :class:`IngestConfig`.
 
 Three groups, matching how the job runner (:mod:`accord.jobs`) runs them: *source* steps
-(decode + VAD, CPU tasks, one source in, many clips out), *ASR* steps (one actor pool per
-system, batched), and *post* steps (agreement, features, eligibility; light CPU tasks). Step
-classes live in ``accord.pipeline.steps``; the job only knows their import paths and config
-classes.
+(decode + VAD, CPU tasks, one source in, many clips out), *model* pools (the signals and one
+actor pool per ASR system, batched), and *post* steps (agreement, features, eligibility; light
+CPU tasks). The tables below name the step classes (``accord.pipeline.steps``) and their config
+dataclasses; a run config can only replace a step by import path (``step_targets``).
+
+The plan is checked and ordered from the steps' declarations (:class:`~accord.jobs.step.Step`,
+:mod:`accord.jobs.contract`) before anything runs: every name a step writes is a ``CLIP_SCHEMA``
+column, every key it reads is written by an earlier step (or is in the source's unit item), a
+signal runs before the ASR pools exactly when they read what it writes (LID routes them, speaker
+consistency splits clips), and the post steps run in the dependency order of what they read,
+stable with respect to the table's order.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
+from accord.core.clip import CLIP_SCHEMA
+from accord.jobs.contract import Declared, check_columns, check_reads, needs, order
 from accord.jobs.graph import JobGraph, PoolSpec
 from accord.jobs.spec import StepSpec
+from accord.jobs.step import Step
+from accord.pipeline.dnsmos import DnsmosConfig
+from accord.pipeline.features import FeatureConfig
 from accord.pipeline.job.config import IngestConfig
+from accord.pipeline.lid import LanguageIdConfig
+from accord.pipeline.speaker_consistency import SpeakerConsistencyConfig
+from accord.pipeline.steps.asr import AsrStep
+from accord.pipeline.steps.decode import DecodeConfig, DecodeStep
+from accord.pipeline.steps.dnsmos import DnsmosStep
+from accord.pipeline.steps.lid import LanguageIdStep
+from accord.pipeline.steps.score import (
+    AgreementStep,
+    EligibilityConfig,
+    EligibilityStep,
+    FeatureStep,
+    TranscriptCheckStep,
+)
+from accord.pipeline.steps.speaker_consistency import SpeakerConsistencyStep
+from accord.pipeline.steps.text_language import TextLanguageStep
+from accord.pipeline.steps.vad import VadStep
+from accord.pipeline.text_lid import TextLanguageIdConfig
+from accord.pipeline.transcript_checks import CheckConfig
+from accord.pipeline.vad import VadConfig
 
-_STEPS = "accord.pipeline.steps"
-
-# step name -> (Step class, its config dataclass or None when the step takes plain kwargs)
-SOURCE_STEPS: dict[str, tuple[str, str | None]] = {
-    "decode": (f"{_STEPS}.decode:DecodeStep", f"{_STEPS}.decode:DecodeConfig"),
-    "vad": (f"{_STEPS}.vad:VadStep", "accord.pipeline.vad:VadConfig"),
+# step name -> (Step class, its config dataclass or None when the step takes no options)
+StepEntry = tuple[type[Step], type | None]
+SOURCE_STEPS: dict[str, StepEntry] = {
+    "decode": (DecodeStep, DecodeConfig),
+    "vad": (VadStep, VadConfig),
 }
-ASR_STEP = f"{_STEPS}.asr:AsrStep"
-# signal -> (Step class, config class, the config field for intra-op threads): model pools after
-# VAD, in the order they run
-SIGNAL_STEPS: dict[str, tuple[str, str, str | None]] = {
-    "speaker_consistency": (
-        f"{_STEPS}.speaker_consistency:SpeakerConsistencyStep",
-        "accord.pipeline.speaker_consistency:SpeakerConsistencyConfig",
-        None,
-    ),
-    "lid": (f"{_STEPS}.lid:LanguageIdStep", "accord.pipeline.lid:LanguageIdConfig", "cpu_threads"),
-    "dnsmos": (f"{_STEPS}.dnsmos:DnsmosStep", "accord.pipeline.dnsmos:DnsmosConfig", "threads"),
+ASR_STEP: type[Step] = AsrStep
+# signal -> step: model pools after VAD; the table's order, except that the ones the ASR pools
+# read run before them. A config with a ``threads`` field gets its pool's CPUs as threads.
+SIGNAL_STEPS: dict[str, StepEntry] = {
+    "speaker_consistency": (SpeakerConsistencyStep, SpeakerConsistencyConfig),
+    "lid": (LanguageIdStep, LanguageIdConfig),
+    "dnsmos": (DnsmosStep, DnsmosConfig),
 }
-BEFORE_ASR: tuple[str, ...] = ("speaker_consistency", "lid")
-POST_STEPS: dict[str, tuple[str, str | None]] = {
-    "agreement": (f"{_STEPS}.score:AgreementStep", None),
-    "text_language": (
-        f"{_STEPS}.text_language:TextLanguageStep",
-        "accord.pipeline.text_lid:TextLanguageIdConfig",
-    ),
-    "features": (f"{_STEPS}.score:FeatureStep", "accord.pipeline.features:FeatureConfig"),
-    "transcript_checks": (f"{_STEPS}.score:TranscriptCheckStep", None),  # reads the features' silences
-    "eligibility": (f"{_STEPS}.score:EligibilityStep", None),
+# the post steps; run in the order their reads need (transcript_checks reads the silences the
+# features measure), else this one
+POST_STEPS: dict[str, StepEntry] = {
+    "agreement": (AgreementStep, None),
+    "text_language": (TextLanguageStep, TextLanguageIdConfig),
+    "features": (FeatureStep, FeatureConfig),
+    "transcript_checks": (TranscriptCheckStep, CheckConfig),
+    "eligibility": (EligibilityStep, EligibilityConfig),
 }
+# What the first (decode) step receives per source (pipeline/job/runner.py: source_unit).
+UNIT_KEYS: tuple[str, ...] = ("source_uri", "source_size", "source_fingerprint", "source_key")
+# Option names of earlier releases: one spelling now (a config naming an old one is refused).
+RENAMED_OPTIONS: dict[str, str] = {
+    "model_ref": "model",
+    "weights": "model",
+    "model_path": "model",
+    "cpu_threads": "threads",
+}
+THREADS = "threads"  # the intra-op threads option of every model step and ASR backend
 
 
 @dataclass(frozen=True)
@@ -53,22 +87,47 @@ class Plan:
     source: list[StepSpec]
     asr: dict[str, StepSpec]  # pool name -> step (one actor pool each)
     post: list[StepSpec] = field(default_factory=list)
-    # signal -> step: "lid" runs before the ASR pools (it routes them), the others after
+    # signal -> step, in run order: those in ``before_asr`` (LID routes the ASR pools, speaker
+    # consistency splits clips before they are transcribed), then the others after ASR
     signals: dict[str, StepSpec] = field(default_factory=dict)
+    before_asr: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         return {
-            "source": [s.target for s in self.source],
-            "signals": {k: v.target for k, v in self.signals.items()},
+            "source": [s.path for s in self.source],
+            "signals": {k: v.path for k, v in self.signals.items()},
             "asr": {k: v.kwargs.get("backends") for k, v in self.asr.items()},
-            "post": [s.target for s in self.post],
+            "post": [s.path for s in self.post],
         }
 
 
-def _spec(name: str, paths: tuple[str, str | None], cfg: IngestConfig) -> StepSpec:
-    target, config_target = paths
-    target = cfg.step_targets.get(name, target)
-    return StepSpec(target=target, config_target=config_target, kwargs=dict(cfg.steps.get(name, {})))
+def check_spelling(name: str, options: dict[str, Any]) -> None:
+    """An option of an earlier release's spelling is a one-line error naming the new key."""
+    for key in options:
+        if key in RENAMED_OPTIONS:
+            raise ValueError(f"steps.{name}: option {key!r} is now spelt {RENAMED_OPTIONS[key]!r}")
+
+
+def check_options(name: str, config: type | None, options: dict[str, Any]) -> None:
+    """``steps: {<name>: options}`` against the step's config dataclass: an old spelling or an
+    unknown option is a one-line error here, before any worker builds the step."""
+    check_spelling(name, options)
+    if config is None:
+        if options:
+            raise ValueError(f"steps.{name}: this step takes no options, got {sorted(options)}")
+        return
+    if is_dataclass(config):
+        known = [f.name for f in fields(config)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(f"steps.{name}: unknown option(s) {unknown}; known: {known}")
+
+
+def _spec(name: str, entry: StepEntry, cfg: IngestConfig) -> StepSpec:
+    step, config = entry
+    options = dict(cfg.steps.get(name, {}))
+    check_options(name, config, options)
+    return StepSpec(cfg.step_targets.get(name, step), config, options)
 
 
 def threads_for(num_cpus: float) -> int:
@@ -88,6 +147,7 @@ def asr_backend(cfg: IngestConfig, system: str) -> dict[str, Any]:
 
     backend = cfg.backend_of(system)
     options = dict(cfg.steps.get(f"asr:{system}", {}))
+    check_spelling(f"asr:{system}", options)  # the backend checks the rest when it is built
     thread_option = backend_class(backend).thread_option
     if thread_option and thread_option not in options:
         options[thread_option] = threads_for(cfg.asr_num_cpus)
@@ -110,11 +170,41 @@ SIGNAL_DEFAULTS: dict[str, dict[str, Any]] = {"dnsmos": {"max_windows": 1}}
 
 def signal_spec(cfg: IngestConfig, signal: str) -> StepSpec:
     """A signal's step with its ``steps: {<signal>: {...}}`` options; threads from the pool's CPUs."""
-    target, config_target, thread_field = SIGNAL_STEPS[signal]
-    kwargs = {**SIGNAL_DEFAULTS.get(signal, {}), **cfg.steps.get(signal, {})}
-    if thread_field and thread_field not in kwargs:
-        kwargs[thread_field] = threads_for(cfg.signal_num_cpus)
-    return StepSpec(cfg.step_targets.get(signal, target), config_target, kwargs)
+    step, config = SIGNAL_STEPS[signal]
+    options = cfg.steps.get(signal, {})
+    check_options(signal, config, options)
+    kwargs = {**SIGNAL_DEFAULTS.get(signal, {}), **options}
+    if config is not None and THREADS in {f.name for f in fields(config)} and THREADS not in kwargs:
+        kwargs[THREADS] = threads_for(cfg.signal_num_cpus)
+    return StepSpec(cfg.step_targets.get(signal, step), config, kwargs)
+
+
+def declared(name: str, spec: StepSpec) -> Declared:
+    return Declared.of(name, spec.step_class)
+
+
+def signals_before_asr(signals: dict[str, StepSpec], asr: dict[str, StepSpec]) -> list[str]:
+    """The signals whose outputs the ASR pools read, directly or through another such signal."""
+    decl = {n: declared(n, s) for n, s in signals.items()}
+    readers = [declared(f"asr:{n}", s) for n, s in asr.items()]
+    before: list[str] = []
+    changed = True
+    while changed:
+        changed = False
+        for n, d in decl.items():
+            if n not in before and any(needs(r, d) for r in readers):
+                before.append(n)
+                readers.append(d)
+                changed = True
+    return [n for n in signals if n in before]
+
+
+def check_plan(steps: list[tuple[str, StepSpec]]) -> None:
+    """The declarations of a plan's steps, by name in run order: every written name is a
+    ``CLIP_SCHEMA`` column and every read is written earlier (or is in the unit item)."""
+    declared_steps = [declared(n, s) for n, s in steps]
+    check_columns(declared_steps, CLIP_SCHEMA, "CLIP_SCHEMA")
+    check_reads(declared_steps, UNIT_KEYS)
 
 
 def build_plan(cfg: IngestConfig) -> Plan:
@@ -123,20 +213,43 @@ def build_plan(cfg: IngestConfig) -> Plan:
     if unknown:
         known = [*SOURCE_STEPS, *SIGNAL_STEPS, *POST_STEPS]
         raise ValueError(f"step_targets: unknown step(s) {sorted(unknown)}; known: {known}")
-    source = [_spec(n, p, cfg) for n, p in SOURCE_STEPS.items()]
+    source = {n: _spec(n, entry, cfg) for n, entry in SOURCE_STEPS.items()}
     if cfg.asr_pools == "shared":  # one actor runs every system on each batch
         asr = {"asr": StepSpec(ASR_STEP, None, {"backends": [asr_backend(cfg, s) for s in cfg.asr]})}
     else:  # one actor pool per system: the systems run concurrently on different batches
         asr = {s: StepSpec(ASR_STEP, None, {"backends": [asr_backend(cfg, s)]}) for s in cfg.asr}
-    post = []
-    for name, paths in POST_STEPS.items():
-        spec = _spec(name, paths, cfg)
+    post = {}
+    for name, entry in POST_STEPS.items():
+        spec = _spec(name, entry, cfg)
         if name == "eligibility" and cfg.eligibility:
-            spec = StepSpec(spec.target, None, {"thresholds": cfg.eligibility})
-        post.append(spec)
-    # in pipeline order, whatever order the config lists them
+            spec = StepSpec(spec.target, spec.config_target, {**spec.kwargs, "thresholds": cfg.eligibility})
+        post[name] = spec
+    # in the table's order, whatever order the config lists them; the ones ASR reads first
     signals = {name: signal_spec(cfg, name) for name in SIGNAL_STEPS if name in cfg.signals}
-    return Plan(source=source, asr=asr, post=post, signals=signals)
+    before = signals_before_asr(signals, asr)
+
+    def ordered(specs: dict[str, StepSpec], names: list[str]) -> list[str]:
+        return [d.name for d in order([declared(n, specs[n]) for n in names])]
+
+    first = ordered(signals, before)
+    then = ordered(signals, [n for n in signals if n not in before])
+    post_names = ordered(post, list(post))
+    check_plan(
+        [
+            *source.items(),
+            *((n, signals[n]) for n in first),
+            *((f"asr:{n}", s) for n, s in asr.items()),
+            *((n, signals[n]) for n in then),
+            *((n, post[n]) for n in post_names),
+        ]
+    )
+    return Plan(
+        source=list(source.values()),
+        asr=asr,
+        post=[post[n] for n in post_names],
+        signals={n: signals[n] for n in (*first, *then)},
+        before_asr=tuple(first),
+    )
 
 
 # What the source steps learn about a file, reported once per source for the run record.
@@ -169,8 +282,8 @@ def build_graph(plan: Plan, cfg: IngestConfig) -> JobGraph:
     ]
     # before ASR: speaker consistency (it splits a clip at one clear change of voice, and each
     # part is then transcribed) and LID (it routes the ASR pools)
-    first = [signal_pool(n) for n in plan.signals if n in BEFORE_ASR]
-    after = [signal_pool(n) for n in plan.signals if n not in BEFORE_ASR]
+    first = [signal_pool(n) for n in plan.signals if n in plan.before_asr]
+    after = [signal_pool(n) for n in plan.signals if n not in plan.before_asr]
     pools = [*first, *asr_pools, *after]
     return JobGraph(
         source=plan.source,

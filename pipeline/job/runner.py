@@ -17,17 +17,16 @@ from typing import Any
 
 from accord.core.eligibility import eligible, load_thresholds
 from accord.core.errors import error_row, retriable
+from accord.core.manifest import ManifestStore, Source, to_row
 from accord.core.runs import RunStats, build_record, new_run_id, write_run_record
 from accord.jobs.driver import drive
 from accord.jobs.graph import iter_ray
 from accord.jobs.ray_init import init_ray
 from accord.jobs.rows import TIMINGS, Unit
-from accord.pipeline.io.listing import Source, list_sources
 from accord.pipeline.job.config import IngestConfig
 from accord.pipeline.job.plan import Plan, build_graph, build_plan
-from accord.pipeline.manifest.rows import clip_row
-from accord.pipeline.manifest.store import ManifestStore
 from accord.pipeline.source_language import with_source_language
+from accord.pipeline.sources.listing import list_sources
 
 log = logging.getLogger("accord.ingest")
 
@@ -87,7 +86,7 @@ class ManifestSink:
         items, errors = self.items.pop(key, []), self.errors.pop(key, [])
         # what needs the whole source: its language (clips streamed in several blocks all count),
         # then the stage gates that read it, under the run's thresholds
-        clip_rows = [clip_row(it, self.run_id) for it in with_source_language(items)]
+        clip_rows = [to_row(it, self.run_id) for it in with_source_language(items)]
         for row in clip_rows:
             row.update({f"eligible_{s}": ok for s, ok in eligible(row, self.thresholds).items()})
         error_rows = [

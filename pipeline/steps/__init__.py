@@ -7,12 +7,12 @@ SpeakerConsistencyStep -> AgreementStep -> TextLanguageStep -> FeatureStep -> Tr
 -> :func:`to_row` (the manifest row). The model steps run in actor pools; the rest are light.
 """
 
+from accord.core.manifest import to_row
 from accord.jobs.step import Item, ItemError, Step
 from accord.pipeline.steps.asr import AsrSpec, AsrStep
 from accord.pipeline.steps.decode import DecodeStep
 from accord.pipeline.steps.dnsmos import DnsmosStep
 from accord.pipeline.steps.lid import LanguageIdStep
-from accord.pipeline.steps.row import to_row
 from accord.pipeline.steps.score import AgreementStep, EligibilityStep, FeatureStep, TranscriptCheckStep
 from accord.pipeline.steps.speaker_consistency import SpeakerConsistencyStep
 from accord.pipeline.steps.text_language import TextLanguageStep

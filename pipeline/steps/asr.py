@@ -50,7 +50,7 @@ class AsrSpec:
     languages: tuple[str, ...] | None = None
 
 
-DEFAULT_SYSTEMS = (AsrSpec("faster-whisper", "whisper:base"), AsrSpec("moonshine", "moonshine:tiny-en"))
+DEFAULT_SYSTEMS = (AsrSpec("faster-whisper"), AsrSpec("moonshine"))  # each on its backend's default_model
 
 
 @dataclass
@@ -113,6 +113,11 @@ class AsrStep(Step):
     """
 
     name = "asr"
+    reads = ("audio_16k",)
+    # routing: the LID step's language and scores, else earlier systems' transcripts, else the
+    # clip's source; each system appends to ``transcripts`` / ``asr_failures``
+    may_read = ("language", "language_scores", "source_uri", "transcripts", "asr_failures")
+    writes = ("transcripts", "asr_failures")
 
     def __init__(
         self,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from accord.core import audio_io
 from accord.jobs.step import Item, ItemError, Step
-from accord.pipeline import audio_io
 
 
 def source_uri(item: Item) -> str:
@@ -27,6 +27,10 @@ class DecodeStep(Step):
     """
 
     name = "decode"
+    reads = ("source_uri",)  # the unit item's (a bare ``{uri}`` item works too)
+    may_read = ("source_sha256",)  # a fingerprint the item already has is kept
+    writes = ("source_uri", "source_sha256", "source_sample_rate", "source_channels", "source_duration_s")
+    carries = ("source_container", "source_codec")
 
     def __init__(self, config: DecodeConfig | None = None) -> None:
         self.config = config or DecodeConfig()

@@ -17,7 +17,7 @@ import numpy as np
 
 from accord.jobs.step import Item
 from accord.pipeline.dnsmos import Dnsmos, DnsmosConfig, DnsmosScores
-from accord.pipeline.steps.batched import AudioBatchStep
+from accord.pipeline.steps.batched import AUDIO_KEY, AudioBatchStep
 
 OUTPUT_KEYS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
 
@@ -27,6 +27,8 @@ class DnsmosStep(AudioBatchStep):
     ``session.run`` calls."""
 
     name = "dnsmos"
+    reads = (AUDIO_KEY,)
+    writes = OUTPUT_KEYS
 
     def __init__(self, config: DnsmosConfig | None = None) -> None:
         self.config = config or DnsmosConfig()

@@ -33,6 +33,10 @@ class LanguageIdStep(AudioBatchStep):
     """One batched ``detect_language`` pass per batch of clips (per equal encoder length)."""
 
     name = "lid"
+    reads = (AUDIO_KEY,)
+    may_read = ("source_uri", "start_s")  # the source's clips joined, in time order
+    writes = OUTPUT_KEYS
+    carries = (SOURCE_LID_KEY,)  # only on clips with another clip of their source in the batch
 
     def __init__(self, config: LanguageIdConfig | None = None) -> None:
         self.config = config or LanguageIdConfig()

@@ -4,12 +4,14 @@ steps after ASR."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from accord.core.clip import float_or_nan
+from accord.core import audio_io
+from accord.core.clip import CLIP_SCHEMA, ELIGIBILITY_COLUMNS, FEATURE_FIELDS, float_or_nan
 from accord.core.eligibility import StageThresholds, eligible, load_thresholds
 from accord.jobs.step import Item, ItemError, Step
-from accord.pipeline import audio_io, features
+from accord.pipeline import features
 from accord.pipeline.agreement import consensus_language, score
 from accord.pipeline.features import FeatureConfig
 from accord.pipeline.transcript_checks import CheckConfig, all_flagged, check
@@ -27,6 +29,11 @@ class AgreementStep(Step):
     then leaves its source without a completion marker, and the next run retries it."""
 
     name = "agreement"
+    reads = ("transcripts.text", "asr_failures")
+    # the LID step's language, else the systems' consensus (their language and its probability)
+    may_read = ("language", "language_prob", "transcripts.language", "transcripts.language_prob",
+                "transcripts.system", "transcripts.model")  # fmt: skip
+    writes = ("transcripts.normalized", "pairs", "agreement", "n_asr", "language", "language_prob")
 
     def process(self, item: Item) -> list[Item]:
         failed = list(item.get("asr_failures") or [])
@@ -58,6 +65,16 @@ class TranscriptCheckStep(Step):
     silence it measured."""
 
     name = "transcript_checks"
+    # the speech time is the clip minus the silences the feature step measured
+    reads = ("audio_16k", "transcripts.text", "language", "leading_silence_s", "trailing_silence_s")
+    may_read = ("transcripts.no_speech_prob", "transcripts.avg_logprob")
+    writes = (
+        "transcripts.repeat_ratio",
+        "transcripts.compression_ratio",
+        "transcripts.chars_per_s",
+        "transcripts.flags",
+        "hallucinated",
+    )
 
     def __init__(self, config: CheckConfig | None = None) -> None:
         self.config = config or CheckConfig()
@@ -96,6 +113,11 @@ class FeatureStep(Step):
     """Conditioning features (:mod:`accord.pipeline.features`); bandwidth from the source."""
 
     name = "features"
+    reads = ("audio_16k",)
+    # speaking rate from the first transcript; silences and SNR from the VAD frames; bandwidth
+    # from the source when it is sampled above 16 kHz
+    may_read = ("transcripts.text", "vad_probs", "source_sample_rate", "source_uri", "start_s", "end_s")
+    writes = tuple(name for name, _ in FEATURE_FIELDS)
 
     def __init__(self, config: FeatureConfig | None = None) -> None:
         self.config = config or FeatureConfig()
@@ -115,14 +137,24 @@ class FeatureStep(Step):
         return [out]
 
 
+@dataclass(frozen=True)
+class EligibilityConfig:
+    """The stage thresholds: stage -> overrides of the defaults (:mod:`accord.core.eligibility`)
+    or ready :class:`StageThresholds`; None: the defaults."""
+
+    thresholds: Mapping[str, StageThresholds] | Mapping[str, Mapping[str, Any]] | None = None
+
+
 class EligibilityStep(Step):
     """``eligible_<stage>`` columns under the run's thresholds."""
 
     name = "eligibility"
+    # the gates may read any column, so the step runs after every step that writes one
+    may_read = tuple(c for c in CLIP_SCHEMA.names if c not in ELIGIBILITY_COLUMNS)
+    writes = ELIGIBILITY_COLUMNS
 
-    def __init__(
-        self, thresholds: Mapping[str, StageThresholds] | Mapping[str, Mapping[str, Any]] | None = None
-    ):
+    def __init__(self, config: EligibilityConfig | None = None) -> None:
+        thresholds = (config or EligibilityConfig()).thresholds
         if thresholds and all(isinstance(v, StageThresholds) for v in thresholds.values()):
             self.thresholds = dict(thresholds)  # type: ignore[arg-type]
         else:

@@ -31,6 +31,19 @@ class SpeakerConsistencyStep(AudioBatchStep):
     or a part too short, stays whole and the anneal gates refuse it (``split``, ``min_part_s``)."""
 
     name = "speaker_consistency"
+    reads = (AUDIO_KEY,)
+    may_read = ("vad_probs", "source_uri", "source_sha256", "start_s", "end_s")  # to cut a clip in two
+    # a split clip's parts get their own id, span and audio: later steps read those
+    writes = (
+        "speaker_consistency",
+        "speaker_split_sim",
+        "speaker_change_s",
+        "clip_id",
+        "start_s",
+        "end_s",
+        "duration_s",
+    )
+    carries = (AUDIO_KEY, "vad_probs", "_speaker_changes")
 
     def __init__(self, config: SpeakerConsistencyConfig | None = None) -> None:
         self.model = SpeakerConsistency(config)

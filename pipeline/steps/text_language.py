@@ -36,6 +36,9 @@ def language_check(language: str, transcripts: Sequence[dict], known: frozenset[
 
 class TextLanguageStep(Step):
     name = "text_language"
+    reads = ("transcripts.text",)
+    may_read = ("language",)  # the clip's settled language (LID, then agreement)
+    writes = ("transcripts.text_language", "transcripts.text_language_prob", "language_check")
 
     def __init__(self, config: TextLanguageIdConfig | None = None) -> None:
         self.model = TextLanguageId(config)

@@ -7,9 +7,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from accord.core import errors
+from accord.core import audio_io, errors
 from accord.jobs.step import Item, ItemError, Step
-from accord.pipeline import audio_io
 from accord.pipeline.steps.decode import source_uri
 from accord.pipeline.vad import FRAME, RATE, FrameLevels, SileroVad, VadConfig, clip_id, load_vad, segment
 
@@ -26,6 +25,10 @@ class VadStep(Step):
     """
 
     name = "vad"
+    reads = ("source_uri",)
+    may_read = ("source_sha256", *_SOURCE_KEYS)  # copied onto each clip
+    writes = ("clip_id", "source_uri", "source_sha256", "source_duration_s", "start_s", "end_s", "duration_s")
+    carries = ("audio_16k", "vad_probs")
 
     def __init__(self, config: VadConfig | None = None) -> None:
         self.config = config or VadConfig()

@@ -11,8 +11,10 @@ from accord.core.eligibility import (
     DEFAULT_THRESHOLDS,
     StageThresholds,
     eligible,
+    eligible_for,
     failures,
     load_thresholds,
+    threshold_overrides,
 )
 from accord.core.stages import STAGES
 
@@ -149,3 +151,22 @@ def test_thresholds_from_a_yaml_file_or_a_run_config(tmp_path):
     assert load_thresholds(str(tmp_path / "t.yaml"))["anneal1"].min_agreement == 0.55
     run = load_thresholds(str(tmp_path / "run.yaml"))
     assert run["anneal2"].min_snr_db == 7.0 and run["anneal1"] == DEFAULT_THRESHOLDS["anneal1"]
+
+
+def test_overrides_round_trip_and_layer(tmp_path):
+    """What tokenize records in tokenize.json (``threshold_overrides``) rebuilds its thresholds
+    through JSON, infinite limits included; a second layer goes on top (the trainer's recipe)."""
+    import json
+
+    th = load_thresholds({"anneal1": {"min_snr_db": 8.0, "max_duration_s": math.inf, "languages": ["de"]}})
+    over = json.loads(json.dumps(threshold_overrides(th), allow_nan=False))
+    assert over == {"anneal1": {"min_snr_db": 8.0, "max_duration_s": "inf", "languages": ["de"]}}
+    assert load_thresholds(over) == th and threshold_overrides(DEFAULT_THRESHOLDS) == {}
+    layered = load_thresholds({"anneal1": {"min_agreement": 0.95}}, base=th)
+    assert layered["anneal1"] == StageThresholds.from_mapping({"min_agreement": 0.95}, base=th["anneal1"])
+    assert all(eligible_for(CLEAN, s, layered) == eligible(CLEAN, layered)[s] for s in STAGES)
+
+
+def test_overrides_are_keyed_by_stage():
+    with pytest.raises(ValueError, match="keyed by stage"):
+        load_thresholds({"min_agreement": 0.9})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tarfile
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -14,17 +15,16 @@ from accord.core.shards import (
     SHARD_FORMAT_VERSION,
     ShardConfig,
     ShardError,
+    ShardSample,
     ShardWriter,
     is_done,
     iter_samples,
     plan_shards,
-    read_random_weights,
     read_sample,
     read_samples,
     read_shard,
     read_tar,
     read_tokenize_json,
-    tar_bytes,
     tokenize_refs,
     write_index,
     write_shard,
@@ -51,20 +51,20 @@ def _row(i: int, seconds: float, lang: str) -> dict:
     }
 
 
-def _sample(i: int, seconds: float = 1.0, lang: str = "en") -> dict:
+def _sample(i: int, seconds: float = 1.0, lang: str = "en") -> ShardSample:
     rng = np.random.default_rng(i)
     T = round(seconds * CODEC_FRAME_RATE)
-    return {
-        "codes": rng.integers(0, 1024, (9, T)).astype(np.int16),
-        "spk": rng.normal(size=192).astype(np.float32),
-        "spkcrop": rng.normal(size=192).astype(np.float32),
-        "spkaug": rng.normal(size=(4, 192)).astype(np.float32),
-        "json": sample_meta(_row(i, seconds, lang), T, (0, T // 2), ("noise",)),
-    }
+    return ShardSample(
+        codes=rng.integers(0, 1024, (9, T)).astype(np.int16),
+        spk=rng.normal(size=192).astype(np.float32),
+        spkcrop=rng.normal(size=192).astype(np.float32),
+        spkaug=rng.normal(size=(4, 192)).astype(np.float32),
+        meta=sample_meta(_row(i, seconds, lang), T, (0, T // 2), ("noise",)),
+    )
 
 
 def test_sample_meta_is_the_manifest_row_flat() -> None:
-    meta = _sample(3, seconds=1.5)["json"]
+    meta = _sample(3, seconds=1.5).meta
     assert meta["duration_s"] == pytest.approx(1.5) and meta["n_frames"] == round(1.5 * CODEC_FRAME_RATE)
     assert meta["eligible_pretrain"] is True and meta["eligible_midtrain"] is False
     assert meta["eligible_anneal2"] is False, "absent eligibility is False, never missing"
@@ -78,8 +78,8 @@ def test_format_1_shards_read_in_the_current_shape(tmp_path) -> None:
     """Shards written before the flat clip shape (nested eligible/features, a ``seconds`` column)."""
     root = tmp_path / "old"
     s = _sample(0, seconds=2.0)
-    flat = s["json"]
-    s["json"] = {
+    flat = s.meta
+    s.meta = {
         **{k: v for k, v in flat.items() if not k.startswith(("eligible_", "snr_db", "speaking_rate"))},
         "eligible": {"pretrain": True, "midtrain": True, "anneal1": False, "anneal2": False},
         "features": {"snr_db": 31.0, "speaking_rate": 11.0},
@@ -89,7 +89,7 @@ def test_format_1_shards_read_in_the_current_shape(tmp_path) -> None:
     samples = pq.read_table(root / "samples.parquet")
     old_names = ["seconds" if c == "duration_s" else c for c in samples.column_names]
     pq.write_table(samples.rename_columns(old_names), root / "samples.parquet")
-    got = read_sample(str(root), "clip0000")["json"]
+    got = read_sample(str(root), "clip0000").meta
     assert got["eligible_midtrain"] is True and got["snr_db"] == 31.0 and "features" not in got
     table = read_samples(str(root))
     assert table["duration_s"].to_pylist() == [pytest.approx(2.0)] and "seconds" not in table.column_names
@@ -98,11 +98,11 @@ def test_format_1_shards_read_in_the_current_shape(tmp_path) -> None:
 
 def test_truncated_tar_is_an_error_and_a_bad_sample_only_skips_itself(tmp_path) -> None:
     import io
-    import tarfile
 
+    write_shard(str(tmp_path), 0, ["clip0000"], [_sample(0)])
     buf = io.BytesIO()
     with (
-        tarfile.open(fileobj=io.BytesIO(tar_bytes([_sample(0)]))) as good,
+        tarfile.open(tmp_path / "shards" / "shard-000000.tar") as good,
         tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar,
     ):
         for info in good.getmembers():
@@ -113,7 +113,7 @@ def test_truncated_tar_is_an_error_and_a_bad_sample_only_skips_itself(tmp_path) 
             tar.addfile(info, io.BytesIO(payload))
     data = buf.getvalue()
     samples, n_bad = read_tar(data)
-    assert [x["clip_id"] for x in samples] == ["clip0000"] and n_bad == 1
+    assert [x.clip_id for x in samples] == ["clip0000"] and n_bad == 1
     with pytest.raises(ShardError, match="truncated"):
         read_tar(data[: len(data) // 2 // 512 * 512])
     with pytest.raises(ShardError):
@@ -147,7 +147,7 @@ def test_plan_is_deterministic_and_bounded() -> None:
 def test_write_read_index_and_skip(tmp_path) -> None:
     root = str(tmp_path / "shards")
     samples = [_sample(i, seconds=1.0 + i % 3, lang="en" if i < 4 else "de") for i in range(6)]
-    ids = [s["json"]["clip_id"] for s in samples]
+    ids = [s.key for s in samples]
     plan = [ids[:3], ids[3:]]
     err = {"input_uri": "/x", "clip_id": "clip9999", "step": "tokenize:read", "error_type": "missing_source",
            "reason": "gone", "run_id": "r"}  # fmt: skip
@@ -167,14 +167,16 @@ def test_write_read_index_and_skip(tmp_path) -> None:
     assert pq.read_table(tmp_path / "shards" / "errors" / "shard-000001.parquet")[
         "error_type"
     ].to_pylist() == ["missing_source"]
-    back = {s["__key__"]: s for s in iter_samples(root)}
+    back = {s.key: s for s in iter_samples(root)}
     assert sorted(back) == ids
     for s in samples:
-        got = back[s["json"]["clip_id"]]
-        assert np.array_equal(got["codes.npy"], s["codes"]) and got["codes.npy"].dtype == np.int16
-        assert np.array_equal(got["spkaug.npy"], s["spkaug"])
-        assert got["json"]["transcripts"][0]["text"] == "héllo"
-    assert read_sample(root, "clip0004")["json"]["language"] == "de"
+        got = back[s.key]
+        assert got.clip_id == s.key
+        assert np.array_equal(got.codes, s.codes) and got.codes.dtype == np.int16
+        assert np.array_equal(got.spk, s.spk) and np.array_equal(got.spkcrop, s.spkcrop)
+        assert np.array_equal(got.spkaug, s.spkaug)
+        assert got.meta["transcripts"][0]["text"] == "héllo"
+    assert read_sample(root, "clip0004").meta["language"] == "de"
     with pytest.raises(KeyError):
         read_sample(root, "nope")
 
@@ -184,11 +186,16 @@ def test_webdataset_reads_our_tars(tmp_path) -> None:
 
     root = str(tmp_path)
     samples = [_sample(i) for i in range(3)]
-    write_shard(root, 0, [s["json"]["clip_id"] for s in samples], samples)
+    write_shard(root, 0, [s.key for s in samples], samples)
     ds = wds.WebDataset(str(tmp_path / "shards" / "shard-000000.tar"), shardshuffle=False).decode()
     got = list(ds)
     assert [g["__key__"] for g in got] == ["clip0000", "clip0001", "clip0002"]
     assert got[0]["codes.npy"].shape == (9, 86) and isinstance(got[0]["json"], dict)
+    with tarfile.open(tmp_path / "shards" / "shard-000000.tar") as tar:  # the names on disk
+        names = tar.getnames()
+    assert names[:5] == [
+        f"clip0000.{m}" for m in ("codes.npy", "spk.npy", "spkcrop.npy", "spkaug.npy", "json")
+    ]
 
 
 def test_abort_publishes_nothing_and_writer_rejects_strays(tmp_path) -> None:
@@ -203,7 +210,7 @@ def test_abort_publishes_nothing_and_writer_rejects_strays(tmp_path) -> None:
     assert list((tmp_path / "shards").iterdir()) == [], "no tar, no temp file, no marker"
     with pytest.raises(ValueError, match="WebDataset key"):
         bad = _sample(1)
-        bad["json"]["clip_id"] = "a.b"
+        bad.meta["clip_id"] = "a.b"
         write_shard(root, 0, ["a.b"], [bad])
     assert not any(p.suffix in (".tar", ".done") for p in (tmp_path / "shards").iterdir())
 
@@ -232,24 +239,22 @@ def test_remove_stale_drops_shards_beyond_the_plan(tmp_path) -> None:
     ]
     assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["shard-000000.parquet"]
     write_index(root, 1)
-    assert [s["__key__"] for s in iter_samples(root)] == ["clip0000"]
+    assert [s.key for s in iter_samples(root)] == ["clip0000"]
 
 
-def test_random_weights_in_the_index_and_its_reader(tmp_path) -> None:
+def test_random_weights_in_the_index_and_tokenize_json(tmp_path) -> None:
     root = tmp_path / "shards"
     samples = [_sample(i) for i in range(3)]
-    ids = [s["json"]["clip_id"] for s in samples]
+    ids = [s.key for s in samples]
     write_shard(str(root), 0, ids[:1], samples[:1])  # nothing recorded (e.g. hand-made shards)
     index, _ = write_index(str(root), 1)
     assert index[RANDOM_WEIGHTS_KEY].to_pylist() == [None]
-    assert read_random_weights(str(root)) is None, "unknown is not 'no random weights'"
     write_shard(str(root), 1, ids[1:2], samples[1:2], random_weights=[])
-    write_index(str(root), 2)
-    assert read_random_weights(str(root)) == []
+    assert write_index(str(root), 2)[0][RANDOM_WEIGHTS_KEY].to_pylist() == [None, []]
     write_shard(
         str(root), 2, ids[2:], samples[2:], random_weights=["ecapa:random", "dac:random", "dac:random"]
     )
     index, _ = write_index(str(root), 3)
     assert index[RANDOM_WEIGHTS_KEY].to_pylist() == [None, [], ["dac:random", "ecapa:random"]]
     (root / "tokenize.json").write_text(json.dumps({RANDOM_WEIGHTS_KEY: ["x:random"]}))
-    assert read_random_weights(str(root)) == ["dac:random", "ecapa:random", "x:random"]  # any source counts
+    assert tokenize_refs(str(root))[RANDOM_WEIGHTS_KEY] == ["x:random"]

@@ -95,16 +95,42 @@ def test_wheel_ships_every_data_file(built_wheel: Path) -> None:
     assert not missing, f"data files missing from the wheel (add them to package-data): {sorted(missing)}"
 
 
-# Which rooms each room may import (besides itself): the one-way stack of issue #13. The floor
-# (accord.core) stands on nothing; model/ sees the vocabulary contract, never tokenize/.
+# Which rooms each room may import (besides itself): three floors, each standing only on the
+# floors below it (README "Folder map"). The floor (accord.core) stands on nothing; model/ sees
+# the vocabulary contract, never tokenize/; tokenize/ reads manifests through the core contract,
+# never pipeline/; train/ is given its evaluator instead of importing ASR or synthesis.
+FLOOR = {"accord.core", "accord.jobs"}
+ROOMS = {"accord.pipeline", "accord.tokenize", "accord.model", "accord.train"}
 LAYERS: dict[str, set[str]] = {
     "accord.core": set(),
     "accord.jobs": {"accord.core"},
-    "accord.weights": set(),
-    "accord.pipeline": {"accord.core", "accord.jobs", "accord.weights"},
-    "accord.tokenize": {"accord.core", "accord.jobs", "accord.pipeline", "accord.weights"},
-    "accord.model": {"accord.core", "accord.weights"},
+    "accord.pipeline": {"accord.core", "accord.jobs"},
+    "accord.tokenize": {"accord.core", "accord.jobs"},
+    "accord.model": {"accord.core"},
+    "accord.train": {"accord.core", "accord.jobs", "accord.model", "accord.tokenize"},
+    # top floor: what users run, composing the rooms; only the CLI reaches across it
+    "accord.app": FLOOR | ROOMS,
+    "accord.report": FLOOR | ROOMS,
+    "accord.samples": FLOOR | ROOMS,
+    "accord.cli": FLOOR | ROOMS | {"accord.app", "accord.report", "accord.samples"},
 }
+
+
+def test_the_layering_keeps_the_promised_separations() -> None:
+    """The separations the README promises, so that loosening LAYERS is a visible test change."""
+    top = {"accord.cli", "accord.app", "accord.report", "accord.samples"}
+    assert not LAYERS["accord.train"] & ({"accord.pipeline"} | top)
+    assert not LAYERS["accord.tokenize"] & ({"accord.pipeline", "accord.train", "accord.model"} | top)
+    assert not LAYERS["accord.pipeline"] & ({"accord.tokenize", "accord.train", "accord.model"} | top)
+    assert not LAYERS["accord.model"] & ({"accord.tokenize", "accord.pipeline", "accord.train"} | top)
+    for floor in FLOOR:
+        assert LAYERS[floor] <= {"accord.core"}
+
+
+def test_every_module_is_in_a_room() -> None:
+    """A module outside every room would escape the layering check: each one belongs to one."""
+    homeless = sorted(m for m in _code_modules() if _room(m) is None and m != "accord")
+    assert not homeless, f"modules in no room of LAYERS (add the room or move them): {homeless}"
 
 
 def _room(module: str) -> str | None:

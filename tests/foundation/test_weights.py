@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from accord import weights
-from accord.weights import ModelNotFound, choose_weights, resolve
+from accord.core import weights
+from accord.core.weights import ModelNotFound, choose_weights, resolve
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,8 @@
-"""KV-cache decoding equals the full forward, on the tier's device, per attention backend."""
+"""Static-KV-cache decoding equals the full forward, on the tier's device, per attention backend.
+
+The full forward runs each backend's causal kernel; the cached steps pass explicit masks (the
+static-cache contract of ``ZonosModel.forward``), which every backend runs on SDPA or the reference.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import torch
 
 from accord.model.config import get_flavour
 from accord.model.kernels import BACKENDS
+from accord.model.static_cache import StaticKVCache
 from accord.model.zonos import ZonosModel
 
 from .conftest import random_ids
@@ -25,12 +30,22 @@ def test_kv_cache_decoding_equals_full_forward(tier, backend: str, dtype: torch.
     model.set_attention_backend(backend)
     ids = random_ids(cfg, 2, 40).to(tier.device)
     spk = torch.randn(2, cfg.speaker_embedding_dim, device=tier.device)
+    B, S = 2, 64
+    cache = StaticKVCache.empty(cfg.n_layers, B, cfg.n_kv_heads, S, cfg.head_dim, dtype, tier.device)
+
+    def step(t0: int, t1: int, **kw) -> torch.Tensor:
+        """Rows [t0, t1) on top of the cached rows [0, t0): causal over the filled slots."""
+        q_T1 = torch.arange(t0, t1, device=tier.device).unsqueeze(1)
+        mask_B1TS = (torch.arange(S, device=tier.device) <= q_T1).expand(B, 1, t1 - t0, S)
+        pos_BT = torch.arange(t0, t1, device=tier.device).expand(B, t1 - t0)
+        return model(ids[:, t0:t1], positions_BT=pos_BT, cache=cache, mask_B1TS=mask_B1TS, **kw).logits_BTKV
+
     with torch.no_grad():
         full = model(ids, speaker_NS=spk).logits_BTKV.float()
-        cache = model.new_cache(2, 64)
-        parts = [model(ids[:, :13], speaker_NS=spk, cache=cache).logits_BTKV]  # prefill
-        parts.append(model(ids[:, 13:21], cache=cache).logits_BTKV)  # a multi-row chunk
-        parts += [model(ids[:, t : t + 1], cache=cache).logits_BTKV for t in range(21, 40)]
+        parts = [step(0, 13, speaker_NS=spk)]  # prefill
+        parts.append(step(13, 21))  # a multi-row chunk
+        parts += [step(t, t + 1) for t in range(21, 40)]
+    assert cache.length.tolist() == [40] * B
     got = torch.cat(parts, dim=1).float()
     tol = tier.rtol(dtype)
     torch.testing.assert_close(got, full, rtol=tol, atol=tol * 15)  # logits are soft-capped at 15

@@ -2,7 +2,7 @@
 on packed documents: forward and gradients, on the tier's device and dtypes.
 
 Both lists are read from the modules (``accord.model.moe.IMPLS``,
-``accord.model.attention.BACKENDS``), so a kernel added there is covered here.
+``accord.model.kernels.BACKENDS``), so a kernel added there is covered here.
 """
 
 from __future__ import annotations

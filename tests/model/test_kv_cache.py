@@ -1,4 +1,4 @@
-"""Incremental decoding: growing and static KV caches equal the full forward; the delay pattern holds."""
+"""Incremental decoding: the static KV cache equals the full forward; the delay pattern holds."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from accord.core.vocab import AUDIO_PAD_ID, EOA_ID
-from accord.model.generate import SamplingConfig, generate, generate_stream
+from accord.model.decode import Decoder
+from accord.model.generate import SamplingConfig, generate
+from accord.model.sampling import RowSampler
 from accord.model.sequence import build_prompt
 
 from .conftest import random_ids
@@ -16,20 +18,6 @@ from .conftest import random_ids
 def _one_thread():
     """Steps of the debug model are tiny: a second thread only waits (much slower on a busy CPU)."""
     torch.set_num_threads(1)
-
-
-def test_kv_cache_decoding_equals_full_forward(debug_model, debug_cfg):
-    ids = random_ids(debug_cfg, 2, 20)
-    spk = torch.randn(2, debug_cfg.speaker_embedding_dim)
-    with torch.no_grad():
-        full = debug_model(ids, speaker_NS=spk).logits_BTKV
-        cache = debug_model.new_cache(2, 32)
-        parts = [debug_model(ids[:, :7], speaker_NS=spk, cache=cache).logits_BTKV]
-        parts.append(debug_model(ids[:, 7:12], cache=cache).logits_BTKV)  # a multi-row chunk
-        for t in range(12, 20):
-            parts.append(debug_model(ids[:, t : t + 1], cache=cache).logits_BTKV)
-    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-4, rtol=1e-4)
-    assert cache.length == 20
 
 
 def test_generation_obeys_delay_and_ends_on_eoa(debug_model, debug_cfg):
@@ -45,20 +33,18 @@ def test_generation_obeys_delay_and_ends_on_eoa(debug_model, debug_cfg):
     assert res.steps == res.codes_KT.shape[1] + K + 1 or res.steps == 30 + K + 1
 
 
-def test_forced_end_at_max_frames_and_row_structure(debug_model, debug_cfg):
-    from accord.model.generate import DelaySampler
-
+def test_forced_end_at_max_frames_and_row_structure(debug_cfg):
     cfg = SamplingConfig(max_frames=6, seed=0, min_frames=6)
-    sampler = DelaySampler(debug_model, cfg)
+    sampler = RowSampler(debug_cfg, cfg, batch=1)
     K, V = debug_cfg.n_codebooks, debug_cfg.codebook_size + 2
     rows = []
-    while not sampler.finished:
-        logits = torch.zeros(K, V)
-        logits[:, EOA_ID] = 50.0  # the model "wants" to stop at once; constraints must hold
-        logits[:, AUDIO_PAD_ID] = 60.0
-        rows.append(sampler.sample(logits))
+    while not sampler.finished()[0]:
+        logits = torch.zeros(1, K, V)
+        logits[..., EOA_ID] = 50.0  # the model "wants" to stop at once; constraints must hold
+        logits[..., AUDIO_PAD_ID] = 60.0
+        rows.append(sampler.sample(logits)[0])
     delayed = torch.stack(rows).T  # [K, steps]
-    assert sampler.forced_end and sampler.eos_frame == 6
+    assert sampler.forced_end_B.tolist() == [True] and sampler.eos_frame_B.tolist() == [6]
     for j in range(K):
         col = delayed[j]
         assert (col[:j] < 1024).all()  # the prompt's silence continues before codebook j starts
@@ -73,9 +59,10 @@ def test_streaming_chunks_equal_one_shot_generation(debug_model):
     spk = torch.randn(debug_model.cfg.speaker_embedding_dim)
     cfg = SamplingConfig(max_frames=25, seed=11)
     whole = generate(debug_model, prompt, spk, cfg).codes_KT
-    chunks = list(
-        generate_stream(debug_model, prompt, spk, SamplingConfig(max_frames=25, seed=11, chunk_frames=8))
+    decoder = Decoder(
+        debug_model, SamplingConfig(max_frames=25, seed=11, chunk_frames=8), max_prompt_len=prompt.shape[0]
     )
+    chunks = [c for _, c in decoder.stream([prompt], [spk])]
     assert [c.shape[1] for c in chunks][:-1] == [8] * (len(chunks) - 1)
     assert torch.equal(torch.cat(chunks, dim=1), whole)
 
@@ -88,21 +75,19 @@ def test_per_codebook_greedy_temperature(debug_model):
     assert torch.equal(a, b)
 
 
-def test_natural_end_on_eoa_sets_eos_frame(debug_model, debug_cfg):
-    from accord.model.generate import DelaySampler
-
-    sampler = DelaySampler(debug_model, SamplingConfig(max_frames=50, seed=0, temperature=0.0))
+def test_natural_end_on_eoa_sets_eos_frame(debug_cfg):
+    sampler = RowSampler(debug_cfg, SamplingConfig(max_frames=50, seed=0, temperature=0.0), batch=1)
     K, V = debug_cfg.n_codebooks, debug_cfg.codebook_size + 2
     rows = []
-    while not sampler.finished:
-        logits = torch.zeros(K, V)
-        logits[:, 7] = 1.0  # code 7 everywhere ...
-        if sampler.step == 4:
-            logits[0, EOA_ID] = 5.0  # ... until codebook 0 says stop at frame 4
-        rows.append(sampler.sample(logits))
-    assert sampler.eos_frame == 4 and not sampler.forced_end
+    while not sampler.finished()[0]:
+        logits = torch.zeros(1, K, V)
+        logits[..., 7] = 1.0  # code 7 everywhere ...
+        if int(sampler.step) == 4:
+            logits[0, 0, EOA_ID] = 5.0  # ... until codebook 0 says stop at frame 4
+        rows.append(sampler.sample(logits)[0])
+    assert sampler.eos_frame_B.tolist() == [4] and sampler.forced_end_B.tolist() == [False]
     assert len(rows) == 4 + K + 1
-    assert sampler.complete_frames() == 4
+    assert sampler.complete_frames().tolist() == [4]
 
 
 def test_static_cache_rows_at_their_own_positions_equal_full_forwards(debug_model, debug_cfg):

@@ -21,7 +21,8 @@ def checkpoint(tmp_path_factory):
     from accord.cli.main import cli
 
     out = tmp_path_factory.mktemp("synth") / "debug-init"
-    args = ["model", "init", "debug", str(out), "--seed", "3", "--codec", "dac:random"]
+    args = ["model", "init", "debug", str(out), "--seed", "3", "--codec", "dac:random",
+            "--speaker", "ecapa:auralis"]  # fmt: skip
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     return out
@@ -53,11 +54,11 @@ def test_synth_cli_writes_audio(checkpoint, reference_wav, tmp_path):
 
 def test_reference_voice_reaches_the_model(checkpoint, reference_wav):
     """The real ECAPA embedding of the reference replaces row 0 and changes the prompt's logits."""
+    from accord.app.synth import speaker_embedding
     from accord.model.checkpoint import load_zonos2
     from accord.model.sequence import build_prompt
-    from accord.synth import DEFAULT_SPEAKER, speaker_embedding
 
-    spk = speaker_embedding(reference_wav, DEFAULT_SPEAKER)
+    spk = speaker_embedding(reference_wav, "ecapa:auralis")
     assert spk.shape == (192,) and torch.isfinite(spk).all()
     model = load_zonos2(checkpoint).eval()
     prompt = build_prompt("Same text.")[None]
@@ -70,7 +71,7 @@ def test_reference_voice_reaches_the_model(checkpoint, reference_wav):
 
 
 def test_unreadable_speaker_reference_is_a_clear_error(checkpoint, tmp_path):
-    from accord.synth import SynthRequest, synthesize
+    from accord.app.synth import SynthRequest, synthesize
 
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not a wav file")
@@ -80,11 +81,11 @@ def test_unreadable_speaker_reference_is_a_clear_error(checkpoint, tmp_path):
 
 def test_foreign_checkpoint_without_accord_vocab_prompts_plain_text(tmp_path):
     """A released-style checkpoint (other text_vocab, no accord extra) still synthesizes codes."""
+    from accord.app.synth import SynthRequest, synthesize
     from accord.model.checkpoint import save_zonos2
     from accord.model.config import get_flavour
     from accord.model.generate import SamplingConfig
     from accord.model.zonos import ZonosModel
-    from accord.synth import SynthRequest, synthesize
 
     torch.manual_seed(0)
     ckpt = save_zonos2(ZonosModel(get_flavour("debug", text_vocab=469)), tmp_path / "foreign")
@@ -96,11 +97,11 @@ def test_foreign_checkpoint_without_accord_vocab_prompts_plain_text(tmp_path):
 
 def test_released_params_json_supplies_the_control_layout(tmp_path):
     """No accord extra, but ZONOS2's conditioning keys in params.json: control tokens work."""
+    from accord.app.synth import SynthRequest, synthesize, vocab_from_params
     from accord.model.checkpoint import read_params, save_zonos2
     from accord.model.config import get_flavour
     from accord.model.generate import SamplingConfig
     from accord.model.zonos import ZonosModel
-    from accord.synth import SynthRequest, synthesize, vocab_from_params
 
     torch.manual_seed(0)
     ckpt = save_zonos2(ZonosModel(get_flavour("debug")), tmp_path / "released")

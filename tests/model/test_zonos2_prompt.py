@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import torch
 
+from accord.app.synth import SynthRequest, synth_prompt
 from accord.core.vocab import DEFAULT_VOCAB
 from accord.model.sequence import build_sequence
-from accord.synth import SynthRequest, synth_prompt
 
 P = 1025  # audio pad
 TV = 519  # text_vocab: the speaker slot's and the silence rows' text id

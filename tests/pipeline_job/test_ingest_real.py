@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accord.pipeline.manifest import read_errors, read_manifest
+from accord.core.manifest import read_errors, read_manifest
 
 from ..transcripts import reading
 

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from accord.core.clip import SCHEMA_VERSION
-from accord.pipeline.manifest import read_errors, read_manifest
+from accord.core.manifest import read_errors, read_manifest
 from accord.pipeline.text_norm import normalize
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from accord.pipeline.manifest import read_manifest
+from accord.core.manifest import read_manifest
 
 from ..transcripts import assert_reads
 

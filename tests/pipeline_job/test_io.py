@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from accord.core.manifest import ManifestStore, read_errors
 from accord.core.storage import Store, check_output_key, redact_uri
-from accord.pipeline.io import list_sources, source_key
-from accord.pipeline.manifest import ManifestStore, read_errors
+from accord.pipeline.sources import list_sources, source_key
 
 
 def _touch(p: Path, data: bytes = b"x") -> Path:
@@ -90,7 +90,7 @@ def test_hostile_names_never_write_outside_out(raw: Path, tmp_path: Path) -> Non
         ms.commit(s, [], [{"input_uri": s.uri, "clip_id": None, "step": "decode", "error_type": "x",
                            "reason": "r", "run_id": "r1"}], "r1")  # fmt: skip
     for e in res.errors:
-        from accord.pipeline.io import Source
+        from accord.pipeline.sources import Source
 
         ms.commit(Source.make(e["input_uri"], 0, ""), [], [{**e, "run_id": "r1"}], "r1", mark_done=False)
     after = _tree(tmp_path, out)

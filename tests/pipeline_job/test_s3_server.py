@@ -17,8 +17,8 @@ from subprocess import CompletedProcess
 import pyarrow as pa
 import pytest
 
+from accord.core.manifest import read_errors, read_manifest
 from accord.core.runs import read_run_records
-from accord.pipeline.manifest import read_errors, read_manifest
 
 from .s3_server import environment, forget_s3_clients, moto_s3  # noqa: F401 - moto_s3 is the session fixture
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from accord.core.manifest import ManifestStore, Source, read_errors, read_manifest, to_row
 from accord.jobs.driver import drive
 from accord.jobs.rows import (
     ERROR,
@@ -23,12 +24,10 @@ from accord.jobs.rows import (
 )
 from accord.jobs.step import ItemError, Step
 from accord.pipeline.cluster import SubmitConfig, build_runtime_env, dashboard_address, strip_option
-from accord.pipeline.io import Source
 from accord.pipeline.job.config import IngestConfig
 from accord.pipeline.job.dry_run import estimate
 from accord.pipeline.job.plan import build_graph, build_plan
 from accord.pipeline.job.runner import source_unit
-from accord.pipeline.manifest import ManifestStore, clip_row, read_errors, read_manifest
 
 
 class Split(Step):
@@ -142,7 +141,7 @@ def test_finish_rows_drops_arrays() -> None:
 
 
 def _clip(uri: str, i: int, **kw) -> dict:
-    return clip_row(
+    return to_row(
         {"clip_id": f"{uri}#{i}", "source_uri": uri, "start_s": float(i), "end_s": i + 1.0, "duration_s": 1.0,
          "language": "en", "agreement": 0.95, "n_asr": 2, "speaking_rate": 15.0, "snr_db": 30.0, **kw},
         "run1",
@@ -244,14 +243,14 @@ def test_plan_pools_and_step_configs() -> None:
     assert fw == {
         "backend": "faster-whisper",
         "model": "whisper:base",
-        "options": {"batch_size": 4, "cpu_threads": 1},
+        "options": {"batch_size": 4, "threads": 1},
         "system": "faster-whisper",
         "languages": None,  # the backend's own (Whisper base: any)
     }
     ms = plan.asr["moonshine"].kwargs["backends"][0]
     assert ms["options"] == {"threads": 1}
     big = build_plan(IngestConfig(asr_num_cpus=4, steps={"asr:moonshine": {"threads": 2}}))
-    assert big.asr["faster-whisper"].kwargs["backends"][0]["options"] == {"cpu_threads": 4}
+    assert big.asr["faster-whisper"].kwargs["backends"][0]["options"] == {"threads": 4}
     assert big.asr["moonshine"].kwargs["backends"][0]["options"] == {"threads": 2}
     vad = plan.source[1].build()
     assert vad.config.pad_s == 0.1
@@ -266,8 +265,8 @@ def test_plan_pools_and_step_configs() -> None:
         "speaker_consistency", "lid", "asr:faster-whisper", "asr:moonshine", "dnsmos"
     ]  # fmt: skip
     assert plan.signals["dnsmos"].kwargs == {"max_windows": 1, "threads": 1}
-    assert plan.signals["lid"].build().config.cpu_threads == 1
-    assert [s.target.rpartition(":")[2] for s in plan.post] == [
+    assert plan.signals["lid"].build().config.threads == 1
+    assert [s.label for s in plan.post] == [
         "AgreementStep", "TextLanguageStep", "FeatureStep", "TranscriptCheckStep", "EligibilityStep"
     ]  # fmt: skip
     assert list(build_plan(IngestConfig(signals=("dnsmos",))).signals) == ["dnsmos"]
@@ -400,7 +399,7 @@ def test_a_version_1_manifest_reads_in_the_current_schema(tmp_path: Path) -> Non
 
 
 def test_stats_count_what_each_gate_removes() -> None:
-    from accord.pipeline.manifest.rows import clip_table
+    from accord.core.manifest import clip_table
     from accord.pipeline.manifest.stats import gate_counts, signal_summary
 
     good = {"snr_db": 40.0, "bandwidth_hz": 8000.0, "language_prob": 0.99, "duration_s": 4.0, "end_s": 4.0,

@@ -20,7 +20,7 @@ def _few_threads():
 def whisper_base():
     from accord.pipeline.asr import create_backend
 
-    backend = create_backend("faster-whisper", "whisper:base", cpu_threads=2)
+    backend = create_backend("faster-whisper", "whisper:base", threads=2)
     backend.load()
     return backend
 

@@ -10,11 +10,11 @@ import jiwer
 import numpy as np
 import pytest
 
+from accord.core.weights import resolve
 from accord.pipeline.asr import create_backend
 from accord.pipeline.asr.moonshine_onnx import FRAME_SAMPLES, RATE, MoonshineTokenizer, encoder_mask
 from accord.pipeline.text_norm import normalize
 from accord.pipeline.vad import VadConfig
-from accord.weights import resolve
 
 # Real read speech the package ships. two_cities.wav (48 kHz, 44 s): Dickens' opening, of
 # which the first 30 s say this (the last word is cut at 30.0 s); beckett.wav: 10 s.
@@ -39,7 +39,7 @@ def _wer(reference: str, text: str) -> float:
 def _asset(name: str) -> np.ndarray:
     import moonshine_voice
 
-    from accord.pipeline.audio_io import read_audio
+    from accord.core.audio_io import read_audio
 
     return read_audio(Path(moonshine_voice.__file__).parent / "assets" / name)
 

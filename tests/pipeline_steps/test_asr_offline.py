@@ -37,7 +37,7 @@ def test_moonshine_tiny_transcribes_generated_english(english_sentences, moonshi
 def test_whisper_tiny_en_is_english_only(english_sentences):
     from accord.pipeline.asr import create_backend
 
-    backend = create_backend("faster-whisper", "whisper:tiny.en", cpu_threads=2)
+    backend = create_backend("faster-whisper", "whisper:tiny.en", threads=2)
     audios, texts = [a for a, _ in english_sentences[:4]], [t for _, t in english_sentences[:4]]
     out = backend.transcribe_batch(audios)
     assert _wer(texts, [t.text for t in out]) < 0.3

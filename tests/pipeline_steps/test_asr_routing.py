@@ -31,7 +31,7 @@ def routed(whisper_base, moonshine_tiny) -> dict[str, dict]:
         {"clip_id": lang, "source_uri": "/bucket/mixed.wav", "audio_16k": say(*SENTENCES[lang], pad_s=0.1)}
         for lang in SENTENCES
     ]
-    lid = LanguageIdStep(LanguageIdConfig(cpu_threads=2))
+    lid = LanguageIdStep(LanguageIdConfig(threads=2))
     asr = AsrStep([whisper_base, moonshine_tiny])
     items = asr.process_batch(lid.process_batch(items))
     return {it["clip_id"]: AgreementStep().process(it)[0] for it in items}

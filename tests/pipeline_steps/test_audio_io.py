@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from accord.core import errors
-from accord.pipeline import audio_io
+from accord.core import audio_io, errors
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg to make test files")
 
@@ -145,7 +144,7 @@ def test_error_kinds_match_the_malformed_corpus_contract():
 
 @pytest.mark.integration
 def test_malformed_corpus_fails_with_its_expected_kind(malformed_bucket):
-    from accord.pipeline.io import list_sources
+    from accord.pipeline.sources import list_sources
     from accord.pipeline.steps import DecodeStep, ItemError, VadStep
 
     listing = list_sources(str(malformed_bucket.path))

@@ -39,6 +39,7 @@ def rows(sample_bucket, bucket_clips, whisper_base, moonshine_tiny):
         TranscriptCheckStep,
         to_row,
     )
+    from accord.pipeline.steps.score import EligibilityConfig
     from accord.samples import TTS_ELIGIBILITY
 
     # a cross-section of the bucket: clean and noisy English, German, noise/music only
@@ -47,7 +48,7 @@ def rows(sample_bucket, bucket_clips, whisper_base, moonshine_tiny):
     clips = [c for n in picked if isinstance(bucket_clips[n], list) for c in bucket_clips[n]]
     # the model steps in the ingest's order (pipeline/job/plan.py), then the CPU steps
     models = [
-        LanguageIdStep(LanguageIdConfig(cpu_threads=2)),
+        LanguageIdStep(LanguageIdConfig(threads=2)),
         AsrStep([whisper_base, moonshine_tiny]),
         DnsmosStep(DnsmosConfig(max_windows=1, threads=2)),
         SpeakerConsistencyStep(),
@@ -59,7 +60,7 @@ def rows(sample_bucket, bucket_clips, whisper_base, moonshine_tiny):
         TextLanguageStep(),
         FeatureStep(),
         TranscriptCheckStep(),
-        EligibilityStep(thresholds),
+        EligibilityStep(EligibilityConfig(thresholds)),
     ]
     out = []
     for i in range(0, len(clips), 16):  # batches as an actor pool would see them

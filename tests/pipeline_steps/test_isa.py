@@ -26,7 +26,7 @@ import json, sys
 from accord.pipeline.lid import LanguageIdConfig
 from accord.pipeline.steps import AsrSpec, AsrStep, LanguageIdStep, VadStep
 clips = VadStep().process({"source_uri": sys.argv[1]})
-clips = LanguageIdStep(LanguageIdConfig(cpu_threads=2)).process_batch(clips)
+clips = LanguageIdStep(LanguageIdConfig(threads=2)).process_batch(clips)
 clips = AsrStep([AsrSpec("faster-whisper", "whisper:base")]).process_batch(clips)
 print(json.dumps([
     {"start_s": c["start_s"], "language": c["language"], "language_prob": c["language_prob"],

@@ -32,7 +32,7 @@ def clips() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def step() -> LanguageIdStep:
-    s = LanguageIdStep(LanguageIdConfig(cpu_threads=2))
+    s = LanguageIdStep(LanguageIdConfig(threads=2))
     s.setup()
     return s
 

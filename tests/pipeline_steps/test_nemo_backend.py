@@ -51,8 +51,8 @@ def test_nemo_backend_transcribes_with_a_restored_model(tiny_nemo, english_sente
 
 
 def test_missing_nemo_file_is_a_clear_error(tmp_path):
+    from accord.core.weights import ModelNotFound
     from accord.pipeline.asr import create_backend
-    from accord.weights import ModelNotFound
 
     with pytest.raises(ModelNotFound):
         create_backend("nemo", f"nemo:{tmp_path / 'absent.nemo'}").load()

@@ -165,7 +165,7 @@ def test_windowed_two_pass_equals_in_memory(sample_bucket):
 
 @pytest.mark.integration
 def test_streaming_silero_backend_agrees_with_the_batched_one(sample_bucket):
-    from accord.pipeline import audio_io
+    from accord.core import audio_io
     from accord.pipeline.vad import load_vad
 
     name = next(n for n, t in sorted(sample_bucket.truth.items()) if t["background"] == "clean")

@@ -141,7 +141,7 @@ def make_run(root: Path) -> dict:
         if stage == "midtrain":
             lines.append('{"step": 21, "loss": 4.')  # a line cut short by a killed run
         (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-        # The shape accord.train.eval.mini_eval writes.
+        # The shape accord.app.evaluation.mini_eval reports (the trainer writes it).
         evaluation = {
             "checkpoint": str(d / "final"), "stage": stage, "asr": "whisper:base", "n": 1,
             "wer": 1.0 - 0.1 * k, "speaker_similarity": 0.1 * k, "seconds": 3.2,

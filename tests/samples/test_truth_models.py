@@ -19,7 +19,7 @@ TOL_S = 0.3  # the pipeline tests' tolerance on sentence boundaries
 def vad():
     from silero_vad.utils_vad import OnnxWrapper
 
-    from accord.weights import resolve
+    from accord.core.weights import resolve
 
     return OnnxWrapper(str(resolve("silero-vad") / "silero_vad.onnx"), force_onnx_cpu=True)
 
@@ -67,7 +67,7 @@ def test_whisper_reads_truth_sentences(english_sentences):
     import jiwer
     from faster_whisper import WhisperModel
 
-    from accord.weights import resolve
+    from accord.core.weights import resolve
 
     model = WhisperModel(str(resolve("whisper:tiny.en")), device="cpu", compute_type="int8", cpu_threads=2)
     wers = []

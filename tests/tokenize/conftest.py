@@ -25,7 +25,7 @@ def auralis_encoder():
 @pytest.fixture(scope="session")
 def voice_clips(sample_bucket):
     """(voice, 16 kHz wav) for the first 3 sentences of 4 clean English voices, read from source."""
-    from accord.pipeline.audio_io import read_segment
+    from accord.core.audio_io import read_segment
 
     files = ["en_espeak_us.wav", "en_flite_slt.flac", "en_espeak_f3.wav", "en_flite_rms.webm"]
     out = []

@@ -28,7 +28,7 @@ def test_random_weights_go_through_the_checkpoint_path(dac_codec) -> None:
 
 
 def test_missing_weights_fail_closed_by_default(monkeypatch, tmp_path) -> None:
-    from accord.weights import ModelNotFound
+    from accord.core.weights import ModelNotFound
 
     monkeypatch.setenv("ACCORD_MODELS", str(tmp_path))
     for config in (None, CodecConfig()):  # the library defaults

@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from accord.core.shards import RANDOM_WEIGHTS_KEY, ShardConfig, iter_samples, read_random_weights
+from accord.core.shards import RANDOM_WEIGHTS_KEY, ShardConfig, iter_samples, tokenize_refs
 from accord.tokenize.codec import CodecConfig
 from accord.tokenize.job import TokenizeConfig, run_tokenize
 from accord.tokenize.sample_manifest import clip_row, rows_from_bucket, write_manifest
@@ -64,12 +64,12 @@ def job(sample_bucket, tmp_path_factory):
         "good": good,
         "bad": {missing["clip_id"]: "missing", corrupt["clip_id"]: "corrupt"},
         "ineligible": low["clip_id"],
-        "samples": {s["__key__"]: s for s in iter_samples(str(shards))},
+        "samples": {s.key: s for s in iter_samples(str(shards))},
     }
 
 
 def test_every_eligible_clip_exactly_once(job) -> None:
-    keys = [s["__key__"] for s in iter_samples(str(job["shards"]))]
+    keys = [s.key for s in iter_samples(str(job["shards"]))]
     assert sorted(keys) == sorted(job["good"]), "each good clip once; no ineligible, failed or duplicate rows"
     table = pq.read_table(job["shards"] / "samples.parquet")
     assert sorted(table["clip_id"].to_pylist()) == sorted(job["good"])
@@ -86,20 +86,20 @@ def test_random_codec_weights_are_recorded(job) -> None:
     assert meta[RANDOM_WEIGHTS_KEY] == ["dac:random"] and meta["codec"]["ref"] == "dac:random"
     index = pq.read_table(job["shards"] / "index.parquet")
     assert index[RANDOM_WEIGHTS_KEY].to_pylist() == [["dac:random"]] * index.num_rows
-    assert read_random_weights(str(job["shards"])) == ["dac:random"]
+    assert tokenize_refs(str(job["shards"]))[RANDOM_WEIGHTS_KEY] == ["dac:random"]
 
 
 def test_codes_embeddings_and_metadata(job) -> None:
     for cid, s in job["samples"].items():
-        row, meta, codes = job["good"][cid], s["json"], s["codes.npy"]
+        row, meta, codes = job["good"][cid], s.meta, s.codes
         seconds = row["end_s"] - row["start_s"]
         assert codes.dtype == np.int16 and codes.shape[0] == 9
         assert abs(codes.shape[1] - round(seconds * 86.13)) <= 1
         assert codes.min() >= 0 and codes.max() < 1024
-        assert s["spk.npy"].shape == s["spkcrop.npy"].shape == (192,)
-        assert s["spkaug.npy"].shape == (4, 192)
-        for k in ("spk.npy", "spkcrop.npy", "spkaug.npy"):
-            assert s[k].dtype == np.float32 and np.isfinite(s[k]).all()
+        assert s.spk.shape == s.spkcrop.shape == (192,)
+        assert s.spkaug.shape == (4, 192)
+        for emb in (s.spk, s.spkcrop, s.spkaug):
+            assert emb.dtype == np.float32 and np.isfinite(emb).all()
         f0, f1 = meta["speaker_crop"]
         assert 0 <= f0 < f1 <= codes.shape[1] == meta["n_frames"]
         assert meta["augmentations"] == ["noise", "music", "codec", "reverb"]
@@ -112,7 +112,7 @@ def test_codes_embeddings_and_metadata(job) -> None:
 def test_same_voice_clips_are_closer(job) -> None:
     ids = sorted(job["samples"])
     voices = np.array([job["good"][i]["voice"] for i in ids])
-    emb = np.stack([job["samples"][i]["spk.npy"] for i in ids])
+    emb = np.stack([job["samples"][i].spk for i in ids])
     sim = cosine(emb, emb)
     same = (voices[:, None] == voices[None, :]) & ~np.eye(len(ids), dtype=bool)
     diff = voices[:, None] != voices[None, :]
@@ -154,7 +154,7 @@ def test_rerun_skips_done_shards_and_redoes_a_lost_one(job, dac_codec, auralis_e
     assert (third.n_written, third.n_skipped) == (1, 2)
     name = "shards/shard-000001.tar"  # the local executor batches as Ray did: the same bytes
     assert (shards / name).read_bytes() == (job["shards"] / name).read_bytes()
-    assert sorted(s["__key__"] for s in iter_samples(str(shards))) == sorted(job["good"])
+    assert sorted(s.key for s in iter_samples(str(shards))) == sorted(job["good"])
     assert len(list(shards.rglob("*.tmp"))) == 0
 
 
@@ -166,7 +166,7 @@ def test_cli_decode_and_fit_lda(job, tmp_path) -> None:
     r = CliRunner().invoke(cli, ["tokenize", "decode", str(job["shards"]), "--id", cid, "--out", str(out)])
     assert r.exit_code == 0, r.output
     x, sr = sf.read(out)
-    assert sr == 44100 and len(x) == job["samples"][cid]["codes.npy"].shape[1] * 512
+    assert sr == 44100 and len(x) == job["samples"][cid].codes.shape[1] * 512
     r = CliRunner().invoke(cli, ["tokenize", "fit-lda", str(job["shards"])])
     assert r.exit_code == 0, r.output
     z = np.load(Path(job["shards"]) / "lda.npz")
@@ -192,7 +192,7 @@ def test_one_bad_clip_does_not_sink_its_batch(auralis_encoder, voice_clips) -> N
     assert [r["kind"] for r in out] == [ERROR, ITEM]
     err, w = unpack(out[0])
     [(sample_item, _)] = unpack(out[1])
-    assert np.isfinite(sample_item["sample"]["spk"]).all() and sample_item["clip_id"] == items[0]["clip_id"]
+    assert np.isfinite(sample_item["sample"].spk).all() and sample_item["clip_id"] == items[0]["clip_id"]
     assert err["step"] == "tokenize:speaker" and err["error_type"] == "nan_embedding" and w == 1
     assert err["clip_id"] == items[1]["clip_id"] and err["input_uri"] == "/b.wav"
 
@@ -207,8 +207,8 @@ def test_the_release_voice_embedding_through_the_job(sample_bucket, tmp_path) ->
     res = run_tokenize(str(manifest), str(tmp_path / "shards"), "pretrain", cfg)
     assert (res.n_samples, res.n_errors) == (1, 0)
     (sample,) = iter_samples(str(tmp_path / "shards"))
-    assert sample["spk.npy"].shape == (2048,) and sample["spkaug.npy"].shape == (len(cfg.augment.names), 2048)
-    assert read_random_weights(str(tmp_path / "shards")) == ["dac:random", "zonos2-spk:random"]
+    assert sample.spk.shape == (2048,) and sample.spkaug.shape == (len(cfg.augment.names), 2048)
+    assert tokenize_refs(str(tmp_path / "shards"))[RANDOM_WEIGHTS_KEY] == ["dac:random", "zonos2-spk:random"]
 
 
 @pytest.mark.parametrize(("ref", "rate"), [("ecapa:auralis", 16000), ("zonos2-spk:random", 24000)])

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from accord.cli.main import cli
-from accord.core.shards import RANDOM_WEIGHTS_KEY, read_random_weights
+from accord.core.shards import RANDOM_WEIGHTS_KEY, tokenize_refs
 from accord.tokenize.sample_manifest import rows_from_bucket, write_manifest
 
 pytestmark = pytest.mark.integration
@@ -86,7 +86,7 @@ def test_opt_in_runs_and_is_recorded(no_models, manifest, tmp_path, opts, record
     assert meta["codec"]["ref"] == "dac:random", "the recorded ref reproduces the weights used"
     index = pq.read_table(out / "index.parquet")
     assert index.num_rows == 1 and index[RANDOM_WEIGHTS_KEY].to_pylist() == [recorded]
-    assert read_random_weights(str(out)) == recorded
+    assert tokenize_refs(str(out))[RANDOM_WEIGHTS_KEY] == recorded
 
 
 def test_ingest_refuses_before_ingesting(no_models, tmp_path) -> None:

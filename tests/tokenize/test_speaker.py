@@ -102,7 +102,7 @@ def test_speechbrain_model_dir_loads(tmp_path, voice_clips) -> None:
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path) -> None:
-    from accord.weights import ModelNotFound
+    from accord.core.weights import ModelNotFound
 
     with pytest.raises(FileNotFoundError, match="not an ECAPA checkpoint"):
         SpeakerEncoder.load(f"ecapa:{tmp_path}")
@@ -113,8 +113,8 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path) -> None:
 def test_speaker_follows_the_same_weights_rule(monkeypatch, tmp_path) -> None:
     """No VoxCeleb weights: refused with the how-to; the opt-in (flag or ``ecapa:random``) gives the
     VoxCeleb architecture with seeded random weights, loaded as a speechbrain model dir."""
+    from accord.core.weights import ModelNotFound
     from accord.tokenize.speaker import SpeakerConfig
-    from accord.weights import ModelNotFound
 
     monkeypatch.setenv("ACCORD_MODELS", str(tmp_path))
     with pytest.raises(ModelNotFound) as e:

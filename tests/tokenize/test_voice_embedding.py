@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from accord import weights
+from accord.core import weights
+from accord.core.weights import ModelNotFound, choose_weights
 from accord.tokenize import voice_embedding as ve
 from accord.tokenize.lda import LdaConfig, fit_lda
 from accord.tokenize.speaker import ZONOS2_RANDOM_REF, ZONOS2_REF, SpeakerConfig, SpeakerEncoder
-from accord.weights import ModelNotFound, choose_weights
 
 
 @pytest.fixture(autouse=True)

@@ -31,13 +31,13 @@ def _sig(batches) -> list[tuple]:
 
 def test_stage_selection_and_weights(synthetic_shards: Path) -> None:
     pre = select_samples(str(synthetic_shards), "pretrain")
-    mid = select_samples(str(synthetic_shards), "midtrain", min_agreement=0.9)
+    mid = select_samples(str(synthetic_shards), "midtrain", eligibility={"midtrain": {"min_agreement": 0.9}})
     assert len(pre.weights) == 24 and set(mid.weights) < set(pre.weights)
     assert len(mid.weights) == 12  # agreement 0.93 / 0.97 only
     w = select_samples(str(synthetic_shards), "pretrain", dataset_weights={"setB": 0.0, "setA": 2.0})
     assert len(w.weights) == 16 and set(w.weights.values()) == {2.0}
     again = select_samples(
-        str(synthetic_shards), "pretrain", eligibility={"min_agreement": 0.9, "min_duration_s": 0.0}
+        str(synthetic_shards), "pretrain", eligibility={"pretrain": {"min_agreement": 0.9}}
     )
     assert set(again.weights) == set(mid.weights)
 
@@ -122,7 +122,7 @@ def test_conditioning_per_stage(synthetic_shards: Path) -> None:
     pre = ExampleBuilder(load_recipe("pretrain").conditioning)
     e_pre, e1, e2 = pre(sample, 0), a1(sample, 0), a2(sample, 0)
     assert e_pre.speaker_S is None
-    assert torch.equal(e2.speaker_S, torch.from_numpy(sample["spk.npy"]))
+    assert torch.equal(e2.speaker_S, torch.from_numpy(sample.spk))
     assert e1.mask_TK.sum() < e2.mask_TK.sum()  # the crop is masked in anneal1 only
     # transcript choice and dropout are per-epoch draws, fixed for a given epoch
     texts = {pre(sample, ep).ids_TC[:, -1].tolist().__str__() for ep in range(12)}
@@ -136,8 +136,8 @@ def test_rate_and_quality_dropout_rates(synthetic_shards: Path) -> None:
     n = 0
     for ep in range(60):
         for s in samples:
-            rng = np.random.default_rng([ep, zlib.crc32(s["clip_id"].encode())])
-            toks = b.controls(s["json"], rng, "clean")
+            rng = np.random.default_rng([ep, zlib.crc32(s.clip_id.encode())])
+            toks = b.controls(s.meta, rng, "clean")
             rate_kept += any(b.vocab.rate_offset <= t < b.vocab.rate_offset + b.vocab.n_rate for t in toks)
             qual_kept += any(
                 t in range(b.vocab.rate_offset + b.vocab.n_rate, b.vocab.background_offset) for t in toks
@@ -153,17 +153,17 @@ def test_training_prompt_uses_zonos2_order(synthetic_shards: Path) -> None:
                               quality_mode_min_snr_db=-1e9)  # fmt: skip
     b = ExampleBuilder(cond)
     v = b.vocab
-    s = next(x for x in samples if (x["json"].get("speaking_rate") or 0) > 0)
+    s = next(x for x in samples if (x.meta.get("speaking_rate") or 0) > 0)
     ex = b(s, 0)
     text_col = ex.ids_TC[:, -1].tolist()
     bos = text_col.index(2)
     kinds = [v.describe(t).strip("<>").split(":")[0] for t in text_col[1:bos]]
-    quality = [f for f in v.quality_offsets if f in v.quality_values(s["json"])]
+    quality = [f for f in v.quality_offsets if f in v.quality_values(s.meta)]
     assert kinds == ["background", "accurate", "rate", *quality]
-    assert text_col[1] == v.background_token(v.background_marker(s["json"]))
+    assert text_col[1] == v.background_token(v.background_marker(s.meta))
     # an augmented speaker prompt is marked noisy
     aug = ExampleBuilder(ConditioningConfig(speaker="crop", aug_prompt_prob=1.0))
-    if s.get("spkaug.npy") is not None:
+    if s.spkaug is not None:
         assert aug(s, 0).ids_TC[1, -1] == v.background_token("noisy")
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from accord.train.loss import head_nll, masked_nll, training_loss
+from accord.train.loss import masked_nll, training_loss
 
 
 def test_masked_nll_matches_a_direct_computation() -> None:
@@ -85,44 +84,6 @@ def test_chunked_masked_nll_keeps_bf16_logits_bf16() -> None:
     torch.testing.assert_close(sum_K, ref[1], atol=1e-4, rtol=1e-5)
     total.backward()
     assert lb.grad.dtype == torch.bfloat16
-
-
-@pytest.mark.parametrize("cap", [15.0, 0.0])
-@pytest.mark.parametrize("chunk_elements", [1, 40, 10**9])
-def test_head_nll_equals_the_model_head_then_masked_nll(cap, chunk_elements) -> None:
-    from accord.model.norms import RMSNorm
-    from accord.model.zonos import softcap
-
-    torch.manual_seed(0)
-    B, T, D, K, V = 2, 7, 16, 3, 11
-    norm, head = RMSNorm(D), nn.Linear(D, K * V, bias=False)
-    with torch.no_grad():
-        norm.weight.uniform_(0.5, 1.5)
-        head.weight.mul_(20)  # logits large enough for the soft cap to bend
-    _, ids, mask = _case(B, T, K, V, seed=1)
-    hidden = torch.randn(B, T, D)
-
-    def grads(fn):
-        for p in (*norm.parameters(), *head.parameters()):
-            p.grad = None
-        h = hidden.clone().requires_grad_(True)
-        total, sum_K, n_K = fn(h)
-        (total * 3).backward()
-        return total.detach(), sum_K.detach(), n_K, h.grad, norm.weight.grad, head.weight.grad
-
-    ref = grads(lambda h: _plain_masked_nll(softcap(head(norm(h)), cap).view(B, T, K, V), ids, mask))
-    got = grads(lambda h: head_nll(h, norm, head, ids, mask, cap, chunk_elements=chunk_elements))
-    for a, b in zip(ref, got, strict=True):
-        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
-    assert got[1].requires_grad is False
-
-
-def test_head_nll_rejects_a_head_that_does_not_split_into_codebooks() -> None:
-    from accord.model.norms import RMSNorm
-
-    _, ids, mask = _case(1, 4, 3, 5)
-    with pytest.raises(ValueError, match="multiple of 3 codebooks"):
-        head_nll(torch.randn(1, 4, 8), RMSNorm(8), nn.Linear(8, 16, bias=False), ids, mask, 15.0)
 
 
 def test_masked_nll_leaves_a_float_mask_untouched() -> None:

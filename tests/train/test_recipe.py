@@ -25,7 +25,8 @@ def test_pretrain_recipe_matches_the_report() -> None:
 
 def test_later_stages() -> None:
     mid, a1, a2 = (load_recipe(s) for s in STAGES[1:])
-    assert mid.data.min_agreement is not None and mid.data.min_agreement > 0.0
+    assert mid.data.eligibility == {"midtrain": {"min_agreement": 0.9}}  # stricter than the 0.6 default
+    assert a1.data.eligibility == {"anneal1": {"min_agreement": 0.9}}
     assert mid.data.dataset_weights
     assert a1.conditioning.speaker == "crop" and a1.conditioning.mask_crop
     assert a1.conditioning.rate and a1.conditioning.quality
@@ -64,7 +65,22 @@ def test_config_file_and_sets_override_the_recipe(tmp_path) -> None:
     assert r.engine.zero_stage == 2 and r.engine.grad_accum == 4
     assert r.optim.muon_lr == 1e-3 and isinstance(r.optim.muon_lr, float)
     assert r.data.dataset_weights == {"podcasts": 2.0}, "the recipe's '*' weight is replaced"
-    assert r.data.min_agreement == load_recipe("midtrain").data.min_agreement
+    assert r.data.eligibility == load_recipe("midtrain").data.eligibility
+
+
+def test_eligibility_has_one_spelling() -> None:
+    """A recipe's eligibility overrides are accord.core.eligibility's ``{stage: {threshold: value}}``;
+    the old ``data.min_agreement`` knob and a flat mapping fail with the spelling to use."""
+    r = load_recipe("anneal1", overrides={"data": {"eligibility": {"anneal1": {"min_agreement": 0.95}}}})
+    assert r.data.eligibility == {"anneal1": {"min_agreement": 0.95}}
+    with pytest.raises(ValueError, match=r"data.eligibility: \{midtrain: \{min_agreement: 0.9\}\}"):
+        load_recipe("midtrain", overrides={"data": {"min_agreement": 0.9}})
+    with pytest.raises(ValueError, match="keyed by stage"):
+        load_recipe("midtrain", overrides={"data": {"eligibility": {"min_agreement": 0.9}}})
+    with pytest.raises(ValueError, match="unknown threshold"):
+        load_recipe("midtrain", overrides={"data": {"eligibility": {"midtrain": {"min_agreemnt": 0.9}}}})
+    for stage in STAGES:  # the debug twins add no overrides: defaults and tokenize's thresholds
+        assert load_recipe(stage, debug=True).data.eligibility is None
 
 
 def test_warmup_then_cosine() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from accord.app.evaluation import mini_eval
 from accord.model.checkpoint import load_state, load_zonos2, read_extra
 from accord.train.checkpoint import clean_state_dict
 from accord.train.stage import shutdown
@@ -112,7 +113,7 @@ def test_a_failing_eval_keeps_the_weights(synthetic_shards: Path, tmp_path: Path
     run = tmp_path / "run"
     missing = str(tmp_path / "no-such-codec.pth")
     args = stage_args(synthetic_shards, run, steps=1, run_eval=True, overrides={"eval": {"codec": missing}})
-    result = Trainer(args).run()
+    result = Trainer(args, evaluator=mini_eval).run()
     assert "no-such-codec" in result["eval"]["error"], result["eval"]
     assert json.loads((run / "eval.json").read_text()) == result["eval"]
     assert json.loads((run / "result.json").read_text())["eval"] == result["eval"]

@@ -21,11 +21,19 @@ from accord.core.vocab import CODEC_SAMPLE_RATE, INFERENCE_BACKGROUND, Vocab, Vo
 from accord.model.checkpoint import load_zonos2, read_extra, read_params
 from accord.model.generate import SamplingConfig, generate
 from accord.model.sequence import build_prompt, control_tokens
+from accord.tokenize.codec import DEFAULT_REF
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CODEC = "dac:44khz"
-DEFAULT_SPEAKER = "ecapa:auralis"
+
+def default_refs(speaker_embedding_dim: int) -> dict[str, str]:
+    """The codec and speaker encoder for a checkpoint that records none: tokenize's defaults (their
+    one owner: ``accord.tokenize.codec`` / ``accord.tokenize.speaker``), the encoder chosen by the
+    width of the model's speaker path. A trained checkpoint records what its shards were tokenized
+    with (``codec``, ``speaker_ref``) and that wins."""
+    from accord.tokenize.speaker import speaker_ref_for
+
+    return {"codec": DEFAULT_REF, "speaker": speaker_ref_for(speaker_embedding_dim)}
 
 
 @dataclass
@@ -98,7 +106,7 @@ def recorded_ref(ref: str, random_weights: list[str] | None) -> str:
     (written when the flag, not the ref, carried it). Otherwise ``ref`` itself, whose loader
     takes trained weights or fails closed with how to install them.
     """
-    from accord.weights import NAMED
+    from accord.core.weights import NAMED
 
     named = NAMED.get(ref)
     if random_weights and ref in random_weights and named is not None and named.random_ref:
@@ -163,7 +171,8 @@ def synthesize(checkpoint: str | os.PathLike, req: SynthRequest, decode: bool = 
     spk = None
     recorded = extra.get(RANDOM_WEIGHTS_KEY)
     if req.speaker_wav:
-        speaker_ref = recorded_ref(extra.get("speaker_ref", DEFAULT_SPEAKER), recorded)
+        fallback = default_refs(model.cfg.speaker_embedding_dim)["speaker"]
+        speaker_ref = recorded_ref(extra.get("speaker_ref") or fallback, recorded)
         spk = speaker_embedding(req.speaker_wav, speaker_ref)
         if spk.numel() != model.cfg.speaker_embedding_dim:
             raise ValueError(
@@ -171,7 +180,7 @@ def synthesize(checkpoint: str | os.PathLike, req: SynthRequest, decode: bool = 
                 f"{model.cfg.speaker_embedding_dim}; set speaker_ref in the checkpoint's accord extra"
             )
     result = generate(model, prompt, spk, req.sampling)
-    codec_ref = recorded_ref(extra.get("codec") or DEFAULT_CODEC, recorded)
+    codec_ref = recorded_ref(extra.get("codec") or DEFAULT_REF, recorded)
     info = {
         "checkpoint": str(Path(checkpoint)),
         "codec": codec_ref,

@@ -1,5 +1,9 @@
 """Mini-eval after a stage: synthesize held-out sentences, transcribe them, score WER and voice.
 
+:func:`mini_eval` is the :class:`accord.train.evaluator.Evaluator` that ``accord train`` gives
+the trainer (``--no-eval`` skips it); it stands here, above train/, because it reaches for an
+ASR backend of the ingest and the synth's weight rules.
+
 For each held-out sentence: the prompt rows from ``accord.model.sequence`` in ZONOS2's layout
 (with the stage's conditioning: a speaker embedding taken from a shard clip when the stage
 trains with one, ZONOS2's request defaults for the background and quality rows, the accurate
@@ -23,7 +27,6 @@ import numpy as np
 import torch
 
 from accord.core.shards import read_shard, shard_tar_uri, tokenize_refs
-from accord.core.storage import write_json_atomic
 from accord.train.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -77,35 +80,36 @@ def prompt_speakers(shards: str, n: int) -> list[tuple[str, np.ndarray]]:
         except Exception:
             continue
         for s in samples:
-            if "spk.npy" in s:
-                out.append((s["clip_id"], np.asarray(s["spk.npy"], np.float32)))
+            if s.spk is not None:
+                out.append((s.clip_id, np.asarray(s.spk, np.float32)))
             if len(out) >= n:
                 return out
     return out
 
 
 def mini_eval(
-    final_dir: Path, shards: str, recipe: Recipe, out_json: Path, device: torch.device | str = "cpu"
+    final_dir: Path, shards: str, recipe: Recipe, device: torch.device | str = "cpu"
 ) -> dict[str, Any]:
-    """Generate on ``device`` (the trainer's); decode, transcribe and embed on the CPU."""
+    """The report on ``final_dir`` (per-sentence ``items`` included; the trainer writes it to
+    ``eval.json``). Generate on ``device`` (the trainer's); decode, transcribe and embed on the CPU."""
     import jiwer
     import torchaudio.functional as AF
 
+    from accord.app.synth import default_refs, recorded_ref
     from accord.core.shards import RANDOM_WEIGHTS_KEY
     from accord.core.vocab import DEFAULT_VOCAB, INFERENCE_BACKGROUND
     from accord.model.checkpoint import load_zonos2
     from accord.model.generate import SamplingConfig, generate
     from accord.model.sequence import build_prompt, control_tokens
-    from accord.synth import recorded_ref
 
     t0 = time.perf_counter()
     ev = recipe.eval
-    refs = {"codec": ev.codec, "speaker": ev.speaker, **tokenize_refs(shards)}
+    model = load_zonos2(final_dir, device=device).eval()
+    refs = {**default_refs(model.cfg.speaker_embedding_dim), **tokenize_refs(shards)}
     # seeded random weights only where the shards record them; else trained ones or a how-to error
     recorded = refs.get(RANDOM_WEIGHTS_KEY)
     refs["codec"] = recorded_ref(refs["codec"], recorded)
     refs["speaker"] = recorded_ref(refs["speaker"], recorded)
-    model = load_zonos2(final_dir, device=device).eval()
     cond = recipe.conditioning
     n = ev.n_sentences
     speakers = prompt_speakers(shards, n)
@@ -185,5 +189,4 @@ def mini_eval(
         "seconds": time.perf_counter() - t0,
         "note": "debug-scale model: numbers are not meaningful, the pipeline is",
     }
-    write_json_atomic(out_json, report)
-    return {k: v for k, v in report.items() if k != "items"}
+    return report

@@ -298,7 +298,7 @@ def resolve(ref: str | os.PathLike) -> Path:
     if text in RANDOM_REFS:
         raise ModelNotFound(
             f"{text!r} names seeded random weights, not files: load it through the model's loader "
-            "(DacCodec.load / SpeakerEncoder.load), which builds them (accord.weights.choose_weights)"
+            "(DacCodec.load / SpeakerEncoder.load), which builds them (accord.core.weights.choose_weights)"
         )
     if text.startswith("hub:"):
         return _from_hub(text[4:])

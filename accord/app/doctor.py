@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from urllib.parse import urlparse
 
-from accord.weights import Availability, availability
+from accord.core.weights import Availability, availability
 
 PACKAGES = (
     "accord",

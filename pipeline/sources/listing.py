@@ -1,22 +1,22 @@
 """List the audio files of a raw bucket (folder, ``file://``, ``s3://``, ``gs://``) as sources.
 
-A :class:`Source` carries what resuming needs: the full URI, a cheap content fingerprint
-(size plus mtime, ETag or generation, from the listing alone) and a ``key`` — a hash of the
-URI used for every output name, so no input name (``../x``, ``/etc/x``, unicode, very long)
-decides where anything is written.
+Each becomes a :class:`accord.core.manifest.Source`, which carries what resuming needs: the
+full URI, a cheap content fingerprint (size plus mtime, ETag or generation, from the listing
+alone) and a ``key`` — a hash of the URI used for every output name, so no input name
+(``../x``, ``/etc/x``, unicode, very long) decides where anything is written.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import fsspec
 
 from accord.core.errors import DANGLING_SYMLINK, NOT_A_FILE, UNSAFE_KEY, error_row
+from accord.core.manifest import Source
 from accord.core.storage import is_local, open_fs, redact_uri
 
 LIST_STEP = "list"  # the step name of listing errors
@@ -24,26 +24,6 @@ DEFAULT_EXTENSIONS: tuple[str, ...] = ("wav", "flac", "mp3", "ogg", "opus", "m4a
 
 # Listing fields that change when the object's bytes change, by filesystem.
 _VERSION_FIELDS = ("ETag", "etag", "md5Hash", "crc32c", "generation", "mtime", "LastModified", "updated")
-
-
-def source_key(uri: str) -> str:
-    """Stable, path-safe name for everything derived from ``uri``."""
-    return hashlib.sha256(uri.encode("utf-8")).hexdigest()[:24]
-
-
-@dataclass(frozen=True, order=True)
-class Source:
-    uri: str  # absolute local path or a full URL (with protocol)
-    size: int = 0
-    fingerprint: str = ""
-    key: str = field(default="", compare=False)
-
-    @classmethod
-    def make(cls, uri: str, size: int, fingerprint: str) -> Source:
-        return cls(uri=uri, size=int(size), fingerprint=fingerprint, key=source_key(uri))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"uri": self.uri, "size": self.size, "fingerprint": self.fingerprint, "key": self.key}
 
 
 @dataclass

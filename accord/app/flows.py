@@ -57,7 +57,7 @@ def ingest_then_tokenize(
     succeeded, tokenize its manifest into ``shards_uri`` with ``tokenize``.
 
     The tokenize models' weights are resolved first, so a tokenize that would refuse them
-    (:class:`accord.weights.ModelNotFound`, with the how-to) fails before any ingest work.
+    (:class:`accord.core.weights.ModelNotFound`, with the how-to) fails before any ingest work.
     ``on_commit`` is called per committed source, ``on_ingest`` once the ingest has ended.
     """
     tok_cfg = None
