@@ -21,16 +21,21 @@ def read_clips(
     ``manifest_uri`` is an ingest output dir (holding ``manifest/``), a dataset dir of Parquet
     files, or one Parquet file.
     """
+    import pyarrow as pa
     import pyarrow.dataset as ds
 
-    from accord.core.storage import PARQUET_THREADS
+    from accord.core.errors import UnreadableFileError
+    from accord.core.storage import PARQUET_THREADS, redact_uri
 
     stage_index(min_stage)
     fs, path = open_fs(manifest_uri)
     if fs.isdir(f"{path.rstrip('/')}/manifest"):
         table = read_manifest(manifest_uri, thresholds=thresholds, reapply=reapply)
     else:
-        table = ds.dataset(path, filesystem=fs, format="parquet").to_table(use_threads=PARQUET_THREADS)
+        try:
+            table = ds.dataset(path, filesystem=fs, format="parquet").to_table(use_threads=PARQUET_THREADS)
+        except pa.ArrowException as e:  # pyarrow names the bad file here; one error type, one line
+            raise UnreadableFileError(f"{redact_uri(manifest_uri)}: {str(e).splitlines()[0]}") from e
         if reapply:
             table = reapply_eligibility(table, thresholds)
     col = f"eligible_{min_stage}"

@@ -20,9 +20,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from accord.core.runs import build_record, new_run_id, write_run_record
+from accord.core.lock import OutputLock
+from accord.core.runs import RUNS_DIR, build_record, new_run_id, write_run_record
 from accord.core.shards import (
+    ERRORS_DIR,
+    PARTS_DIR,
     RANDOM_WEIGHTS_KEY,
+    SHARDS_DIR,
     is_done,
     plan_shards,
     remove_stale,
@@ -30,6 +34,7 @@ from accord.core.shards import (
     write_index,
     write_tokenize_json,
 )
+from accord.core.storage import Store
 from accord.core.weights import choose_weights
 from accord.jobs.driver import drive
 from accord.jobs.graph import JobGraph, PoolSpec, iter_ray
@@ -127,7 +132,28 @@ def run_tokenize(
     trained weights are refused (``ModelNotFound``) before anything under ``shards_uri`` is
     written or removed, unless the config opts in to random weights (``allow_random`` or a
     ``<kind>:random`` ref); ``tokenize.json`` and the index record such refs as ``random_weights``.
+
+    One run writes ``shards_uri`` at a time: a second refuses with
+    :class:`accord.core.lock.OutputBusyError` naming the first (a dead run's lock is taken over).
     """
+    with OutputLock(shards_uri, "tokenize") as lock:
+        return _tokenize(lock, manifest_uri, shards_uri, min_stage, config, address, thresholds, reapply,
+                         codec, encoder)  # fmt: skip
+
+
+def _tokenize(
+    lock: OutputLock,
+    manifest_uri: str,
+    shards_uri: str,
+    min_stage: str | None,
+    config: TokenizeConfig | None,
+    address: str | None,
+    thresholds: Any,
+    reapply: bool | None,
+    codec: DacCodec | None,
+    encoder: SpeakerEncoder | None,
+) -> TokenizeResult:
+    """:func:`run_tokenize`'s work; it takes ``lock`` just before its first write or removal."""
     t0, started_at = time.perf_counter(), time.time()
     cfg = config or TokenizeConfig()
     cfg = replace(
@@ -160,6 +186,8 @@ def run_tokenize(
         meta = tokenize_meta(cfg, codec, encoder, extra)
         check_compatible(shards_uri, meta)
 
+    lock.acquire(run_id)  # here, not earlier: a run refused above leaves SHARDS as it was
+    Store(shards_uri).clean_temp("", SHARDS_DIR, PARTS_DIR, ERRORS_DIR, RUNS_DIR)  # dead runs' temp files
     stale = remove_stale(shards_uri, len(plan))
     if stale:
         log.warning("removed %d shards beyond the current plan of %d: %s", len(stale), len(plan), stale)

@@ -3,11 +3,13 @@
 A shard's writer opens on its first result and publishes (tar, parts, errors, done marker)
 when the runner reports the shard complete; an incomplete shard is aborted, left without a
 marker, and redone by the next run. Only the samples in flight are held: the writer streams
-them into a temp tar.
+them into a temp tar, which no failure leaves behind (a failed publish aborts its writer; an
+abort removes every open writer's temp tar even when closing one of them fails).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from typing import Any
 
@@ -16,6 +18,8 @@ from accord.core.shards import RANDOM_WEIGHTS_KEY, ShardSample, ShardWriter
 from accord.jobs.rows import TIMINGS
 from accord.jobs.step import Item
 from accord.tokenize.steps import MODEL_SECONDS
+
+log = logging.getLogger(__name__)
 
 
 class ShardSink:
@@ -72,8 +76,9 @@ class ShardSink:
     def complete(self, key: str, summary: dict[str, Any]) -> None:
         for name, s in summary.get("timings", {}).items():
             self.step_seconds[name] += s
-        self._writer(key).close()
+        w = self._writer(key)
         del self.writers[key]
+        w.close()  # a failed close aborts the writer itself
 
     def incomplete(self, key: str) -> None:
         w = self.writers.pop(key, None)
@@ -81,6 +86,11 @@ class ShardSink:
             w.abort()
 
     def abort(self) -> None:
-        """Drop every shard still open (the run failed); none of them gets a marker."""
+        """Drop every shard still open (the run failed); none of them gets a marker. Every
+        writer is aborted even if one fails, and a failure here is logged, not raised: the
+        run's own error is the one to report."""
         for key in list(self.writers):
-            self.incomplete(key)
+            try:
+                self.incomplete(key)
+            except Exception as e:
+                log.warning("%s: dropping its unfinished temp tar failed: %s", key, e)

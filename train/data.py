@@ -4,8 +4,12 @@ The stream is a pure function of ``(seed, epoch)`` and the shard set, so its pos
 integers and resuming is exact:
 
 - shards are read whole (local path or any fsspec URL), in a per-epoch permuted order, and
-  each shard's samples in a per-(epoch, shard) permuted order. A shard that fails to read
-  (truncated, corrupt) is skipped, logged and counted; a bad member skips only its sample.
+  each shard's samples in a per-(epoch, shard) permuted order. Only shards whose done marker
+  matches their ``index.parquet`` row are read (a shard rewritten after the index, or never
+  finished, is skipped, logged and counted); each is checked against its marker's record
+  (``accord.core.shards.ShardRecord``: sample count and per-sample checksums). A shard that
+  fails to read (truncated, corrupt) is skipped, logged and counted; a bad member, a changed
+  byte or a sample lost to a damaged tar header skips only its sample, counted.
 - which clips a stage sees comes from ``samples.parquet``: eligibility recomputed from each
   clip's stored signals with ``accord.core.eligibility.eligible_for`` under the thresholds in
   force (:func:`stage_thresholds`: the defaults, the tokenize run's overrides recorded in
@@ -34,9 +38,12 @@ import torch
 
 from accord.core.eligibility import StageThresholds, eligible_for, load_thresholds
 from accord.core.shards import (
+    CHECKSUM_KEY,
     ShardError,
+    ShardRecord,
     ShardSample,
     read_index,
+    read_record,
     read_samples,
     read_shard,
     read_tokenize_json,
@@ -64,6 +71,7 @@ class Selection:
     weights: dict[str, float]  # clip_id -> expected copies per epoch
     shards: list[str]  # shard names relative to the shards root
     n_candidates: int = 0
+    index_rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # shard -> index.parquet row
 
 
 def dataset_of(row: dict[str, Any]) -> str:
@@ -100,6 +108,10 @@ def select_samples(
     rows = read_samples(root).to_pylist()
     index = read_index(root)
     shards = index["shard"].to_pylist() if index is not None else sorted({r["shard"] for r in rows})
+    index_rows: dict[str, dict[str, Any]] = {}  # what the loader checks each done marker against
+    if index is not None:
+        recorded = [c for c in ("shard", "n_samples", "bytes", CHECKSUM_KEY) if c in index.column_names]
+        index_rows = {r["shard"]: r for r in index.select(recorded).to_pylist()}
     dw = dict(dataset_weights or {})
     default_w = float(dw.pop("*", 1.0))
     weights: dict[str, float] = {}
@@ -111,7 +123,7 @@ def select_samples(
             weights[str(row["clip_id"])] = w
     used = sorted({r["shard"] for r in rows if str(r["clip_id"]) in weights})
     shards = [s for s in shards if s in set(used)]
-    return Selection(weights=weights, shards=shards, n_candidates=len(rows))
+    return Selection(weights=weights, shards=shards, n_candidates=len(rows), index_rows=index_rows)
 
 
 # --- packing ----------------------------------------------------------------------------------
@@ -226,6 +238,7 @@ class LoaderConfig:
 class LoaderStats:
     shards_read: int = 0
     corrupt_shards: int = 0
+    unverified_shards: int = 0  # no done marker, or one that does not match index.parquet
     corrupt_samples: int = 0
     too_long: int = 0
     build_errors: int = 0
@@ -292,15 +305,22 @@ class StageLoader:
             return items
         name = self.shard_order(epoch)[shard_pos]
         url = shard_tar_uri(self.cfg.root, name)
+        samples: list[ShardSample] = []
         try:
-            samples, bad = read_shard(url)
-            self.stats.corrupt_samples += bad
-            self.stats.shards_read += 1
+            record = self._record(name)
         except ShardError as e:
-            self.stats.corrupt_shards += 1
+            self.stats.unverified_shards += 1
             self.stats.skipped_shards.append(name)
             log.warning("skipping shard %s (epoch %d): %s", url, epoch, e)
-            samples = []
+        else:
+            try:
+                samples, bad = read_shard(url, record)
+                self.stats.corrupt_samples += bad
+                self.stats.shards_read += 1
+            except ShardError as e:
+                self.stats.corrupt_shards += 1
+                self.stats.skipped_shards.append(name)
+                log.warning("skipping shard %s (epoch %d): %s", url, epoch, e)
         items: list[ShardSample] = []
         for s in samples:
             w = self.selection.weights.get(s.clip_id, 0.0)
@@ -315,6 +335,20 @@ class StageLoader:
         while len(self._cache) > self.cache_shards:
             self._cache.pop(next(iter(self._cache)))
         return items
+
+    def _record(self, name: str) -> ShardRecord:
+        """The shard's done-marker record, if it matches the index row the selection came from."""
+        record = read_record(self.cfg.root, name)
+        if record is None:
+            raise ShardError(f"{name}: no done marker, so not a finished shard; re-run accord tokenize")
+        row = self.selection.index_rows.get(name)
+        why = record.mismatch(row) if row is not None else None
+        if why is not None:
+            raise ShardError(
+                f"{name}: its done marker does not match index.parquet ({why}): rewritten after the "
+                "index was built; re-run accord tokenize to finish and re-index"
+            )
+        return record
 
     def _items(self) -> Iterator[tuple[tuple[int, int, int], ShardSample]]:
         """(position, sample) from the current position on, across epochs."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from accord.core.config import deep_merge, from_dict, read_yaml, to_dict
 from accord.core.eligibility import load_thresholds
+from accord.core.errors import ConfigError
 from accord.core.stages import STAGES, stage_index
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
@@ -104,7 +105,7 @@ class Recipe:
         data = d.get("data") or {}
         if "min_agreement" in data:
             value, stage = data["min_agreement"], d.get("stage", "<stage>")
-            raise ValueError(
+            raise ConfigError(
                 f"recipe data.min_agreement is gone: write data.eligibility: {{{stage}: {{min_agreement: "
                 f"{value}}}}} (accord.core.eligibility's spelling; null: drop the key)"
             )

@@ -26,16 +26,64 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from accord.core import storage
+from accord.core.errors import ConfigError, InputNotFound
+from accord.core.shards import (
+    INDEX_PARQUET,
+    SAMPLES_PARQUET,
+    done_marker_uri,
+    read_index,
+    read_tokenize_json,
+    shards_file,
+)
 from accord.train.evaluator import Evaluator
-from accord.train.trainer import StageArgs, Trainer
+from accord.train.trainer import StageArgs, Trainer, resolve_recipe
 
-__all__ = ["StageArgs", "run_stage", "set_threads_from_env", "shutdown"]
+__all__ = ["StageArgs", "check_inputs", "run_stage", "set_threads_from_env", "shutdown"]
+
+RETOKENIZE = "re-run the same `accord tokenize` to finish it, then train"
+
+
+def check_inputs(args: StageArgs) -> None:
+    """Before anything is written: the recipe with its overrides resolves, and ``args.shards`` is
+    a finished tokenize output (``samples.parquet``, ``index.parquet``, every indexed shard's done
+    marker, and as many shards as ``tokenize.json`` records). A
+    :class:`~accord.core.errors.UserError` naming what is wrong and the fix otherwise."""
+    resolve_recipe(args)
+    shards = str(args.shards)
+    if not storage.exists(shards):
+        raise InputNotFound(f"--shards {shards}: not found (pass the output folder of `accord tokenize`)")
+    missing = [n for n in (SAMPLES_PARQUET, INDEX_PARQUET) if not storage.exists(shards_file(shards, n))]
+    if missing:
+        raise InputNotFound(
+            f"--shards {shards}: no {' or '.join(missing)}, so not a finished tokenize output "
+            f"(an interrupted tokenize? {RETOKENIZE})"
+        )
+    try:
+        info = read_tokenize_json(shards) or {}
+    except ValueError as e:
+        raise ConfigError(f"--shards {shards}: {e} ({RETOKENIZE})") from None
+    names = read_index(shards)["shard"].to_pylist()
+    n = info.get("n_shards")
+    if n is not None and len(names) != int(n):
+        raise ConfigError(
+            f"--shards {shards}: index.parquet lists {len(names)} of the {n} shards tokenize.json "
+            f"records ({RETOKENIZE})"
+        )
+    unfinished = [name for name in names if not storage.exists(done_marker_uri(shards, name))]
+    if unfinished:
+        raise ConfigError(
+            f"--shards {shards}: {len(unfinished)} indexed shard(s) have no done marker, e.g. "
+            f"{unfinished[0]} ({RETOKENIZE})"
+        )
 
 
 def run_stage(args: StageArgs, evaluator: Evaluator | None = None) -> dict[str, Any]:
     """Train one stage (resuming from the run dir's latest checkpoint if any), then evaluate its
     weights with ``evaluator`` if given; the result.json dict, or ``{"stage", "steps", "stopped":
-    True}`` when ``args.stop_after`` ended it early."""
+    True}`` when ``args.stop_after`` ended it early. :func:`check_inputs` runs first, so a bad
+    override or an unfinished shard set leaves no run dir behind."""
+    check_inputs(args)
     return Trainer(args, evaluator=evaluator).run()
 
 

@@ -292,7 +292,8 @@ class Trainer:
         )
 
     def resume(self) -> bool:
-        """Restore the run dir's latest checkpoint (weights, optimizer, data position, RNG), if any."""
+        """Restore the run dir's newest good checkpoint (weights, optimizer, data position, RNG), if
+        any; a corrupt newer one is skipped with a warning, none good raises ``CheckpointError``."""
         state = ckpt.load(self.engine, self.ckpt_dir, self.rank)
         if state is None:
             return False

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from accord.core.shards import read_shard, shard_tar_uri, tokenize_refs
+from accord.core.shards import read_record, read_shard, shard_tar_uri, tokenize_refs
 from accord.train.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,8 @@ def prompt_speakers(shards: str, n: int) -> list[tuple[str, np.ndarray]]:
     out: list[tuple[str, np.ndarray]] = []
     for name in sel.shards:
         try:
-            samples, _ = read_shard(shard_tar_uri(shards, name))
-        except Exception:
+            samples, _ = read_shard(shard_tar_uri(shards, name), read_record(shards, name))
+        except Exception:  # the loader counts bad shards; the eval only needs a few good samples
             continue
         for s in samples:
             if s.spk is not None:

@@ -19,6 +19,7 @@ import click
 
 from accord.cli.options import build_config, config_options, given
 from accord.core.config import deep_merge
+from accord.core.errors import ConfigError
 from accord.pipeline.job.config import IngestConfig
 
 
@@ -50,6 +51,20 @@ def _tokenize_config(
     if resolved is not None:
         flags = deep_merge(resolved, flags)
     return build_config(TokenizeConfig, config, sets, "tokenize", flags, owner="ingest")
+
+
+def check_paths(raw_uri: str, out_uri: str, list_file: str | None) -> None:
+    """The input exists and the output root is a folder (or not there yet), before anything is
+    written: a :class:`~accord.core.errors.UserError` otherwise."""
+    from accord.core.storage import open_fs, redact_uri
+    from accord.pipeline.sources.listing import check_input
+
+    check_input(raw_uri, list_file)
+    fs, root = open_fs(out_uri)
+    if fs.isfile(root):
+        raise ConfigError(
+            f"--out {redact_uri(out_uri)} is a file: pass a folder (new or an earlier ingest's output)"
+        )
 
 
 def submit_args(raw_uri, out_uri, list_file, shards_uri, cfg, tok_cfg, as_json) -> list[str]:
@@ -153,16 +168,17 @@ def ingest(
     resolved = json.loads(config_json) if config_json else {}
     flags = given({"extensions": ext, "asr": asr, "num_cpus": num_cpus, "progress": progress})
     cfg = build_config(IngestConfig, config, sets, "ingest", deep_merge(resolved.get("ingest") or {}, flags))
-    try:
-        cfg.validate()
-    except ValueError as e:
-        raise click.UsageError(str(e)) from None
+    from accord.pipeline.job.plan import build_plan
+
+    build_plan(cfg)  # every key, step option and threshold, on the driver before any work
     tok_cfg = None
     if shards_uri:
         tok_cfg = _tokenize_config(
             config, sets, resolved.get("tokenize"), tokenize_opts, allow_random_weights
         )
     raw_uri, out_uri, list_file, shards_uri = _abs(raw_uri), _abs(out_uri), _abs(list_file), _abs(shards_uri)
+    if not address or dry_run:  # a submitted job's paths are the cluster's: checked there
+        check_paths(raw_uri, out_uri, list_file)
 
     if address and not dry_run:
         from accord.pipeline.cluster import SubmitConfig, submit

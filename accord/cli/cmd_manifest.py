@@ -7,10 +7,15 @@ from typing import Any
 
 import click
 
+from accord.core.stages import STAGES
+
 _common = [
     click.argument("out_uri"),
     click.option(
-        "--stage", default=None, help="Only clips eligible for this stage (re-applied at read time)."
+        "--stage",
+        type=click.Choice(STAGES),
+        default=None,
+        help="Only clips eligible for this stage (re-applied at read time).",
     ),
     click.option("--lang", default=None, help="Only this language (ISO 639-1)."),
     click.option(
@@ -29,12 +34,16 @@ def common(f):
 
 
 def _read(out_uri: str, stage: str | None, lang: str | None, thresholds: Any):
+    from accord.core.errors import InputNotFound
     from accord.core.manifest import read_manifest
     from accord.core.storage import Store, redact_uri
 
     store = Store(out_uri)
     if not (store.exists("manifest") or store.exists("errors")):
-        raise click.ClickException(f"no ingest output at {redact_uri(out_uri)} (no manifest/ or errors/)")
+        raise InputNotFound(
+            f"no ingest output at {redact_uri(out_uri)} (no manifest/ or errors/): pass the --out "
+            "folder of an `accord ingest`"
+        )
 
     return read_manifest(out_uri, stage=stage, lang=lang, thresholds=thresholds)
 
@@ -60,7 +69,6 @@ def stats(out_uri, stage, lang, thresholds, as_json) -> None:
 
     from accord.core.eligibility import load_thresholds
     from accord.core.manifest import read_errors
-    from accord.core.stages import STAGES
     from accord.pipeline.manifest.stats import AGREEMENT_BINS, gate_counts, summary_dict
 
     th = load_thresholds(thresholds)  # read once: the manifest and the gates use the same

@@ -2,13 +2,27 @@
 
 Heavy imports (torch, ray, nemo) happen inside the subcommand modules, so ``accord --help``
 and ``accord doctor`` stay fast.
+
+A user's mistake leaves here as one line on stderr and exit status 2, never a traceback: a
+usage error of any subcommand (click's, or a command's ``click.UsageError``) and every
+:class:`accord.core.errors.UserError` the library raises (a config key or value, a missing
+input, a thresholds file) become :class:`UserMistake` in :meth:`LazyGroup.invoke`, the one
+place that does so. A run that stops because its storage refused a write (disk full, quota,
+read-only, permission) leaves as one line naming the file and exit status 1
+(:class:`StorageFault`): nothing about it is the user's input, and a traceback would bury the
+one fact that matters. ``ACCORD_TRACEBACK=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
+from typing import IO, Any
 
 import click
+
+from accord.core.errors import UserError
 
 # verb -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
@@ -36,7 +50,50 @@ HELP = {
 }
 
 
+class UserMistake(click.UsageError):
+    """A user's mistake as ``accord`` reports it: ``accord: error: <problem and fix>``, one line
+    on stderr, exit status 2."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        message = " ".join(line.strip() for line in self.format_message().splitlines() if line.strip())
+        click.echo(f"accord: error: {message}", file=file, err=file is None)
+
+
+class StorageFault(click.ClickException):
+    """A write the storage refused (:data:`STORAGE_ERRNOS`): one line on stderr, exit status 1."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"accord: error: {self.format_message()}", file=file, err=file is None)
+
+
+# errno values that mean "the storage refused", not "accord failed"
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def storage_fault(e: OSError) -> StorageFault:
+    where = f" writing {e.filename}" if e.filename else ""
+    return StorageFault(
+        f"{os.strerror(e.errno)}{where}: free space or fix the permissions, then run the same command again"
+    )
+
+
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        """The subcommand, with every user mistake turned into one :class:`UserMistake` line."""
+        try:
+            return super().invoke(ctx)
+        except UserMistake:
+            raise
+        except click.UsageError as e:  # click's own (a missing option, a bad choice) and ours
+            where = e.ctx.command_path if e.ctx is not None else ctx.command_path
+            raise UserMistake(f"{e.format_message()} (see '{where} --help')", e.ctx) from None
+        except UserError as e:
+            raise UserMistake(str(e), ctx) from None
+        except OSError as e:
+            if e.errno not in STORAGE_ERRNOS or os.environ.get("ACCORD_TRACEBACK"):
+                raise
+            raise storage_fault(e) from None
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 

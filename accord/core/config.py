@@ -21,9 +21,19 @@ from typing import Any, TypeVar, Union
 
 import yaml
 
+from accord.core.errors import ConfigError, InputNotFound
 from accord.core.storage import read_bytes
 
 T = TypeVar("T")
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known`` to a mistyped ``name``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
 
 # The sections a run file may hold, one per job. A file with none of them is one job's config.
 SECTIONS: tuple[str, ...] = ("ingest", "tokenize", "train")
@@ -42,7 +52,7 @@ def nest(dotted: Mapping[str, Any]) -> dict[str, Any]:
         for p in parts[:-1]:
             child = node.setdefault(p, {})
             if not isinstance(child, dict):
-                raise ValueError(f"{key!r}: {p!r} is set to a value and used as a section")
+                raise ConfigError(f"{key!r}: {p!r} is set to a value and used as a section")
             node = child
         node[parts[-1]] = value
     return out
@@ -55,8 +65,11 @@ def parse_sets(items: Iterable[str]) -> dict[str, Any]:
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
-            raise ValueError(f"{item!r} is not KEY=VALUE")
-        dotted[key.strip()] = yaml.safe_load(value)
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set batch_size=16")
+        try:
+            dotted[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: the value is not YAML ({_first_line(e)})") from None
     return nest(dotted)
 
 
@@ -74,12 +87,29 @@ def deep_merge(
     return out
 
 
-def read_yaml(uri: str) -> dict[str, Any]:
-    """A YAML mapping from any URI :mod:`accord.core.storage` opens (an empty file is ``{}``)."""
-    data = yaml.safe_load(read_bytes(uri)) or {}
+def read_yaml(uri: str, what: str = "config file") -> dict[str, Any]:
+    """A YAML mapping from any URI :mod:`accord.core.storage` opens (an empty file is ``{}``); a
+    missing file is :class:`InputNotFound`, one that is not a YAML mapping :class:`ConfigError`,
+    both naming it as ``what``."""
+    try:
+        raw = read_bytes(uri)
+    except FileNotFoundError:
+        raise InputNotFound(f"{what} {uri}: not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {uri}: is a directory, not a YAML file") from None
+    try:
+        data = yaml.safe_load(raw) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} {uri}: not valid YAML ({_first_line(e)})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{uri}: a config file holds a mapping, not {type(data).__name__}")
+        raise ConfigError(f"{what} {uri}: holds a {type(data).__name__}, expected a mapping")
     return data
+
+
+def _first_line(e: Exception) -> str:
+    """The first line of a (multi-line) parser error, for a one-line message."""
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    return lines[0] if lines else type(e).__name__
 
 
 def select_section(data: Mapping[str, Any], section: str | None, owner: str | None = None) -> dict[str, Any]:
@@ -131,13 +161,14 @@ def from_dict(cls: type[T], data: Mapping[str, Any], path: str = "", name: str |
     in messages when ``path`` is empty (default: the class name).
     """
     if not isinstance(data, Mapping):
-        raise ValueError(f"{path or name or cls.__name__}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{path or name or cls.__name__}: expected a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = path or name or cls.__name__
         dotted = ", ".join(_join(path, k) for k in unknown)
-        raise ValueError(f"unknown {where} keys: {dotted}; known: {', '.join(sorted(fields))}")
+        hints = "".join(did_you_mean(k, fields) for k in unknown)
+        raise ConfigError(f"unknown {where} keys: {dotted}; known: {', '.join(sorted(fields))}{hints}")
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
@@ -194,19 +225,19 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
         if isinstance(value, str):
             value = [x.strip() for x in value.split(",") if x.strip()]
         if not isinstance(value, list | tuple):
-            raise ValueError(f"{path}: expected a list, got {value!r}")
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
             items = [_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value)]
         elif origin is tuple and args:
             if len(args) != len(value):
-                raise ValueError(f"{path}: expected {len(args)} values, got {list(value)!r}")
+                raise ConfigError(f"{path}: expected {len(args)} values, got {list(value)!r}")
             items = [_coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))]
         else:
             items = [_coerce(v, args[0] if args else Any, f"{path}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict or hint is dict:
         if not isinstance(value, Mapping):
-            raise ValueError(f"{path}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
         vt = args[1] if len(args) == 2 else Any
         return {k: _coerce(v, vt, _join(path, str(k))) for k, v in value.items()}
     if hint is float:
@@ -217,11 +248,11 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise ValueError(f"{path}: expected a number, got {value!r}")
+        raise ConfigError(f"{path}: expected a number, got {value!r}")
     if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ValueError(f"{path}: expected an integer, got {value!r}")
+        raise ConfigError(f"{path}: expected an integer, got {value!r}")
     if hint is bool and not isinstance(value, bool):
-        raise ValueError(f"{path}: expected true or false, got {value!r}")
+        raise ConfigError(f"{path}: expected true or false, got {value!r}")
     if hint is str and not isinstance(value, str):
-        raise ValueError(f"{path}: expected a string, got {value!r}")
+        raise ConfigError(f"{path}: expected a string, got {value!r}")
     return value

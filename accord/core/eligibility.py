@@ -45,6 +45,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from accord.core.clip import LANGUAGE_AGREES, LANGUAGE_DIFFERS, float_or_nan
+from accord.core.config import did_you_mean, read_yaml
+from accord.core.errors import ConfigError, UserError
 from accord.core.stages import STAGES
 
 BOOLEAN_THRESHOLDS: tuple[str, ...] = (
@@ -79,10 +81,11 @@ class StageThresholds:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], base: StageThresholds | None = None) -> StageThresholds:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ValueError(f"unknown threshold(s) {sorted(unknown)}; known: {sorted(known)}")
+            named = ", ".join(f"{k!r}{did_you_mean(k, known)}" for k in unknown)
+            raise ConfigError(f"unknown threshold(s) {named}; known: {', '.join(known)}")
         values = dict(data)
         if "languages" in values:
             langs = values["languages"]
@@ -90,9 +93,12 @@ class StageThresholds:
         for k, v in values.items():
             if k in BOOLEAN_THRESHOLDS:
                 if not isinstance(v, bool):
-                    raise ValueError(f"{k} must be true or false, not {v!r}")
+                    raise ConfigError(f"{k} must be true or false, not {v!r}")
             elif k != "languages" and v is not None:
-                values[k] = float(v)
+                try:
+                    values[k] = float(v)
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{k}: expected a number, got {v!r}") from None
         return replace(base or cls(), **values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -173,34 +179,68 @@ DEFAULT_THRESHOLDS: dict[str, StageThresholds] = {
 }
 
 
+# How a thresholds file looks: the fix a message about a bad one names.
+THRESHOLDS_EXAMPLE = (
+    "a thresholds file is a YAML mapping of stage -> thresholds, e.g. 'anneal1: {min_snr_db: 12}', "
+    "at top level or under 'eligibility:'"
+)
+
+
 def load_thresholds(
     config: str | Mapping[str, Mapping[str, Any]] | None = None,
     base: Mapping[str, StageThresholds] | None = None,
+    path: str = "eligibility",
 ) -> dict[str, StageThresholds]:
     """``base`` (the defaults when None) overridden per stage by ``config``: a mapping
     ``{stage: {threshold: value}}`` (or of built :class:`StageThresholds`) or a YAML file (any
     URI) holding one, at top level, under ``eligibility:`` or under ``ingest: eligibility:`` (so
-    a run config file serves as a thresholds file)."""
-    if isinstance(config, str):
-        from accord.core.config import read_yaml
+    a run config file serves as a thresholds file).
 
-        data = read_yaml(config)
-        config = data.get("eligibility", (data.get("ingest") or {}).get("eligibility", data))
+    A missing file, an unknown stage or threshold, or a bad value is a
+    :class:`~accord.core.errors.UserError` whose one line names it (by its dotted ``path`` for
+    a mapping, by the file otherwise) and the fix.
+    """
+    if isinstance(config, str):
+        uri = config
+        try:
+            data = read_yaml(uri, what="thresholds file")
+            config = data.get("eligibility", (data.get("ingest") or {}).get("eligibility", data))
+            if not isinstance(config, Mapping):
+                raise ConfigError(f"thresholds file {uri}: eligibility holds {config!r}, not a mapping")
+            return _overrides(config, base, "")
+        except UserError as e:
+            message = str(e) if str(e).startswith("thresholds file") else f"thresholds file {uri}: {e}"
+            raise type(e)(f"{message} ({THRESHOLDS_EXAMPLE})") from None
+    if config is not None and not isinstance(config, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of stage -> thresholds, got {config!r}")
+    return _overrides(config or {}, base, path)
+
+
+def _overrides(
+    config: Mapping[str, Any], base: Mapping[str, StageThresholds] | None, path: str
+) -> dict[str, StageThresholds]:
     out = dict(base or DEFAULT_THRESHOLDS)
-    for stage, values in (config or {}).items():
+    for stage, values in config.items():
+        where = f"{path}.{stage}" if path else str(stage)
         if isinstance(values, StageThresholds):  # thresholds already built
             out[stage] = values
             continue
         if stage not in STAGES:
             if stage in _NEUTRAL:
-                raise ValueError(
-                    f"eligibility overrides are keyed by stage: write {{<stage>: {{{stage}: ...}}}}, "
-                    f"e.g. {{anneal1: {{{stage}: ...}}}}, not {{{stage}: ...}}"
+                raise ConfigError(
+                    f"{path or 'eligibility'}: overrides are keyed by stage: write {{<stage>: "
+                    f"{{{stage}: ...}}}}, e.g. {{anneal1: {{{stage}: ...}}}}, not {{{stage}: ...}}"
                 )
-            raise ValueError(
-                f"unknown stage {stage!r} in eligibility config; expected one of {', '.join(STAGES)}"
+            raise ConfigError(
+                f"{where}: unknown stage {stage!r}{did_you_mean(stage, STAGES)}; expected one of "
+                f"{', '.join(STAGES)}"
             )
-        out[stage] = StageThresholds.from_mapping(values or {}, base=out[stage])
+        if values is not None and not isinstance(values, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of threshold -> value, got {values!r}")
+        try:
+            out[stage] = StageThresholds.from_mapping(values or {}, base=out[stage])
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
     return out
 
 

@@ -5,6 +5,8 @@ every failed source or clip becomes one row and the job carries on. The kind str
 contract with the malformed-corpus generator: ``accord.samples.malformed`` generates files that must fail
 with exactly these kinds, and ``errors/`` rows carry them in ``error_type``. A test keeps the
 two in step; pipeline code imports them from here only, never from test-data code.
+
+Also the user's mistakes (:class:`UserError`): what the CLI reports as one line and exit 2.
 """
 
 from __future__ import annotations
@@ -15,6 +17,26 @@ from typing import Any
 import pyarrow as pa
 
 from accord.core.clip import SCHEMA_VERSION
+
+
+class UserError(Exception):
+    """A mistake in what the user gave (a config key or value, a flag, an input path): its
+    message names the problem and the fix. The CLI prints it as one line and exits 2
+    (:mod:`accord.cli.main`); library callers see an ordinary exception."""
+
+
+class ConfigError(UserError, ValueError):
+    """A wrong config key, value or file (a ``ValueError``, so callers that catch those still do)."""
+
+
+class InputNotFound(UserError, FileNotFoundError):  # noqa: N818 - reads as what happened
+    """An input the user named (a path, a URI, a file) that does not exist."""
+
+
+class UnreadableFileError(UserError, ValueError):
+    """A file that exists but cannot be decoded (truncated, corrupt); the message names it and
+    how to repair it."""
+
 
 EMPTY_FILE = "empty_file"  # zero bytes
 NOT_AUDIO = "not_audio"  # bytes that no demuxer recognises as audio

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -41,10 +42,12 @@ import pyarrow.parquet as pq
 
 from accord.core.clip import CLIP_SCHEMA, ELIGIBILITY_COLUMNS, SCHEMA_VERSION, upgrade_clips
 from accord.core.eligibility import load_thresholds
-from accord.core.errors import ERROR_SCHEMA, error_table, retriable
+from accord.core.errors import ERROR_SCHEMA, UnreadableFileError, error_table, retriable
 from accord.core.runs import RUNS_DIR
 from accord.core.stages import STAGES, stage_index
 from accord.core.storage import Store
+
+log = logging.getLogger(__name__)
 
 MANIFEST_DIR = "manifest"
 ERRORS_DIR = "errors"
@@ -164,21 +167,33 @@ class ManifestStore:
 
     def pending(self, sources: list[Source]) -> tuple[list[Source], list[Source]]:
         """``(to do, already done)`` in the given order. A source is done when its marker matches
-        its fingerprint and its error part holds no error a re-run may clear: outputs written
-        before such sources were left unmarked (a clip lost to a model failure, marked done)
-        are retried too."""
-        with_errors = set(self.store.list(ERRORS_DIR, ".parquet"))
+        its fingerprint, its parts are whole (a truncated part is redone, not trusted for its
+        marker) and its error part holds no error a re-run may clear: outputs written before such
+        sources were left unmarked (a clip lost to a model failure, marked done) are retried too."""
+        parts = set(self.store.list(MANIFEST_DIR, ".parquet")) | set(self.store.list(ERRORS_DIR, ".parquet"))
+        marked = [s for s in sources if self.is_done(s)]
+        # One footer read per part: on object stores each is a round trip, so run them concurrently.
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            checks = pool.map(lambda s: self._whole(s, parts), marked)
+            whole = {s.key: ok for s, ok in zip(marked, checks, strict=True)}
         todo, done = [], []
         for s in sources:
-            ok = self.is_done(s) and not (
-                f"{ERRORS_DIR}/{part_name(s.key)}" in with_errors and self._retriable_errors(s)
-            )
-            (done if ok else todo).append(s)
+            (done if whole.get(s.key, False) else todo).append(s)
         return todo, done
 
-    def _retriable_errors(self, source: Source) -> bool:
-        table = self.store.read_parquet(f"{ERRORS_DIR}/{part_name(source.key)}")
-        return any(retriable(e) for e in table.select(["error_type"]).to_pylist())
+    def _whole(self, source: Source, parts: set[str]) -> bool:
+        """Whether a marked source's parts read back and hold no error a re-run may clear."""
+        clips, errors = f"{MANIFEST_DIR}/{part_name(source.key)}", f"{ERRORS_DIR}/{part_name(source.key)}"
+        try:
+            if clips in parts:
+                self.store.check_parquet(clips)
+            if errors in parts:
+                table = self.store.read_parquet(errors)
+                return not any(retriable(e) for e in table.select(["error_type"]).to_pylist())
+        except UnreadableFileError as e:
+            log.warning("%s; redoing its source %s", e, source.uri)
+            return False
+        return True
 
     # -- commit -------------------------------------------------------------------------
     def commit(
@@ -222,8 +237,9 @@ class ManifestStore:
         done[source.key] = fp
 
     def clean_temp(self) -> int:
-        """Drop temp files a killed run left behind (they are invisible to readers anyway)."""
-        return sum(self.store.clean_temp(d) for d in (MANIFEST_DIR, ERRORS_DIR, DONE_DIR, RUNS_DIR))
+        """Sweep the temp files dead runs left behind (:meth:`accord.core.storage.Store.clean_temp`:
+        a live run's files in progress are kept); they are invisible to readers anyway."""
+        return self.store.clean_temp(MANIFEST_DIR, ERRORS_DIR, DONE_DIR, RUNS_DIR)
 
 
 # ---------------------------------------------------------------- the readers
@@ -234,7 +250,10 @@ class SchemaVersionError(ValueError):
 
 
 def _read_part(store: Store, key: str, schema: pa.Schema) -> pa.Table:
-    t = store.read_parquet(key)
+    try:
+        t = store.read_parquet(key)
+    except UnreadableFileError as e:
+        raise UnreadableFileError(f"{e}; re-running the ingest over this output rewrites it") from e
     meta = t.schema.metadata or {}
     version = int(meta.get(b"accord.schema_version", b"0") or 0)
     if version > SCHEMA_VERSION:

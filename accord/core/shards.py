@@ -11,12 +11,15 @@ Layout under ``SHARDS_URI``::
     shards/shard-000000.tar     WebDataset tar; sample key = clip_id; members codes.npy (int16
                                 [9, T]), spk.npy, spkcrop.npy, spkaug.npy, json (the clip row:
                                 ``accord.core.clip.sample_meta``)
-    shards/shard-000000.done    JSON marker written last: the shard is complete
+    shards/shard-000000.done    JSON marker written last: the shard is complete; records what a
+                                reader checks the tar against (:class:`ShardRecord`): n_samples,
+                                bytes, one checksum per sample and the shard's ``checksum``
     parts/shard-000000.parquet  per-sample rows of that shard (-> samples.parquet)
     errors/shard-000000.parquet ERROR_SCHEMA rows of clips that failed in that shard
-    index.parquet               one row per shard: counts and hours per stage and language, and
+    index.parquet               one row per shard: counts and hours per stage and language,
                                 ``random_weights``: the model refs its codes/embeddings came from
-                                with random weights (sorted; [] = all trained; null = not recorded)
+                                with random weights (sorted; [] = all trained; null = not recorded),
+                                and the marker's ``checksum`` (null: written before checksums)
     samples.parquet             one row per sample (``SAMPLE_SCHEMA``): what the trainer samples
     tokenize.json               the run's models and settings, with the same ``random_weights``
     lda.npz                     the speaker LDA projection (``accord tokenize fit-lda``)
@@ -25,6 +28,16 @@ Layout under ``SHARDS_URI``::
 Clips are assigned to shards deterministically (sorted by clip id, chunked by estimated bytes
 and a sample cap), so a re-run recomputes the same plan and skips every shard whose tar and
 done marker exist and whose marker records the same clip set.
+
+Integrity: a reader given the shard's record (:func:`read_record`) detects a changed byte
+anywhere that matters. Content: each sample's members are hashed at write time
+(:func:`sample_checksum`, CRC-32: ~20 us for a 10 s clip, a millionth of its tokenize time on
+CPU) and compared at read time; a mismatching sample is skipped and counted. Structure: Python's
+tarfile reads a damaged member header as the end of the archive, so the reader checks that only
+zero blocks follow the last member it read; past a damaged header it reads on (tar headers carry
+their own checksum) and the record names the samples lost. Shards written before checksums
+existed read as before, unverified (a debug line says so), except that a damaged header makes
+the shard unreadable rather than silently short.
 """
 
 from __future__ import annotations
@@ -68,6 +81,9 @@ SAMPLES_PARQUET = "samples.parquet"
 TOKENIZE_JSON = "tokenize.json"
 LDA_NPZ = "lda.npz"
 RANDOM_WEIGHTS_KEY = "random_weights"  # in tokenize.json, done markers and index.parquet
+CHECKSUM_KEY = "checksum"  # in done markers and index.parquet: f"{CHECKSUM_ALGORITHM}:<hex>"
+SAMPLE_CHECKSUMS_KEY = "sample_checksums"  # in done markers: sample key -> sample_checksum
+CHECKSUM_ALGORITHM = "crc32"  # of each sample (sample_checksum): a reader must know it to check
 # ShardSample field -> its tar member (``<key>.<member>``); the one place the names are spelled
 MEMBER_OF: dict[str, str] = {
     "codes": "codes.npy",
@@ -114,7 +130,8 @@ class ShardSample:
 
 
 class ShardError(Exception):
-    """A shard that cannot be read in full (truncated tar, bad gzip, missing file)."""
+    """A shard that cannot be read in full (truncated tar, bad gzip, missing file, damaged header
+    with nothing recorded to read past it, a marker that contradicts its tar)."""
 
 
 def shards_file(shards_uri: str, name: str) -> str:
@@ -163,8 +180,10 @@ def plan_digest(clip_ids: list[str]) -> str:
     return hashlib.sha256("\n".join(clip_ids).encode()).hexdigest()
 
 
-def done_marker_uri(shards_uri: str, index: int) -> str:
-    return join_uri(shards_uri, SHARDS_DIR, f"{shard_name(index)}.done")
+def done_marker_uri(shards_uri: str, index: int | str) -> str:
+    """The done marker of shard ``index`` (a number, or a name as ``index.parquet`` spells it)."""
+    name = index if isinstance(index, str) else shard_name(index)
+    return join_uri(shards_uri, SHARDS_DIR, f"{name}.done")
 
 
 def is_done(shards_uri: str, index: int, clip_ids: list[str]) -> bool:
@@ -202,6 +221,105 @@ def encode_sample(sample: ShardSample) -> dict[str, bytes]:
     }
 
 
+def sample_checksum(members: dict[str, bytes]) -> str:
+    """CRC-32 of one sample's members (names, lengths and bytes, in name order), 8 hex digits.
+
+    Written into the done marker; the reader recomputes it from the bytes it read, so any
+    changed, missing or extra member of the sample shows as a mismatch. CRC-32, not a
+    cryptographic hash: it guards against damage, not tampering, and catches every burst of up
+    to 32 bits; zlib's runs at ~1 GB/s, 5x BLAKE2b's speed (measured), which the loader pays
+    on every read.
+    """
+    crc = 0
+    for name in sorted(members):
+        data = members[name]
+        crc = zlib.crc32(name.encode() + b"\0" + len(data).to_bytes(8, "little"), crc)
+        crc = zlib.crc32(data, crc)
+    return f"{crc:08x}"
+
+
+def shard_checksum(sample_checksums: dict[str, str]) -> str:
+    """The shard's checksum: a BLAKE2b-128 of its samples' checksums (in key order), prefixed with
+    :data:`CHECKSUM_ALGORITHM` (theirs); the index records it, so a marker that is not the one the
+    index was built from is told apart."""
+    h = hashlib.blake2b(digest_size=16)
+    for key in sorted(sample_checksums):
+        h.update(f"{key}={sample_checksums[key]}\n".encode())
+    return f"{CHECKSUM_ALGORITHM}:{h.hexdigest()}"
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    """What a shard's done marker records of its tar at write time: what a reader checks it against.
+
+    ``sample_checksums`` is None for shards written before checksums existed (nothing to check).
+    """
+
+    name: str
+    n_samples: int
+    n_bytes: int
+    checksum: str | None
+    sample_checksums: dict[str, str] | None
+
+    @classmethod
+    def from_marker(cls, name: str, info: dict[str, Any]) -> ShardRecord:
+        """The record in a marker's contents; a marker that contradicts itself is a :class:`ShardError`."""
+        try:
+            rec = cls(
+                name,
+                int(info["n_samples"]),
+                int(info["bytes"]),
+                info.get(CHECKSUM_KEY),
+                info.get(SAMPLE_CHECKSUMS_KEY),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ShardError(
+                f"{name}: its done marker is not a shard record ({type(e).__name__}: {e})"
+            ) from e
+        if (rec.checksum is None) != (rec.sample_checksums is None):
+            raise ShardError(f"{name}: its done marker has only one of {CHECKSUM_KEY}/{SAMPLE_CHECKSUMS_KEY}")
+        if rec.sample_checksums is not None:
+            algorithm = str(rec.checksum).split(":", 1)[0]
+            if algorithm != CHECKSUM_ALGORITHM:
+                raise ShardError(
+                    f"{name}: checksums are {algorithm!r}, this accord checks {CHECKSUM_ALGORITHM!r}; "
+                    "upgrade accord to read these shards"
+                )
+            if (
+                len(rec.sample_checksums) != rec.n_samples
+                or shard_checksum(rec.sample_checksums) != rec.checksum
+            ):
+                raise ShardError(f"{name}: its done marker is damaged (its checksums do not add up)")
+        return rec
+
+    def mismatch(self, index_row: dict[str, Any]) -> str | None:
+        """How this record differs from the shard's ``index.parquet`` row (None: it matches). An
+        index without a checksum column (older accord) compares counts and bytes only."""
+        for field_, mine in (
+            ("n_samples", self.n_samples),
+            ("bytes", self.n_bytes),
+            (CHECKSUM_KEY, self.checksum),
+        ):
+            if field_ in index_row and index_row[field_] != mine:
+                return f"{field_} {mine!r} in the marker, {index_row[field_]!r} in index.parquet"
+        return None
+
+
+def read_record(shards_uri: str, name: str) -> ShardRecord | None:
+    """The record in shard ``name``'s done marker; None when there is no marker (not finished).
+    An unreadable or self-contradicting marker is a :class:`ShardError`."""
+    uri = done_marker_uri(shards_uri, name)
+    if not exists(uri):
+        return None
+    try:
+        info = read_json(uri)
+    except (ValueError, OSError) as e:
+        raise ShardError(f"{uri}: unreadable done marker: {type(e).__name__}: {e}") from e
+    if not isinstance(info, dict):
+        raise ShardError(f"{uri}: the done marker holds {type(info).__name__}, expected an object")
+    return ShardRecord.from_marker(name, info)
+
+
 def decode_member(name: str, data: bytes) -> Any:
     if name.endswith(".npy"):
         return np.load(io.BytesIO(data), allow_pickle=False)
@@ -216,36 +334,28 @@ def check_clip_id(clip_id: str) -> None:
         raise ValueError(f"clip id {clip_id!r} cannot be a WebDataset key (no '.', '/', '\\\\' or spaces)")
 
 
-def _add_sample(tar: tarfile.TarFile, sample: ShardSample) -> int:
-    """Append one sample's members (fixed mtime/owner, so content alone defines the bytes)."""
+def _add_sample(tar: tarfile.TarFile, sample: ShardSample) -> str:
+    """Append one sample's members (fixed mtime/owner, so content alone defines the bytes);
+    returns its :func:`sample_checksum`."""
     key = sample.meta["clip_id"]
     check_clip_id(key)
-    n = 0
-    for member, data in encode_sample(sample).items():
+    members = encode_sample(sample)
+    for member, data in members.items():
         info = tarfile.TarInfo(f"{key}.{member}")
         info.size = len(data)
         info.mtime = 0
         info.mode = 0o444
         info.uname = info.gname = "accord"
         tar.addfile(info, io.BytesIO(data))
-        n += len(data)
-    return n
+    return sample_checksum(members)
 
 
-def read_tar(data: bytes, name: str = "<tar>") -> tuple[list[ShardSample], int]:
-    """Samples of one WebDataset tar's bytes: ``([ShardSample], n_bad)``.
-
-    Raises :class:`ShardError` when the tar itself is unreadable or truncated (a complete tar
-    ends with two zero blocks; one cut at a member boundary would otherwise read as shorter).
-    A sample whose members fail to decode, or lack ``codes.npy`` / ``json``, is skipped and
-    counted, never fatal. The ``json`` member (``meta``) is returned in the current shape
-    (``clip_of``).
-    """
-    if len(data) < 1024 or len(data) % 512 or any(data[-1024:]):
-        raise ShardError(f"{name}: truncated tar ({len(data)} bytes, no end-of-archive marker)")
+def _tar_members(data: bytes, name: str, read_on: bool) -> tuple[dict[str, dict[str, bytes]], int]:
+    """Member payloads by sample key, and the offset where reading stopped. ``read_on``: step
+    over damaged headers (block by block, to the next valid one) instead of stopping there."""
     groups: dict[str, dict[str, bytes]] = {}
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:", ignore_zeros=read_on) as tar:
             for info in tar:
                 if not info.isfile():
                     continue
@@ -259,14 +369,59 @@ def read_tar(data: bytes, name: str = "<tar>") -> tuple[list[ShardSample], int]:
                         f"{name}: member {info.name} truncated ({len(payload)} of {info.size} bytes)"
                     )
                 groups.setdefault(key, {})[member] = payload
+            return groups, tar.offset
     except ShardError:
         raise
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
         raise ShardError(f"{name}: {type(e).__name__}: {e}") from e
+
+
+def read_tar(
+    data: bytes, name: str = "<tar>", record: ShardRecord | None = None
+) -> tuple[list[ShardSample], int]:
+    """Samples of one WebDataset tar's bytes: ``([ShardSample], n_bad)``.
+
+    Raises :class:`ShardError` when the tar itself is unreadable or truncated (a complete tar
+    ends with two zero blocks; one cut at a member boundary would otherwise read as shorter),
+    or has a damaged member header (tarfile reads one as the end of the archive; only zero
+    blocks may follow the last member) and no ``record`` to read past it with. A sample whose
+    members fail to decode, or lack ``codes.npy`` / ``json``, is skipped and counted, never fatal.
+    With a ``record`` (the shard's done marker) that has checksums, a sample whose checksum
+    differs, one the record lacks and one the record has but the tar no longer yields are each
+    skipped and counted too. The ``json`` member (``meta``) is returned in the current shape
+    (``clip_of``).
+    """
+    if len(data) < 1024 or len(data) % 512 or any(data[-1024:]):
+        raise ShardError(f"{name}: truncated tar ({len(data)} bytes, no end-of-archive marker)")
+    if record is not None and len(data) != record.n_bytes:
+        raise ShardError(f"{name}: {len(data)} bytes, its done marker records {record.n_bytes}")
+    expected = record.sample_checksums if record is not None else None
+    if record is not None and expected is None:
+        log.debug("%s: written before shards recorded checksums: read unverified", name)
+    try:
+        groups, stop = _tar_members(data, name, read_on=False)
+        damage = f"{name}: damaged tar header at byte {stop} (the archive reads as ending there)"
+        damage = damage if any(data[stop:]) else None
+    except ShardError as e:
+        if expected is None:
+            raise
+        damage = str(e)
+    if damage is not None:
+        if expected is None:
+            raise ShardError(f"{damage}; the shard records no checksums to read past it safely")
+        log.warning("%s; reading on past it, checking each sample against the done marker", damage)
+        groups, _ = _tar_members(data, name, read_on=True)
     samples: list[ShardSample] = []
     bad = 0
     for key, members in groups.items():
         try:
+            if expected is not None:
+                if key not in expected:
+                    raise ValueError("not in the shard's done marker")
+                if sample_checksum(members) != expected[key]:
+                    raise ValueError(
+                        "checksum mismatch: a changed byte or a lost member since it was written"
+                    )
             if MEMBER_OF["codes"] not in members or MEMBER_OF["meta"] not in members:
                 raise ValueError(f"missing members, have {sorted(members)}")
             values = {f: decode_member(m, members[m]) if m in members else None for f, m in MEMBER_OF.items()}
@@ -277,12 +432,20 @@ def read_tar(data: bytes, name: str = "<tar>") -> tuple[list[ShardSample], int]:
         except Exception as e:  # one bad sample never stops the shard
             bad += 1
             log.warning("skipping sample %s in %s: %s", key, name, e)
+    lost = sorted(set(expected or ()) - set(groups))
+    if lost:
+        bad += len(lost)
+        log.warning(
+            "%s: %d of %d samples lost to tar damage: %s%s",
+            name, len(lost), len(expected or ()), ", ".join(lost[:5]), " ..." if len(lost) > 5 else "",
+        )  # fmt: skip
     return samples, bad
 
 
-def read_shard(url: str) -> tuple[list[ShardSample], int]:
-    """All samples of the shard tar at ``url`` (local path or any fsspec URL, gzip inferred);
-    see :func:`read_tar`. A missing or unreadable file is a :class:`ShardError`."""
+def read_shard(url: str, record: ShardRecord | None = None) -> tuple[list[ShardSample], int]:
+    """All samples of the shard tar at ``url`` (local path or any fsspec URL, gzip inferred),
+    checked against ``record`` (:func:`read_record`) when given; see :func:`read_tar`. A missing
+    or unreadable file is a :class:`ShardError`."""
     import fsspec
 
     try:
@@ -290,7 +453,7 @@ def read_shard(url: str) -> tuple[list[ShardSample], int]:
             data = f.read()
     except (OSError, EOFError, zlib.error) as e:
         raise ShardError(f"{url}: {type(e).__name__}: {e}") from e
-    return read_tar(data, url)
+    return read_tar(data, url, record)
 
 
 # ---------------------------------------------------------------- per-sample and per-shard tables
@@ -308,6 +471,7 @@ INDEX_SCHEMA = pa.schema(
         *((f"hours_{s}", pa.float64()) for s in STAGES),
         ("languages", pa.list_(LANGUAGE_TYPE)),
         (RANDOM_WEIGHTS_KEY, pa.list_(pa.string())),
+        (CHECKSUM_KEY, pa.string()),
     ]
 )
 
@@ -337,8 +501,10 @@ class ShardWriter:
     """Streams one shard's samples into a temp tar as they arrive; :meth:`close` publishes it.
 
     Publishing order: tar, per-sample part, errors, then the done marker — a crash at any
-    point leaves the shard not-done, and a re-run rewrites it from scratch. ``random_weights``
-    (model refs loaded with random weights; None = not known) goes into the marker and the index.
+    point leaves the shard not-done, and a re-run rewrites it from scratch; a failure in
+    :meth:`close` or :meth:`abort` still removes the temp tar. ``random_weights`` (model refs
+    loaded with random weights; None = not known) goes into the marker and the index; so does
+    the shard's checksum, and the marker holds each sample's (see :class:`ShardRecord`).
     """
 
     def __init__(
@@ -352,8 +518,13 @@ class ShardWriter:
         self.pending = set(clip_ids)
         self.rows: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
+        self.checksums: dict[str, str] = {}
         self._file = AtomicFile(shard_tar_uri(shards_uri, self.name))
-        self._tar = tarfile.open(fileobj=self._file.file, mode="w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
+        try:
+            self._tar = tarfile.open(fileobj=self._file.file, mode="w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
+        except BaseException:
+            self._file.abort()
+            raise
 
     @property
     def complete(self) -> bool:
@@ -368,7 +539,7 @@ class ShardWriter:
 
     def add(self, sample: ShardSample) -> None:
         self._claim(sample.meta["clip_id"])
-        _add_sample(self._tar, sample)
+        self.checksums[sample.key] = _add_sample(self._tar, sample)
         self.rows.append(sample_row(self.name, sample.meta))
 
     def add_error(self, clip_id: str, error: dict[str, Any]) -> None:
@@ -376,8 +547,16 @@ class ShardWriter:
         self.errors.append(error)
 
     def close(self) -> dict[str, Any]:
+        """Publish the shard; returns its marker's contents. On any failure the shard is aborted."""
         if self.pending:
             raise RuntimeError(f"{self.name}: {len(self.pending)} clips still pending")
+        try:
+            return self._publish()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _publish(self) -> dict[str, Any]:
         self._tar.close()
         n_bytes = self._file.file.tell()
         self._file.commit()
@@ -393,13 +572,21 @@ class ShardWriter:
             remove(err_uri)
         info = index_row(self.name, rows, len(self.errors), n_bytes)
         info[RANDOM_WEIGHTS_KEY] = self.random_weights
+        info[CHECKSUM_KEY] = shard_checksum(self.checksums)
+        info[SAMPLE_CHECKSUMS_KEY] = dict(sorted(self.checksums.items()))
         info["plan_digest"] = plan_digest(self.clip_ids)
         atomic_write_bytes(done_marker_uri(self.shards_uri, self.index), json.dumps(info).encode())
         return info
 
     def abort(self) -> None:
-        self._tar.close()
-        self._file.abort()
+        """Drop the temp tar; its removal does not depend on the tar closing (a full disk fails
+        the close)."""
+        try:
+            self._tar.close()
+        except Exception as e:  # the tar is discarded: its end blocks do not matter
+            log.debug("%s: closing the aborted tar failed: %s", self.name, e)
+        finally:
+            self._file.abort()
 
 
 def write_shard(
@@ -431,9 +618,12 @@ def write_index(shards_uri: str, n_shards: int) -> tuple[pa.Table, pa.Table]:
         if not exists(marker):
             continue
         info = read_json(marker)
-        # markers of older shards lack random_weights: null, "not recorded", never "none"
+        # markers of older shards lack random_weights and checksum: null, "not recorded"
         index_rows.append(
-            {k: info.get(k) if k == RANDOM_WEIGHTS_KEY else info[k] for k in INDEX_SCHEMA.names}
+            {
+                k: info.get(k) if k in (RANDOM_WEIGHTS_KEY, CHECKSUM_KEY) else info[k]
+                for k in INDEX_SCHEMA.names
+            }
         )
         parts.append(
             upgrade_samples(read_parquet(join_uri(shards_uri, PARTS_DIR, f"{shard_name(i)}.parquet")))
@@ -496,9 +686,10 @@ def shard_names(shards_uri: str) -> list[str]:
 
 
 def iter_samples(shards_uri: str) -> Iterator[ShardSample]:
-    """Every sample of every finished shard, in shard then clip-id order."""
+    """Every sample of every finished shard, in shard then clip-id order (checked against its
+    done marker when it has one)."""
     for name in shard_names(shards_uri):
-        samples, _ = read_shard(shard_tar_uri(shards_uri, name))
+        samples, _ = read_shard(shard_tar_uri(shards_uri, name), read_record(shards_uri, name))
         yield from samples
 
 
@@ -511,7 +702,7 @@ def read_sample(shards_uri: str, clip_id: str) -> ShardSample:
             s for c, s in zip(t["clip_id"].to_pylist(), t["shard"].to_pylist(), strict=True) if c == clip_id
         ]
     for name in names if names is not None else shard_names(shards_uri):
-        samples, _ = read_shard(shard_tar_uri(shards_uri, name))
+        samples, _ = read_shard(shard_tar_uri(shards_uri, name), read_record(shards_uri, name))
         for sample in samples:
             if sample.key == clip_id:
                 return sample

@@ -10,12 +10,16 @@ checkpoints). Credentials come from the environment and are never logged or writ
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import logging
 import os
 import posixpath
 import re
+import socket
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,14 +29,91 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from accord.core.errors import UnreadableFileError
+
 # Parquet is decoded on the calling thread: pyarrow 26's reader threads abort the interpreter at
 # exit ("terminate called without an active exception", exit 134) in about half of the processes
 # that read a Parquet file with them, after the command has done its work. The files accord reads
 # are one source's or one shard's rows; readers of many parts run them in parallel themselves.
 PARQUET_THREADS = False
 
+log = logging.getLogger(__name__)
+
 TEMP_PREFIX = ".tmp-"  # a local temp file beside its target: hidden from listings, swept by clean_temp
+# A temp name carries its writer: ``.tmp-<host tag>.<pid>.<random>-<target name>``, so a sweep can
+# tell a dead run's leftovers from a live run's file in progress (:func:`temp_is_stale`).
+_OWNED_TEMP = re.compile(r"^\.tmp-([0-9a-f]{8})\.(\d+)\.[0-9a-f]+-")
+# A temp file of a writer on another host cannot be checked for a live process: it is stale once
+# nothing has written to it for this long (a live writer streams into its file).
+FOREIGN_TEMP_STALE_S = 3600.0
+STAGING_PREFIX = "accord-"  # remote targets are staged under the local temp dir with this name
 _SAFE_PART = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9._=-]*$")
+
+
+# ---------------------------------------------------------------- temp files: one owner rule
+
+
+def host_tag(host: str | None = None) -> str:
+    """8 hex digits naming a host in temp names (hostnames may hold any character)."""
+    return hashlib.sha1((host or socket.gethostname()).encode()).hexdigest()[:8]
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def temp_name(name: str) -> str:
+    """The temp name this process writes ``name`` under: owned by this host and pid."""
+    return f"{TEMP_PREFIX}{host_tag()}.{os.getpid()}.{uuid.uuid4().hex[:12]}-{name}"
+
+
+def temp_is_stale(name: str, mtime: float | None, now: float | None = None) -> bool:
+    """The one sweep rule for every writer's temp files (ingest, tokenize, trainer): stale when
+    its writer cannot be alive. Same host: the pid named in it is gone. Another host (a shared
+    filesystem): nothing written to it for ``FOREIGN_TEMP_STALE_S``. A ``.tmp-`` name without an
+    owner (an older accord) is always stale. A live run's file in progress is never stale."""
+    if not name.startswith(TEMP_PREFIX):
+        return False
+    m = _OWNED_TEMP.match(name)
+    if m is None:
+        return True
+    if m.group(1) == host_tag():
+        return not pid_alive(int(m.group(2)))
+    return mtime is not None and (now or time.time()) - mtime > FOREIGN_TEMP_STALE_S
+
+
+def sweep_temp(fs: fsspec.AbstractFileSystem, directory: str, staged: bool = False) -> int:
+    """Remove the stale temp files (:func:`temp_is_stale`) directly under ``directory``; how many.
+    ``staged``: ``directory`` is a shared local temp dir, where only accord's own staged uploads
+    (owned names, ``STAGING_PREFIX`` targets) are considered."""
+    if not fs.exists(directory):
+        return 0
+    n = 0
+    for info in fs.ls(directory, detail=True):
+        name = posixpath.basename(info["name"].rstrip("/"))
+        if info.get("type") == "directory" or not name.startswith(TEMP_PREFIX):
+            continue
+        m = _OWNED_TEMP.match(name)
+        if staged and not (m and name[m.end() :].startswith(STAGING_PREFIX)):
+            continue
+        mtime = info.get("mtime")
+        if not temp_is_stale(name, float(mtime) if isinstance(mtime, int | float) else None):
+            continue
+        try:
+            fs.rm(info["name"])
+        except FileNotFoundError:  # its writer finished, or another sweep got there first
+            continue
+        shown = info["name"] if is_local(fs) else redact_uri(fs.unstrip_protocol(info["name"]))
+        log.info("removed a dead run's temp file %s", shown)
+        n += 1
+    return n
 
 
 def redact_uri(uri: str) -> str:
@@ -138,24 +219,32 @@ class Store:
         self.write_bytes(key, buf.getvalue())
 
     def read_parquet(self, key: str) -> pa.Table:
+        """The table at ``key``; :class:`UnreadableFileError` naming it when it is not whole Parquet."""
         with self.fs.open(self.path(key), "rb") as f:
-            return pq.read_table(io.BytesIO(f.read()), use_threads=PARQUET_THREADS)
+            data = f.read()
+        return _parquet_table(data, self.url(key))
+
+    def check_parquet(self, key: str) -> None:
+        """Raise :class:`UnreadableFileError` unless ``key`` ends in a whole Parquet footer: a cheap check
+        (the footer only, a ranged read on object stores) that a part is not truncated."""
+        try:
+            with self.fs.open(self.path(key), "rb") as f:
+                pq.read_metadata(f)
+        except pa.ArrowException as e:
+            raise unreadable(self.url(key), e) from e
 
     def remove(self, key: str) -> None:
         p = self.path(key)
         if self.fs.exists(p):
             self.fs.rm(p)
 
-    def clean_temp(self, prefix: str) -> int:
-        """Remove a crashed run's leftover temp files (``TEMP_PREFIX``) under ``prefix``; how many."""
-        d = self.path(prefix)
-        if not self.fs.exists(d):
-            return 0
-        n = 0
-        for p in self.fs.ls(d, detail=False):
-            if posixpath.basename(p.rstrip("/")).startswith(TEMP_PREFIX):
-                self.fs.rm(p)
-                n += 1
+    def clean_temp(self, *prefixes: str) -> int:
+        """Sweep the stale temp files (:func:`temp_is_stale`) under each of ``prefixes`` (``""``:
+        the root), and for a remote root this host's staged uploads; how many. A live run's
+        files in progress are kept, so a run may call this at start-up while another writes."""
+        n = sum(sweep_temp(self.fs, self.path(p) if p else self.root) for p in prefixes)
+        if not self.local:
+            n += sweep_temp(fsspec.filesystem("file"), tempfile.gettempdir(), staged=True)
         return n
 
 
@@ -165,7 +254,8 @@ class Store:
 class AtomicFile:
     """A binary file that appears at ``target`` only on :meth:`commit`.
 
-    Locally it is written under a hidden ``.tmp-*`` name beside the target and renamed over it;
+    Locally it is written under a hidden ``.tmp-*`` name beside the target (owned by this process:
+    :func:`temp_name`) and renamed over it;
     remote targets are staged in a local temp file and uploaded in one put, which object stores
     make atomic. Large outputs (shard tars) stream into :attr:`file`. ``target`` is a URI, or a
     path inside ``fs`` when a filesystem is given (a :class:`Store`'s, with its options).
@@ -178,28 +268,32 @@ class AtomicFile:
         if is_local(fs):
             parent, name = os.path.split(self.path)
             os.makedirs(parent or ".", exist_ok=True)
-            self.tmp = os.path.join(parent, f"{TEMP_PREFIX}{uuid.uuid4().hex}-{name}")
+            self.tmp = os.path.join(parent, temp_name(name))
         else:
-            self.tmp = os.path.join(tempfile.gettempdir(), f"accord-{uuid.uuid4().hex}.tmp")
+            name = posixpath.basename(self.path.rstrip("/"))
+            self.tmp = os.path.join(tempfile.gettempdir(), temp_name(f"{STAGING_PREFIX}{name}"))
         self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed in commit/abort
 
     def commit(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
+        """Publish the file; whatever fails (flush, fsync, rename, upload), no temp file is left."""
         try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
             if is_local(self.fs):
                 os.replace(self.tmp, self.path)
             else:
                 self.fs.put_file(self.tmp, self.path)
         finally:
-            if os.path.exists(self.tmp):
-                os.unlink(self.tmp)
+            self.abort()  # after the rename there is nothing left to drop; else the temp file goes
 
     def abort(self) -> None:
-        self.file.close()
-        if os.path.exists(self.tmp):
-            os.unlink(self.tmp)
+        """Drop the temp file, even when closing it fails (a full disk fails the final flush)."""
+        try:
+            self.file.close()
+        finally:
+            if os.path.exists(self.tmp):
+                os.unlink(self.tmp)
 
 
 def atomic_write_bytes(
@@ -218,6 +312,20 @@ def atomic_write_bytes(
 def write_json_atomic(uri: str | os.PathLike, obj: Any) -> None:
     """``obj`` as indented JSON at ``uri`` (local path or URL), written atomically."""
     atomic_write_bytes(uri, json.dumps(obj, indent=2, default=str).encode())
+
+
+def unreadable(url: str, error: BaseException) -> UnreadableFileError:
+    """One line naming ``url`` and what is wrong with it (pyarrow's own message names no file)."""
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    reason = reason.replace("Could not open Parquet input source '<Buffer>': ", "")
+    return UnreadableFileError(f"{redact_uri(url)}: not a readable Parquet file ({reason})")
+
+
+def _parquet_table(data: bytes, url: str, columns: list[str] | None = None) -> pa.Table:
+    try:
+        return pq.read_table(io.BytesIO(data), columns=columns, use_threads=PARQUET_THREADS)
+    except pa.ArrowException as e:
+        raise unreadable(url, e) from e
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -241,7 +349,8 @@ def read_json(uri: str | os.PathLike) -> Any:
 
 
 def read_parquet(uri: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
-    return pq.read_table(io.BytesIO(read_bytes(uri)), columns=columns, use_threads=PARQUET_THREADS)
+    """The table at ``uri``; :class:`UnreadableFileError` naming it when it is not whole Parquet."""
+    return _parquet_table(read_bytes(uri), str(uri), columns)
 
 
 def remove(uri: str | os.PathLike) -> None:

@@ -5,11 +5,16 @@ arrival order. Items and errors go to the sink as they arrive (tokenize streams 
 shard's temp tar; ingest gathers a source's rows), and a unit is handed to ``complete`` the
 moment its last weight arrives, so a killed run loses at most the units in flight. Units that
 never complete (a block failed outright after its retries) go to ``incomplete``.
+
+Whatever ends the loop, the batches are closed before ``drive`` returns or raises: on Ray that
+shuts Ray Data's executor down while Ray is still up. Left to the garbage collector, it ran
+after the caller's ``ray.shutdown()``, at interpreter exit, and waited for ever on the executor's
+lock (a NotADirectoryError or ENOSPC in a commit left the job hanging instead of exiting).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,7 +42,18 @@ class DriveResult:
 
 
 def drive(batches: Iterable[list[Row]], keys: list[str], sink: Sink) -> DriveResult:
-    """Feed every row to ``sink``; returns which of ``keys`` completed and which did not."""
+    """Feed every row to ``sink``; returns which of ``keys`` completed and which did not.
+    ``batches`` is closed on every exit, an exception from the sink included."""
+    it = iter(batches)
+    try:
+        return _drive(it, keys, sink)
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+
+
+def _drive(batches: Iterator[list[Row]], keys: list[str], sink: Sink) -> DriveResult:
     tracker = UnitTracker()
     result = DriveResult()
     for rows in batches:

@@ -197,5 +197,13 @@ def iter_ray(units: list[Unit], graph: JobGraph) -> Iterator[list[Row]]:
     import ray
 
     graph = fit_to_cpus(graph, float(ray.cluster_resources().get("CPU", 0.0)))
-    for batch in build_dataset(units, graph).iter_batches(batch_format="pyarrow", batch_size=None):
-        yield batch.to_pylist()
+    batches = iter(build_dataset(units, graph).iter_batches(batch_format="pyarrow", batch_size=None))
+    try:
+        for batch in batches:
+            yield batch.to_pylist()
+    finally:
+        # Closing this generator (drive does, on any exit) stops Ray Data's executor now, while
+        # Ray is still up: left to the garbage collector, it hung at exit after ray.shutdown().
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()

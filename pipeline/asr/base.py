@@ -42,6 +42,9 @@ class AsrBackend(ABC):
     # The option that sets the backend's intra-op CPU threads (None: it has no such knob).
     # The ingest job sets it from the actor's CPU reservation unless the run config does.
     thread_option: str | None = None
+    # The dataclass of its options (``steps: {"asr:<system>": {...}}``), checked on the driver
+    # before any actor builds the backend (None: the backend reads the options it knows).
+    options_class: type | None = None
     # ISO 639-1 codes the model transcribes; None: any language (a multilingual model). A
     # backend may narrow it in ``load`` once it knows its model (Whisper ``*.en``).
     languages: frozenset[str] | None = None

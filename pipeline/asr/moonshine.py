@@ -42,6 +42,7 @@ class MoonshineOptions:
 class MoonshineBackend(AsrBackend):
     name = "moonshine"
     thread_option = "threads"
+    options_class = MoonshineOptions
     default_model = "moonshine:tiny-en"
     languages = frozenset({"en"})  # tiny-en; a system on another Moonshine model sets asr_languages
 

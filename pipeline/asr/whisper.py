@@ -75,6 +75,7 @@ class _Lazy:
 class WhisperBackend(AsrBackend):
     name = "faster-whisper"
     thread_option = "threads"
+    options_class = WhisperOptions
     default_model = "whisper:base"
 
     def __init__(self, model_ref: str | None = None, **options: Any) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from accord.core.config import MERGE_OVER_DEFAULT, from_dict, load_config, to_dict
+from accord.core.config import MERGE_OVER_DEFAULT, did_you_mean, from_dict, load_config, to_dict
+from accord.core.eligibility import load_thresholds
+from accord.core.errors import ConfigError
 from accord.pipeline.asr.base import default_models
 from accord.pipeline.sources.listing import DEFAULT_EXTENSIONS
 
@@ -106,34 +108,42 @@ class IngestConfig:
         return self.asr_backends.get(system, system)
 
     def validate(self) -> None:
+        """Every value that names something (systems, backends, signals, stages, thresholds) is
+        known: a :class:`~accord.core.errors.ConfigError` naming the key and the fix otherwise.
+        :func:`accord.pipeline.job.plan.build_plan` checks the ``steps:`` options too."""
         from accord.pipeline.asr.base import available_backends
 
         if len(self.asr) < 1:
-            raise ValueError("at least one ASR system is needed (two or more for agreement)")
+            raise ConfigError("at least one ASR system is needed (two or more for agreement)")
         for name in self.asr:
             backend = self.backend_of(name)
             if backend not in available_backends():
-                raise ValueError(
+                raise ConfigError(
                     f"ASR system {name!r} runs backend {backend!r}, which is not registered; known: "
                     f"{', '.join(available_backends())} (name a system's backend in asr_backends)"
                 )
             if name not in self.asr_models:
-                raise ValueError(f"unknown ASR system {name!r}; known: {', '.join(sorted(self.asr_models))}")
+                raise ConfigError(
+                    f"asr: unknown ASR system {name!r}{did_you_mean(name, self.asr_models)}; known: "
+                    f"{', '.join(sorted(self.asr_models))}"
+                )
             if backend == "nemo" and not self.asr_models[name]:
-                raise ValueError(f"ASR {name!r} needs a model: set asr_models.{name} to nemo:<path>.nemo")
+                raise ConfigError(f"ASR {name!r} needs a model: set asr_models.{name} to nemo:<path>.nemo")
         for name in (*self.asr_backends, *self.asr_languages):
             if name not in self.asr:
-                raise ValueError(f"asr_backends/asr_languages: {name!r} is not in asr {list(self.asr)}")
+                raise ConfigError(f"asr_backends/asr_languages: {name!r} is not in asr {list(self.asr)}")
         from accord.pipeline.job.plan import SIGNAL_STEPS  # the registered signals
 
-        unknown = set(self.signals) - set(SIGNAL_STEPS)
+        unknown = sorted(set(self.signals) - set(SIGNAL_STEPS))
         if unknown:
-            raise ValueError(f"unknown signal(s) {sorted(unknown)}; known: {list(SIGNAL_STEPS)}")
+            named = ", ".join(f"{s!r}{did_you_mean(s, SIGNAL_STEPS)}" for s in unknown)
+            raise ConfigError(f"signals: unknown signal(s) {named}; known: {', '.join(SIGNAL_STEPS)}")
+        load_thresholds(self.eligibility, path="eligibility")  # a typo fails here, not in a worker
         if self.signal_concurrency < 1:
-            raise ValueError("signal_concurrency must be >= 1")
+            raise ConfigError("signal_concurrency must be >= 1")
         if self.asr_pools not in ("per-system", "shared"):
-            raise ValueError(f"asr_pools must be 'per-system' or 'shared', not {self.asr_pools!r}")
+            raise ConfigError(f"asr_pools must be 'per-system' or 'shared', not {self.asr_pools!r}")
         if self.block_mb is not None and self.block_mb <= 0:
-            raise ValueError("block_mb must be > 0 (or null for Ray's default)")
+            raise ConfigError("block_mb must be > 0 (or null for Ray's default)")
         if (self.asr_batch_size is not None and self.asr_batch_size < 1) or self.asr_concurrency < 1:
-            raise ValueError("asr_batch_size and asr_concurrency must be >= 1")
+            raise ConfigError("asr_batch_size and asr_concurrency must be >= 1")

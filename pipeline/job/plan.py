@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from accord.core.clip import CLIP_SCHEMA
+from accord.core.config import did_you_mean
+from accord.core.errors import ConfigError
 from accord.jobs.contract import Declared, check_columns, check_reads, needs, order
 from accord.jobs.graph import JobGraph, PoolSpec
 from accord.jobs.spec import StepSpec
@@ -105,7 +107,7 @@ def check_spelling(name: str, options: dict[str, Any]) -> None:
     """An option of an earlier release's spelling is a one-line error naming the new key."""
     for key in options:
         if key in RENAMED_OPTIONS:
-            raise ValueError(f"steps.{name}: option {key!r} is now spelt {RENAMED_OPTIONS[key]!r}")
+            raise ConfigError(f"steps.{name}: option {key!r} is now spelt {RENAMED_OPTIONS[key]!r}")
 
 
 def check_options(name: str, config: type | None, options: dict[str, Any]) -> None:
@@ -114,13 +116,14 @@ def check_options(name: str, config: type | None, options: dict[str, Any]) -> No
     check_spelling(name, options)
     if config is None:
         if options:
-            raise ValueError(f"steps.{name}: this step takes no options, got {sorted(options)}")
+            raise ConfigError(f"steps.{name}: this step takes no options, got {sorted(options)}")
         return
     if is_dataclass(config):
         known = [f.name for f in fields(config)]
         unknown = sorted(set(options) - set(known))
         if unknown:
-            raise ValueError(f"steps.{name}: unknown option(s) {unknown}; known: {known}")
+            hints = "".join(did_you_mean(k, known) for k in unknown)
+            raise ConfigError(f"steps.{name}: unknown option(s) {unknown}{hints}; known: {known}")
 
 
 def _spec(name: str, entry: StepEntry, cfg: IngestConfig) -> StepSpec:
@@ -147,8 +150,12 @@ def asr_backend(cfg: IngestConfig, system: str) -> dict[str, Any]:
 
     backend = cfg.backend_of(system)
     options = dict(cfg.steps.get(f"asr:{system}", {}))
-    check_spelling(f"asr:{system}", options)  # the backend checks the rest when it is built
-    thread_option = backend_class(backend).thread_option
+    cls = backend_class(backend)
+    if cls.options_class is not None:  # else (NeMo) the backend reads what it knows
+        check_options(f"asr:{system}", cls.options_class, options)
+    else:
+        check_spelling(f"asr:{system}", options)
+    thread_option = cls.thread_option
     if thread_option and thread_option not in options:
         options[thread_option] = threads_for(cfg.asr_num_cpus)
     languages = cfg.asr_languages.get(system)
@@ -207,12 +214,23 @@ def check_plan(steps: list[tuple[str, StepSpec]]) -> None:
     check_reads(declared_steps, UNIT_KEYS)
 
 
+def check_step_names(cfg: IngestConfig) -> None:
+    """Every name under ``steps:`` and ``step_targets:`` is a step (``asr:<system>`` for an ASR
+    system): a typo is a one-line error naming the closest step, never a silently unused key."""
+    known = [*SOURCE_STEPS, *SIGNAL_STEPS, *POST_STEPS]
+    systems = sorted({*cfg.asr, *cfg.asr_models, *cfg.asr_backends})
+    for key, names in (("step_targets", known), ("steps", [*known, *(f"asr:{s}" for s in systems)])):
+        for name in sorted(set(getattr(cfg, key)) - set(names)):
+            raise ConfigError(
+                f"{key}.{name}: unknown step{did_you_mean(name, names)}; known: {', '.join(names)}"
+            )
+
+
 def build_plan(cfg: IngestConfig) -> Plan:
+    """The run's steps from ``cfg``, every key and option checked first (on the driver, before
+    any worker starts): a user's typo is a :class:`~accord.core.errors.ConfigError`."""
     cfg.validate()
-    unknown = set(cfg.step_targets) - set(SOURCE_STEPS) - set(POST_STEPS) - set(SIGNAL_STEPS)
-    if unknown:
-        known = [*SOURCE_STEPS, *SIGNAL_STEPS, *POST_STEPS]
-        raise ValueError(f"step_targets: unknown step(s) {sorted(unknown)}; known: {known}")
+    check_step_names(cfg)
     source = {n: _spec(n, entry, cfg) for n, entry in SOURCE_STEPS.items()}
     if cfg.asr_pools == "shared":  # one actor runs every system on each batch
         asr = {"asr": StepSpec(ASR_STEP, None, {"backends": [asr_backend(cfg, s) for s in cfg.asr]})}

@@ -17,6 +17,7 @@ from typing import Any
 
 from accord.core.eligibility import eligible, load_thresholds
 from accord.core.errors import error_row, retriable
+from accord.core.lock import OutputLock
 from accord.core.manifest import ManifestStore, Source, to_row
 from accord.core.runs import RunStats, build_record, new_run_id, write_run_record
 from accord.jobs.driver import drive
@@ -26,7 +27,7 @@ from accord.jobs.rows import TIMINGS, Unit
 from accord.pipeline.job.config import IngestConfig
 from accord.pipeline.job.plan import Plan, build_graph, build_plan
 from accord.pipeline.source_language import with_source_language
-from accord.pipeline.sources.listing import list_sources
+from accord.pipeline.sources.listing import check_input, list_sources
 
 log = logging.getLogger("accord.ingest")
 
@@ -145,12 +146,31 @@ def run_ingest(
     argv: list[str] | None = None,
     on_commit: Any = None,
 ) -> IngestResult:
-    """Ingest every pending source of ``raw_uri`` into ``out_uri`` and write the run record."""
+    """Ingest every pending source of ``raw_uri`` into ``out_uri`` and write the run record.
+    One run writes an output at a time: a second refuses with
+    :class:`accord.core.lock.OutputBusyError` naming the first (a dead run's lock is taken over)."""
     cfg = cfg or IngestConfig()
-    plan = build_plan(cfg)
+    plan = build_plan(cfg)  # a config mistake or a missing input is refused before the output is touched
+    check_input(raw_uri, list_file)
+    run_id = new_run_id()
+    with OutputLock(out_uri, "ingest") as lock:
+        lock.acquire(run_id)
+        return _ingest(raw_uri, out_uri, run_id, cfg, plan, list_file, argv, on_commit)
+
+
+def _ingest(
+    raw_uri: str,
+    out_uri: str,
+    run_id: str,
+    cfg: IngestConfig,
+    plan: Plan,
+    list_file: str | None,
+    argv: list[str] | None,
+    on_commit: Any,
+) -> IngestResult:
+    """:func:`run_ingest`'s work, under the output's lock (so the sweep never meets a live run's files)."""
     t_start = time.time()
     timings: dict[str, float] = {}
-    run_id = new_run_id()
     ms = ManifestStore(out_uri)
     ms.clean_temp()
 

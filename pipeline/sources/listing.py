@@ -15,7 +15,7 @@ from typing import Any
 
 import fsspec
 
-from accord.core.errors import DANGLING_SYMLINK, NOT_A_FILE, UNSAFE_KEY, error_row
+from accord.core.errors import DANGLING_SYMLINK, NOT_A_FILE, UNSAFE_KEY, InputNotFound, error_row
 from accord.core.manifest import Source
 from accord.core.storage import is_local, open_fs, redact_uri
 
@@ -97,6 +97,25 @@ def _resolve_entry(fs: fsspec.AbstractFileSystem, root: str, entry: str) -> tupl
     return joined, ""
 
 
+def check_input(raw_uri: str, list_file: str | None = None) -> None:
+    """``raw_uri`` exists (or, with ``list_file``, the list file does: its entries are checked
+    one by one), else :class:`~accord.core.errors.InputNotFound`: one line naming it and what to
+    pass instead."""
+    if list_file is not None:
+        fs, path = open_fs(list_file)
+        if not fs.isfile(path):
+            raise InputNotFound(
+                f"list file not found: {redact_uri(list_file)} (pass --list a file with one input per line)"
+            )
+        return
+    fs, root = open_fs(raw_uri)
+    if not fs.exists(root):
+        raise InputNotFound(
+            f"input not found: {redact_uri(raw_uri)} (pass an existing folder, audio file or "
+            "bucket prefix as RAW_URI)"
+        )
+
+
 def list_sources(
     raw_uri: str,
     extensions: tuple[str, ...] | list[str] = DEFAULT_EXTENSIONS,
@@ -108,12 +127,11 @@ def list_sources(
     become error rows, not exceptions.
     """
     exts = tuple(e.lower().lstrip(".") for e in extensions)
+    check_input(raw_uri, list_file)
     fs, root = open_fs(raw_uri)
     sources: dict[str, Source] = {}
     errors: list[dict[str, Any]] = []
     if list_file is None:
-        if not fs.exists(root):
-            raise FileNotFoundError(f"input not found: {redact_uri(raw_uri)}")
         entries = {root: fs.info(root)} if fs.isfile(root) else fs.find(root, withdirs=True, detail=True)
         for path, info in entries.items():
             if path == root and info.get("type") == "directory":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import tarfile
 
 import numpy as np
@@ -20,6 +21,7 @@ from accord.core.shards import (
     is_done,
     iter_samples,
     plan_shards,
+    read_record,
     read_sample,
     read_samples,
     read_shard,
@@ -258,3 +260,70 @@ def test_random_weights_in_the_index_and_tokenize_json(tmp_path) -> None:
     assert index[RANDOM_WEIGHTS_KEY].to_pylist() == [None, [], ["dac:random", "ecapa:random"]]
     (root / "tokenize.json").write_text(json.dumps({RANDOM_WEIGHTS_KEY: ["x:random"]}))
     assert tokenize_refs(str(root))[RANDOM_WEIGHTS_KEY] == ["x:random"]
+
+
+def _flip(path, offset: int) -> None:
+    """Change one byte of the file at ``path``."""
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def _member(path, name: str) -> tarfile.TarInfo:
+    with tarfile.open(path) as tar:
+        return tar.getmember(name)
+
+
+def test_a_damaged_header_mid_tar_is_detected_and_read_past(tmp_path, caplog) -> None:
+    """tarfile reads a damaged member header as the end of the archive: never silently short."""
+    root = str(tmp_path)
+    samples = [_sample(i) for i in range(3)]
+    write_shard(root, 0, [s.key for s in samples], samples)
+    tar = tmp_path / "shards" / "shard-000000.tar"
+    _flip(tar, _member(tar, "clip0001.spk.npy").offset + 3)  # in the member's name
+    with pytest.raises(ShardError, match="damaged tar header"):
+        read_shard(str(tar))  # nothing recorded to check: the whole shard, never 1 of 3
+    with caplog.at_level(logging.WARNING):
+        got, n_bad = read_shard(str(tar), read_record(root, "shard-000000"))
+    assert [s.key for s in got] == ["clip0000", "clip0002"] and n_bad == 1
+    assert "damaged tar header" in caplog.text and "clip0001" in caplog.text
+    clean = {s.key: s for s in samples}
+    for s in iter_samples(root):  # the re-read: the clean shard's samples minus the bad one
+        assert s.key != "clip0001" and np.array_equal(s.codes, clean[s.key].codes)
+        assert np.array_equal(s.spkaug, clean[s.key].spkaug) and s.meta == clean[s.key].meta
+
+
+def test_a_changed_byte_in_the_codes_skips_that_sample(tmp_path) -> None:
+    root = str(tmp_path)
+    samples = [_sample(i) for i in range(3)]
+    write_shard(root, 0, [s.key for s in samples], samples)
+    index, _ = write_index(root, 1)
+    record = read_record(root, "shard-000000")
+    assert record is not None and record.n_samples == 3 and record.mismatch(index.to_pylist()[0]) is None
+    tar = tmp_path / "shards" / "shard-000000.tar"
+    _flip(tar, _member(tar, "clip0002.codes.npy").offset_data + 200)  # inside the int16 array
+    got, n_bad = read_shard(str(tar), record)
+    assert [s.key for s in got] == ["clip0000", "clip0001"] and n_bad == 1
+    assert all(np.array_equal(s.codes, samples[i].codes) for i, s in enumerate(got))
+
+
+def test_shards_without_checksums_still_read(tmp_path, caplog) -> None:
+    """Shards of an older accord: their markers and index record no checksum; nothing is checked."""
+    root = str(tmp_path)
+    samples = [_sample(i) for i in range(2)]
+    write_shard(root, 0, [s.key for s in samples], samples)
+    marker = tmp_path / "shards" / "shard-000000.done"
+    old = {
+        k: v for k, v in json.loads(marker.read_text()).items() if k not in ("checksum", "sample_checksums")
+    }
+    marker.write_text(json.dumps(old))
+    index, _ = write_index(root, 1)
+    assert index["checksum"].to_pylist() == [None]
+    record = read_record(root, "shard-000000")
+    assert record is not None and record.sample_checksums is None
+    with caplog.at_level(logging.DEBUG, logger="accord.core.shards"):
+        got, n_bad = read_shard(str(tmp_path / "shards" / "shard-000000.tar"), record)
+    assert [s.key for s in got] == ["clip0000", "clip0001"] and n_bad == 0
+    assert "unverified" in caplog.text
+    index_row = {k: v for k, v in index.to_pylist()[0].items() if k != "checksum"}  # an older index
+    assert record.mismatch(index_row) is None

@@ -58,6 +58,31 @@ def bucket_shards(sample_bucket, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def process_group():
+    """The one-process gloo group that in-process Trainers join (``init_distributed``), shut down
+    once, at the end of the session: DeepSpeed caches its groups, so a Trainer built after a
+    shutdown in the same process fails (``Group ... is not registered``)."""
+    yield
+    from accord.train.stage import shutdown
+
+    shutdown()
+
+
+@pytest.fixture(scope="module")
+def trainer_process(process_group):
+    """This process as the CLI runs in tests (``train_env``) for a module of in-process Trainers:
+    no torch.compile (compiling Muon's Newton-Schulz per matrix shape costs more than these few
+    steps), and the rendezvous variables a Trainer sets are not left behind."""
+    import torch._dynamo
+
+    env = dict(os.environ)
+    with torch._dynamo.config.patch(disable=True):
+        yield
+    os.environ.clear()
+    os.environ.update(env)
+
+
+@pytest.fixture(scope="session")
 def train_env() -> dict[str, str]:
     """Environment for trainer subprocesses: CPU DeepSpeed, cached op builds, one thread each."""
     env = dict(os.environ)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tarfile
 import zlib
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from accord.core.shards import read_shard, shard_tar_uri
+from accord.core.shards import read_shard, shard_tar_uri, write_shard
 from accord.train.data import LoaderConfig, StageLoader, select_samples
 from accord.train.examples import ExampleBuilder, mask_crop_frames
 from accord.train.recipe import ConditioningConfig, load_recipe
@@ -43,13 +44,7 @@ def test_stage_selection_and_weights(synthetic_shards: Path) -> None:
 
 
 def test_weights_repeat_clips(synthetic_shards: Path) -> None:
-    ld = _loader(synthetic_shards, dataset_weights={"*": 2.0}, max_epochs=1)
-    seen: list[str] = []
-    try:
-        while True:
-            seen += [c for b in ld.step_batches(1) for c in b.clip_ids]
-    except StopIteration:
-        pass
+    seen = _epoch(_loader(synthetic_shards, dataset_weights={"*": 2.0}, max_epochs=1))
     assert len(seen) == 48 and all(seen.count(c) == 2 for c in set(seen))
 
 
@@ -173,3 +168,54 @@ def test_crop_mask_follows_the_delay_pattern() -> None:
     for j in range(3):
         off = torch.nonzero(~mask[:, j]).flatten().tolist()
         assert off == [5 + 2 + j - 1, 5 + 3 + j - 1]
+
+
+def _epoch(ld: StageLoader) -> list[str]:
+    """The clip ids of one whole epoch (``max_epochs=1``)."""
+    seen: list[str] = []
+    try:
+        while True:
+            seen += [c for b in ld.step_batches(1) for c in b.clip_ids]
+    except StopIteration:
+        pass
+    return seen
+
+
+def test_changed_bytes_skip_only_their_samples(synthetic_shards: Path, tmp_path: Path) -> None:
+    root = tmp_path / "shards"
+    shutil.copytree(synthetic_shards, root)
+    clean = sorted(_epoch(_loader(root, max_epochs=1)))
+    tars = {n: Path(shard_tar_uri(str(root), n)) for n in ("shard-000000", "shard-000001")}
+    keys = {n: sorted(s.key for s in read_shard(str(t))[0]) for n, t in tars.items()}
+    # one code inside the int16 array (past the 128-byte .npy header); one member header mid-tar
+    for name, member, at in (("shard-000000", "codes.npy", "data"), ("shard-000001", "json", "header")):
+        with tarfile.open(tars[name]) as t:
+            info = t.getmember(f"{keys[name][2]}.{member}")
+        data = bytearray(tars[name].read_bytes())
+        data[info.offset_data + 200 if at == "data" else info.offset + 60] ^= 0x5A
+        tars[name].write_bytes(bytes(data))
+    ld = _loader(root, max_epochs=1)
+    seen = sorted(_epoch(ld))
+    lost = {keys["shard-000000"][2], keys["shard-000001"][2]}
+    assert seen == sorted(set(clean) - lost), "the clean shards' samples minus the two bad ones"
+    assert ld.stats.corrupt_samples == 2 and ld.stats.skipped_shards == []
+
+
+def test_a_shard_without_a_matching_marker_is_not_trained_on(
+    synthetic_shards: Path, tmp_path: Path, caplog
+) -> None:
+    root = tmp_path / "shards"
+    shutil.copytree(synthetic_shards, root)
+    (root / "shards" / "shard-000001.done").unlink()  # never finished
+    samples, _ = read_shard(shard_tar_uri(str(root), "shard-000002"))
+    samples[0].codes = samples[0].codes + 1  # rewritten after index.parquet was built
+    write_shard(str(root), 2, [s.key for s in samples], samples)
+    ld = _loader(root, max_epochs=1)
+    with caplog.at_level(logging.WARNING):
+        seen = _epoch(ld)
+    assert set(seen) == {s.key for s in read_shard(shard_tar_uri(str(root), "shard-000000"))[0]}
+    assert ld.stats.unverified_shards == 2 and sorted(ld.stats.skipped_shards) == [
+        "shard-000001",
+        "shard-000002",
+    ]
+    assert "no done marker" in caplog.text and "does not match index.parquet" in caplog.text

@@ -7,41 +7,23 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from accord.app.evaluation import mini_eval
 from accord.model.checkpoint import load_state, load_zonos2, read_extra
 from accord.train.checkpoint import clean_state_dict
-from accord.train.stage import shutdown
 from accord.train.trainer import StageArgs, Trainer
 
 from .conftest import losses_of
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("trainer_process")]
 
 RESULT_KEYS = {
     "stage", "steps", "world_size", "logged_losses", "frames_per_s", "train_seconds",
     "peak_memory_gib", "loader", "skipped_shards", "final", "seconds", "expert_parallel",
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module", autouse=True)
-def trainer_process():
-    """This process as the CLI runs in tests (``train_env``): no torch.compile (compiling Muon's
-    Newton-Schulz per matrix shape costs more than these few steps). The Trainer joins a
-    one-process gloo group and sets its rendezvous variables: leave neither behind."""
-    import torch._dynamo
-
-    env = dict(os.environ)
-    with torch._dynamo.config.patch(disable=True):
-        yield
-    shutdown()
-    os.environ.clear()
-    os.environ.update(env)
 
 
 def stage_args(
@@ -110,10 +92,16 @@ def test_export_writes_the_trained_weights_in_the_zonos2_layout(
 
 
 def test_a_failing_eval_keeps_the_weights(synthetic_shards: Path, tmp_path: Path) -> None:
+    """The evaluator the trainer is given fails (a codec that does not load): the stage's
+    weights are still exported and the failure is recorded, not raised."""
     run = tmp_path / "run"
     missing = str(tmp_path / "no-such-codec.pth")
-    args = stage_args(synthetic_shards, run, steps=1, run_eval=True, overrides={"eval": {"codec": missing}})
-    result = Trainer(args, evaluator=mini_eval).run()
+
+    def failing_eval(final_dir, shards, recipe, device):
+        raise FileNotFoundError(f"codec weights not found: {missing}")
+
+    args = stage_args(synthetic_shards, run, steps=1, run_eval=True)
+    result = Trainer(args, evaluator=failing_eval).run()
     assert "no-such-codec" in result["eval"]["error"], result["eval"]
     assert json.loads((run / "eval.json").read_text()) == result["eval"]
     assert json.loads((run / "result.json").read_text())["eval"] == result["eval"]
