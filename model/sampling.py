@@ -1,13 +1,20 @@
 """Sampling of delayed codebook rows on the device, for B sequences at once.
 
-Each step turns the logits of B rows into the next row's K codes per sequence. The delay
-pattern fixes most choices, so the sampler forces them rather than trusting the model:
-- codebook j is audio pad before its start (step < j) and after its EOA;
+Each step turns the logits of B rows into the next row's K codes per sequence.
+Codebook j's first j steps (the lead-in cells: before its first frame, which the prompt's
+delayed silence leads into) are sampled like ZONOS2 samples them, over every id with no rule
+applied, and stay in the context; they never reach the audio (ZONOS2 ``tts/sampler.py``
+``sample_tts`` l.172-230 samples whole rows, ``tokenizer/vocoder.py`` ``shear_up`` l.29-47
+drops them). ``SamplingConfig.lead_in`` can force them instead (accord's earlier rule).
+After the lead-in the delay pattern fixes most choices, so the sampler forces them rather
+than trusting the model:
+- codebook j is audio pad after its EOA;
 - codebook j > 0 emits EOA exactly one step after codebook j - 1 did (all codebooks end on
   the same frame); it never samples EOA or pad by itself;
 - codebook 0 may sample EOA (never pad) from ``min_frames`` on; at ``max_frames`` EOA is forced.
-End of audio follows ZONOS2: on the first EOA, ``eos_frame = step - codebook`` and a countdown
-of n_codebooks + 1 steps runs before the sequence stops. A frame is complete once its last
+End of audio follows ZONOS2 (``core.py`` ``check_eos`` l.147-178): on the first EOA, a
+lead-in one included, ``eos_frame = max(0, step - codebook)`` and a countdown of
+n_codebooks + 1 steps runs before the sequence stops. A frame is complete once its last
 codebook (j = K - 1) has been sampled, so frames complete K - 1 steps late.
 
 All state lives in device tensors updated in place and :meth:`RowSampler.sample` never reads a
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -39,9 +47,10 @@ class SamplingConfig:
     min_frames: int = 0  # EOA is masked before this frame
     seed: int | None = None  # None: drawn from torch's global generator
     chunk_frames: int = 0  # streaming chunk size in frames (0: one chunk at the end)
-    # The prompt ends with the release's delayed silence rows (``build_prompt(silence=True)``):
-    # codebook j's first j codes are then the rest of that silence, not audio pad.
-    silence_lead_in: bool = True
+    # Codebook j's first j cells (steps < j): "sample" them over every id as ZONOS2 does;
+    # "silence" forces the rest of the prompt's delayed silence (the training targets), "pad"
+    # forces audio pad (a prompt without the silence rows). See ``lead_in_codes``.
+    lead_in: Literal["sample", "silence", "pad"] = "sample"
 
     def validate(self) -> SamplingConfig:
         if self.max_frames < 1:
@@ -50,6 +59,8 @@ class SamplingConfig:
             raise ValueError(
                 f"min_frames must lie in [0, max_frames={self.max_frames}], got {self.min_frames}"
             )
+        if self.lead_in not in ("sample", "silence", "pad"):
+            raise ValueError(f"lead_in must be 'sample', 'silence' or 'pad', got {self.lead_in!r}")
         if self.top_k < 0 or self.chunk_frames < 0:
             raise ValueError(f"top_k and chunk_frames must be >= 0, got {self.top_k}, {self.chunk_frames}")
         return self
@@ -82,9 +93,10 @@ def draw_seed() -> int:
 
 
 def lead_in_codes(K: int, pad_id: int, silence: bool) -> torch.Tensor:
-    """``[K, K]``: codebook j's code at step s < j. After a prompt that ends with the release's
-    delayed silence rows these continue it (frame ``N - j + s`` of ``SILENCE_FRAMES``, as the
-    model saw in training); otherwise they are audio pad. Entries with s >= j are never used."""
+    """``[K, K]``: a forced lead-in, codebook j's code at step s < j. After a prompt that ends
+    with the release's delayed silence rows these continue it (frame ``N - j + s`` of
+    ``SILENCE_FRAMES``, the training targets); otherwise they are audio pad. Entries with
+    s >= j are never used."""
     lead_SK = torch.full((K, K), pad_id, dtype=torch.long)
     if silence:
         if K > N_SILENCE_FRAMES or len(SILENCE_FRAMES[0]) != K:
@@ -117,8 +129,10 @@ class RowSampler:
         self.generator = torch.Generator(device=self.device)
         self.j_K = torch.arange(self.K, device=self.device)
         self.audio_V = torch.arange(self.V, device=self.device) < self.cb
-        # lead_SK[s, j]: what codebook j holds at step s < j (silence continuation or pad)
-        self.lead_SK = lead_in_codes(self.K, self.pad, cfg.silence_lead_in).to(self.device)
+        # lead_SK[s, j]: what a forced lead-in puts in codebook j at step s < j
+        self.free_lead_in = cfg.lead_in == "sample"
+        forced_silence = cfg.lead_in == "silence"
+        self.lead_SK = lead_in_codes(self.K, self.pad, forced_silence).to(self.device)
         self.eoa_V = torch.arange(self.V, device=self.device) == self.eoa
         new = {"dtype": torch.long, "device": self.device}
         self.step = torch.zeros((), **new)
@@ -153,15 +167,17 @@ class RowSampler:
         """The next row's codes ``[B, K]`` (int64); advances the state in place, no host sync."""
         s, cfg = self.step, self.cfg
         logits = logits_BKV.float()
+        lead_K = s < self.j_K  # the lead-in cells of this step (codebook 0 has none)
         ended_BK = self.eoa_step_BK >= 0
-        pad_BK = (s < self.j_K) | ended_BK
+        pad_BK = (lead_K | ended_BK) & ~(lead_K & self.free_lead_in)
         prev_ended_BK = torch.zeros_like(ended_BK)
         prev_ended_BK[:, 1:] = ended_BK[:, :-1] & (self.eoa_step_BK[:, :-1] == s - 1)
-        force_eoa_BK = prev_ended_BK & ~pad_BK
+        force_eoa_BK = prev_ended_BK & ~pad_BK & ~lead_K
         force_eoa_BK[:, 0] = ~pad_BK[:, 0] & (s >= cfg.max_frames)
         allow_eoa_B = ~pad_BK[:, 0] & (s >= cfg.min_frames)
         allowed_BKV = self.audio_V.expand(self.B, self.K, self.V).clone()
         allowed_BKV[:, 0] |= allow_eoa_B.unsqueeze(-1) & self.eoa_V
+        allowed_BKV |= (lead_K & self.free_lead_in).view(1, self.K, 1)  # every id, as ZONOS2
         logits = logits.masked_fill(~allowed_BKV, float("-inf"))
         if cfg.top_k > 0:
             kth = logits.topk(min(cfg.top_k, self.V), dim=-1).values[..., -1:]
@@ -174,7 +190,8 @@ class RowSampler:
             row_BK = torch.where(self.temp_K <= 0, row_BK, (probs / q).argmax(-1))
         row_BK = torch.where(force_eoa_BK, self.eoa, row_BK)
         row_BK = torch.where(pad_BK, self.pad, row_BK)
-        row_BK = torch.where(s < self.j_K, self.lead_SK[s.clamp(max=self.K - 1)], row_BK)
+        if not self.free_lead_in:
+            row_BK = torch.where(lead_K, self.lead_SK[s.clamp(max=self.K - 1)], row_BK)
         self._advance(row_BK, force_eoa_BK[:, 0])
         return row_BK
 

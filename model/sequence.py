@@ -1,11 +1,12 @@
 """One clip's token matrix, shared by the trainer (teacher forcing) and the generator (prompt).
 
 Rows ([T, n_codebooks + 1], audio columns first, text column last), ZONOS2's prompt order
-(``scheduler._with_speaker_frames`` + ``tts/prompt.py``):
-  row 0            speaker placeholder (audio pad everywhere, text pad); the model replaces
-                   its embedding with the projected speaker vector
-  control rows     audio pad + one control token each: speaker-background marker, accurate
-                   marker, speaking-rate bucket, quality buckets (``accord.core.vocab``)
+(``tokenizer/server.py`` + ``scheduler._with_speaker_frames`` + ``tts/prompt.py`` ``_text_rows``):
+  speaker rows     only when the prompt has a speaker embedding: the speaker slot (audio pad
+                   everywhere, text pad; the model replaces its embedding with the projected
+                   speaker vector), the speaker-background marker, the accurate marker (if on)
+  control rows     audio pad + one control token each: speaking-rate bucket, quality buckets
+                   (``accord.core.vocab``), each only when given
   text rows        audio pad + BOS, UTF-8 byte ids, EOS
   silence rows     the first 17 delayed rows of ZONOS2's 0.2 s silence codes
                    (``accord.core.vocab.SILENCE_FRAMES``) + text pad: the end of every prompt
@@ -15,13 +16,14 @@ Rows ([T, n_codebooks + 1], audio columns first, text column last), ZONOS2's pro
 ``audio_start`` is the first row after the prompt; the clip's frame ``f`` of codebook ``j``
 sits at row ``audio_start + f + j``.
 Loss mask ``[T, K]``: entry (t, j) says "the logit at row t for codebook j is trained on
-ids[t + 1, j]" — true exactly where that target is one of the clip's codes or EOA. Pads and
-the silence codes a codebook carries before its first clip frame are fixed by the prompt, so
-they carry no loss.
+ids[t + 1, j]" — true exactly where that target is one of the clip's codes, EOA, or a
+silence code after the prompt (codebook j's first j cells, its lead-in, which ZONOS2 samples
+freely at decode time). Pads and the prompt carry no loss.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -34,6 +36,7 @@ from accord.core.vocab import (
     CODEBOOK_SIZE,
     DEFAULT_VOCAB,
     EOA_ID,
+    INFERENCE_BACKGROUND,
     N_CODEBOOKS,
     N_SILENCE_FRAMES,
     SILENCE_FRAMES,
@@ -49,44 +52,60 @@ class ClipSequence:
     n_frames: int  # codec frames of the clip (0 for a prompt)
 
 
-def control_tokens(
-    vocab: Vocab = DEFAULT_VOCAB,
-    *,
-    background: str | None = None,
-    accurate: bool = False,
-    speaking_rate: float | None = None,
-    quality: Mapping[str, float] | None = None,
-    quality_buckets: Mapping[str, int] | None = None,
-) -> list[int]:
-    """Control ids in ZONOS2's prompt order: background, accurate, rate, quality (feature order).
+@dataclass(frozen=True)
+class PromptControls:
+    """What one prompt is conditioned on, in the release's request terms; :func:`prompt_head`
+    turns it into rows for training, eval and synth alike.
 
-    ``quality`` maps feature names to values (bucketed by the release's label rule),
-    ``quality_buckets`` to bucket indices (its request form); give at most one. ``None`` /
-    missing / NaN entries are left out (conditioning dropout). ZONOS2 always sends a
-    background marker and sends the accurate marker only after one.
+    ``speaker``: the prompt carries a speaker embedding. Only then does the release add the
+    speaker slot, the background marker and (``accurate``) the accurate marker; without one,
+    ``background`` and ``accurate`` are dropped, as there. ``background=None`` is a model
+    without the markers (the release's ``speaker_background_token_enabled`` off, which also
+    turns the accurate marker off): the slot alone. ``quality`` maps feature names to
+    values (bucketed by the release's label rule), ``quality_buckets`` to bucket indices (its
+    request form); give at most one. ``None`` and non-finite values are left out.
     """
-    if quality and quality_buckets:
+
+    speaker: bool = False
+    background: str | None = INFERENCE_BACKGROUND  # "clean" | "noisy" (or a label meaning one)
+    accurate: bool = False
+    speaking_rate: float | None = None  # UTF-8 bytes per second
+    quality: Mapping[str, float | None] | None = None
+    quality_buckets: Mapping[str, int | None] | None = None
+
+
+def prompt_head(controls: PromptControls, vocab: Vocab = DEFAULT_VOCAB) -> list[int]:
+    """The text column of the rows before BOS, laid out as the release's serving stack does.
+
+    Zyphra/ZONOS2: ``tts/prompt.py`` ``_text_rows`` (l.391-434) gives the rate row, then one row
+    per quality feature in params.json order (a None bucket skipped); ``tokenizer/server.py``
+    (l.122-128) and ``scheduler/scheduler.py`` ``_schedule_prefill`` (l.448-450) put the speaker
+    slot at row 0 only when the request has a speaker embedding, and ``_with_speaker_frames``
+    (l.374-420) follows it with the background marker and, if on, the accurate marker. The
+    slot's text id is the text pad (``tts/prompt.py`` ``make_speaker_slot`` l.380-388).
+    """
+    c = controls
+    if c.quality and c.quality_buckets:
         raise ValueError("give quality values or quality bucket indices, not both")
-    if accurate and background is None:
-        raise ValueError("the accurate marker follows a background marker (ZONOS2's prompt layout)")
     ids: list[int] = []
-    if background is not None:
-        ids.append(vocab.background_token(background))
-    if accurate:
-        ids.append(vocab.accurate_id)
-    if speaking_rate is not None:
-        ids.append(vocab.rate_token(speaking_rate))
-    unknown = set(quality or {}) | set(quality_buckets or {})
+    if c.speaker:
+        ids.append(vocab.text_pad_id)
+        if c.background is not None:
+            ids.append(vocab.background_token(c.background))
+            if c.accurate:
+                ids.append(vocab.accurate_id)
+    if c.speaking_rate is not None:
+        ids.append(vocab.rate_token(float(c.speaking_rate)))
+    values, buckets = c.quality or {}, c.quality_buckets or {}
+    unknown = (set(values) | set(buckets)) - set(vocab.quality_offsets)
+    if unknown:
+        raise KeyError(f"unknown quality features {sorted(unknown)}; known: {list(vocab.quality_offsets)}")
     for name in vocab.quality_offsets:  # the vocabulary's feature order
-        unknown.discard(name)
-        value = (quality or {}).get(name)
-        bucket = (quality_buckets or {}).get(name)
-        if value is not None and value == value:  # skip NaN
+        value, bucket = values.get(name), buckets.get(name)
+        if value is not None and math.isfinite(float(value)):  # api_server.py l.435 drops the rest
             ids.append(vocab.quality_token(name, float(value)))
         elif bucket is not None:
             ids.append(vocab.quality_bucket_token(name, int(bucket)))
-    if unknown:
-        raise KeyError(f"unknown quality features {sorted(unknown)}; known: {list(vocab.quality_offsets)}")
     return ids
 
 
@@ -99,20 +118,20 @@ def silence_codes(n_codebooks: int = N_CODEBOOKS) -> torch.Tensor:
 
 def build_prompt(
     text: str | Sequence[int],
-    controls: Sequence[int] = (),
+    controls: PromptControls | None = None,
     vocab: Vocab = DEFAULT_VOCAB,
     n_codebooks: int = N_CODEBOOKS,
     silence: bool = True,
 ) -> torch.Tensor:
-    """Speaker row, control rows, text rows and (``silence``) the delayed silence rows: ``[P, K + 1]``."""
+    """Speaker and control rows (:func:`prompt_head`), text rows and (``silence``) the delayed
+    silence rows: ``[P, K + 1]``. No ``controls``: text and silence only, the pre-training layout."""
     text_ids = vocab.encode_text(text) if isinstance(text, str) else list(text)
-    for t in [*controls, *text_ids]:
+    for t in text_ids:
         if not 0 <= t < vocab.size:
             raise ValueError(f"token id {t} outside the text vocabulary [0, {vocab.size})")
-    rows = 1 + len(controls) + len(text_ids)
-    ids_PC = torch.full((rows, n_codebooks + 1), AUDIO_PAD_ID, dtype=torch.long)
-    ids_PC[0, n_codebooks] = vocab.text_pad_id
-    ids_PC[1:, n_codebooks] = torch.tensor([*controls, *text_ids], dtype=torch.long)
+    column = [*prompt_head(controls or PromptControls(), vocab), *text_ids]
+    ids_PC = torch.full((len(column), n_codebooks + 1), AUDIO_PAD_ID, dtype=torch.long)
+    ids_PC[:, n_codebooks] = torch.tensor(column, dtype=torch.long)
     if not silence:
         return ids_PC
     # the first 17 delayed rows of silence alone == those of silence + any clip (see build_sequence)
@@ -127,7 +146,7 @@ def _with_text_pad(audio_SK: torch.Tensor, vocab: Vocab) -> torch.Tensor:
 def build_sequence(
     codes_KT: torch.Tensor,
     text: str | Sequence[int],
-    controls: Sequence[int] = (),
+    controls: PromptControls | None = None,
     vocab: Vocab = DEFAULT_VOCAB,
 ) -> ClipSequence:
     """The full teacher-forcing sequence of one clip from undelayed codes ``[K, T]``."""
@@ -145,8 +164,8 @@ def build_sequence(
     loss_mask_TK = torch.zeros(ids_TC.shape[0], K, dtype=torch.bool)
     loss_mask_TK[:-1] = target_TK != AUDIO_PAD_ID
     loss_mask_TK[: audio_start - 1] = False  # targets inside the prompt
-    for j in range(1, K):  # codebook j's last j silence frames fall after the prompt
-        loss_mask_TK[audio_start - 1 : audio_start - 1 + j, j] = False
+    # codebook j's last j silence frames fall after the prompt (its lead-in cells): they are
+    # trained, as ZONOS2 decodes them freely (see accord.model.sampling)
     return ClipSequence(ids_TC, loss_mask_TK, audio_start, n_frames)
 
 
@@ -219,10 +238,11 @@ __all__ = [
     "EOA_ID",
     "ClipSequence",
     "PackedBatch",
+    "PromptControls",
     "audio_loss",
     "build_prompt",
     "build_sequence",
-    "control_tokens",
     "pack",
+    "prompt_head",
     "silence_codes",
 ]

@@ -2,7 +2,7 @@
 
 Definitions (recorded in the manifest as ``pairs`` and ``agreement``):
 
-- Every transcript is normalised with :func:`accord.pipeline.text_norm.normalize` for the
+- Every transcript is normalised with :func:`accord.pipeline.wer_norm.normalize` for the
   clip's language.
 - For each unordered pair (a, b) of systems, ``wer`` and ``cer`` are jiwer's rates with a as
   the reference (NaN when a is empty).
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from itertools import combinations
 
 from accord.core.clip import float_or_nan
-from accord.pipeline.text_norm import is_char_scored, normalize
+from accord.pipeline.wer_norm import is_char_scored, normalize
 
 
 @dataclass(frozen=True)

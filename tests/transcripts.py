@@ -32,7 +32,7 @@ def reading(text: str, reference: str, language: str) -> Reading:
     normaliser agreement scoring uses)."""
     import jiwer
 
-    from accord.pipeline.text_norm import normalize
+    from accord.pipeline.wer_norm import normalize
 
     ref, hyp = normalize(reference, language), normalize(text, language)
     if not ref:

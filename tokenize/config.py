@@ -32,6 +32,8 @@ class TokenizeConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
     vocab: VocabConfig = field(default_factory=VocabConfig)
+    # transcripts in their spoken form, as the release serves text (accord.tokenize.textnorm)
+    text_normalization: bool = True
     crop_fraction: float = 0.3  # of the clip, clamped to crop_seconds
     crop_seconds: tuple[float, float] = (1.0, 3.0)
     min_clip_seconds: float = 0.3

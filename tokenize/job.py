@@ -50,6 +50,7 @@ from accord.tokenize.meta import check_compatible, tokenize_meta
 from accord.tokenize.sink import ShardSink
 from accord.tokenize.speaker import SpeakerEncoder
 from accord.tokenize.steps import CodecStep, SpeakerStep
+from accord.tokenize.textnorm import normalization_info, prebuild
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,11 @@ def tokenize_graph(cfg: TokenizeConfig) -> JobGraph:
     """Read in the shard's task, DAC and ECAPA in actor pools, one ``batch_size`` bundle per call."""
     step = {"config": cfg}
     return JobGraph(
-        source=[StepSpec(f"{STEPS}:ShardClipsStep"), StepSpec(f"{STEPS}:ReadStep", kwargs=step)],
+        source=[
+            StepSpec(f"{STEPS}:ShardClipsStep"),
+            StepSpec(f"{STEPS}:ReadStep", kwargs=step),
+            StepSpec(f"{STEPS}:TextNormStep", kwargs=step),
+        ],
         pools=[
             PoolSpec(
                 DAC_POOL,
@@ -182,9 +187,18 @@ def _tokenize(
             config=replace(cfg.speaker, device="cpu") if on_driver else cfg.speaker
         )
         codec = codec or DacCodec.load(config=replace(cfg.codec, device="cpu") if on_driver else cfg.codec)
-        extra = {"min_stage": min_stage, "manifest_uri": manifest_uri, "run_id": run_id}
+        extra = {
+            "min_stage": min_stage,
+            "manifest_uri": manifest_uri,
+            "run_id": run_id,
+            "text_normalization": normalization_info(
+                cfg.text_normalization, (c.get("language") for c in clips)
+            ),
+        }
         meta = tokenize_meta(cfg, codec, encoder, extra)
         check_compatible(shards_uri, meta)
+        # the grammars compiled here, once per language, so that workers only load the cache
+        prebuild(meta["text_normalization"]["normalized_languages"])
 
     lock.acquire(run_id)  # here, not earlier: a run refused above leaves SHARDS as it was
     Store(shards_uri).clean_temp("", SHARDS_DIR, PARTS_DIR, ERRORS_DIR, RUNS_DIR)  # dead runs' temp files

@@ -1,6 +1,6 @@
 """``tokenize.json``'s contents: the models (with ``random_weights``), vocabulary, crops, shard
-limits and eligibility overrides of a run, and the rule that new shards must match the ones
-already written."""
+limits, eligibility overrides and text normalizer of a run, and the rule that new shards must
+match the ones already written."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from accord.tokenize.speaker import SpeakerEncoder
 # tokenize.json keys whose change makes new shards incompatible with the ones already written
 COMPATIBLE_KEYS = ("codec", "speaker", RANDOM_WEIGHTS_KEY, "augmentations", "crop")
 MODEL_ID_KEYS = ("ref", "format", "dim", "frame_rate")  # of "codec" / "speaker": a model's identity
+TEXT_NORM_KEY = "text_normalization"  # accord.tokenize.textnorm.normalization_info
+TEXT_NORM_ID_KEYS = ("enabled", "version")  # of TEXT_NORM_KEY: what made the samples' text_normalized
 
 
 def tokenize_meta(cfg: TokenizeConfig, codec: DacCodec, speaker: SpeakerEncoder, extra: Item) -> Item:
@@ -62,10 +64,16 @@ def tokenize_meta(cfg: TokenizeConfig, codec: DacCodec, speaker: SpeakerEncoder,
 
 def check_compatible(shards_uri: str, new: Item) -> None:
     """Refuse to mix shards written with a different codec, speaker model, random/trained
-    weights, or crop/augment setup."""
+    weights, crop/augment setup, or text normalizer (what the model reads as text)."""
     old = read_tokenize_json(shards_uri)
     if old is None:
         return
+    a, b = ({k: (d.get(TEXT_NORM_KEY) or {}).get(k) for k in TEXT_NORM_ID_KEYS} for d in (old, new))
+    if a != b:
+        raise ValueError(
+            f"{shards_uri} holds shards whose text was normalized differently ({a} vs now {b}); "
+            "write to a new --out or remove the old shards"
+        )
     for key in COMPATIBLE_KEYS:
         a, b = old.get(key), new.get(key)
         if key in ("codec", "speaker") and a and b:

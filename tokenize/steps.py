@@ -114,6 +114,33 @@ class ReadStep(Step):
         return [{**item, "wav44": self.read(item)}]
 
 
+class TextNormStep(Step):
+    """Each transcript's ``text_normalized``: its written ``text`` in the spoken form the release
+    serves (:mod:`accord.tokenize.textnorm`, with the clip's language); the sample's ``normalization_outcome``
+    says how (normalized, passthrough: no grammars for the language, failed, off)."""
+
+    name = "tokenize:textnorm"
+
+    def __init__(self, config: TokenizeConfig) -> None:
+        self.cfg = config
+
+    def process(self, item: Item) -> list[Item]:
+        from accord.tokenize import textnorm
+
+        language, transcripts, outcomes = item.get("language") or "", [], set()
+        for t in item.get("transcripts") or []:
+            text, outcome = t.get("text"), textnorm.OFF
+            if self.cfg.text_normalization and text is not None:
+                text, outcome = textnorm.normalize_status(text, language)
+            outcomes.add(outcome)
+            transcripts.append({**t, "text_normalized": text})
+        # the sample's outcome: its worst transcript's (no transcript: as configured)
+        order = (textnorm.FAILED, textnorm.PASSTHROUGH, textnorm.OFF, textnorm.NORMALIZED)
+        default = textnorm.NORMALIZED if self.cfg.text_normalization else textnorm.OFF
+        outcome = next((o for o in order if o in outcomes), default)
+        return [{**item, "transcripts": transcripts, "normalization_outcome": outcome}]
+
+
 class CodecStep(Step):
     """DAC codes for a batch of clips; also leaves the 16 kHz copy the speaker step needs."""
 

@@ -1,9 +1,11 @@
 """One shard sample -> one training :class:`~accord.train.data.Example` under a stage's conditioning.
 
-Every random choice (which ASR transcript, whether rate/quality tokens are dropped, whether
-the prompt embedding comes from an augmented copy) is drawn from a generator keyed on
-``(seed, epoch, clip_id, purpose)``: a new draw each epoch, identical on every rank and
-after a resume, independent of batch order.
+The prompt layout is the release's (``accord.model.sequence.prompt_head``): pretrain and
+midtrain clips are text + silence only; a clip with a speaker embedding (anneal stages) gets
+the speaker slot and its markers. Every random choice (which ASR transcript, whether
+rate/quality tokens are dropped, whether the prompt embedding comes from an augmented copy)
+is drawn from a generator keyed on ``(seed, epoch, clip_id, purpose)``: a new draw each
+epoch, identical on every rank and after a resume, independent of batch order.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 
 from accord.core.shards import ShardSample
 from accord.core.vocab import DEFAULT_VOCAB, Vocab
-from accord.model.sequence import build_sequence, control_tokens
+from accord.model.sequence import PromptControls, build_sequence
 from accord.train.data import Example, rng_for
 from accord.train.recipe import ConditioningConfig
 
@@ -31,10 +33,11 @@ def _finite(x: Any) -> float | None:
 
 
 def pick_transcript(meta: dict[str, Any], rng: np.random.Generator) -> str | None:
-    """One of the clip's ASR transcripts (raw text, normalised as a fallback), uniformly."""
+    """One of the clip's ASR transcripts, uniformly: its spoken form (``text_normalized``, what the
+    release serves; older shards lack it), else the written text, else the ASR-normalised one."""
     texts = []
     for t in meta.get("transcripts") or []:
-        text = (t.get("text") or t.get("normalized") or "").strip()
+        text = (t.get("text_normalized") or t.get("text") or t.get("normalized") or "").strip()
         if text:
             texts.append(text)
     if not texts:
@@ -61,8 +64,12 @@ class ExampleBuilder:
     seed: int = 1234
     vocab: Vocab = DEFAULT_VOCAB
 
-    def controls(self, meta: dict[str, Any], rng: np.random.Generator, background: str) -> list[int]:
-        """ZONOS2's control rows for one clip: background (always), accurate, rate, quality."""
+    def controls(
+        self, meta: dict[str, Any], rng: np.random.Generator, speaker: bool, background: str
+    ) -> PromptControls:
+        """One clip's conditioning, laid out by :func:`~accord.model.sequence.prompt_head` as the
+        release serves it: the speaker slot, background and accurate markers only with a speaker
+        embedding (anneal stages), rate and quality rows each kept with ``1 - drop_p``."""
         c = self.cond
         rate = None
         if c.rate and rng.random() >= c.rate_drop_p:
@@ -72,8 +79,8 @@ class ExampleBuilder:
         if c.quality and rng.random() >= c.quality_drop_p:
             quality = self.vocab.quality_values(meta)
         accurate = c.quality_mode and is_top_quality(meta, c)
-        return control_tokens(
-            self.vocab, background=background, accurate=accurate, speaking_rate=rate, quality=quality
+        return PromptControls(
+            speaker=speaker, background=background, accurate=accurate, speaking_rate=rate, quality=quality
         )
 
     def speaker(self, sample: ShardSample, rng: np.random.Generator) -> tuple[np.ndarray | None, bool]:
@@ -102,7 +109,7 @@ class ExampleBuilder:
         spk, augmented = self.speaker(sample, rng)
         # the background marker describes the speaker prompt: a degraded copy is noisy
         background = "noisy" if augmented else self.vocab.background_marker(meta)
-        controls = self.controls(meta, rng, background)
+        controls = self.controls(meta, rng, spk is not None, background)
         codes_KT = torch.from_numpy(np.asarray(sample.codes).astype(np.int64))
         seq = build_sequence(codes_KT, text, controls, self.vocab)
         mask_TK = seq.loss_mask_TK.clone()

@@ -53,6 +53,11 @@ class DataConfig:
 
 @dataclass
 class ConditioningConfig:
+    """A stage's prompt conditioning. The layout is the release's (``accord.model.sequence``
+    ``prompt_head``): a speaker embedding brings the speaker slot, the background marker and
+    (``quality_mode``, top-quality clips) the accurate marker; with ``speaker: none`` a prompt
+    is rate / quality rows (when on), text and silence."""
+
     speaker: str = "none"  # none | crop | full
     mask_crop: bool = False  # loss masked over the frames the speaker embedding saw
     aug_prompt_prob: float = 0.0  # alpha: use an augmented copy's embedding

@@ -5,13 +5,14 @@ the trainer (``--no-eval`` skips it); it stands here, above train/, because it r
 ASR backend of the ingest and the synth's weight rules.
 
 For each held-out sentence: the prompt rows from ``accord.model.sequence`` in ZONOS2's layout
-(with the stage's conditioning: a speaker embedding taken from a shard clip when the stage
-trains with one, ZONOS2's request defaults for the background and quality rows, the accurate
-marker in anneal2), KV-cache sampling with ``accord.model.generate``, audio
-from ``accord.tokenize.codec.DacCodec``, a transcript from an ``accord.pipeline.asr`` backend
-(WER with jiwer against the sentence), and the cosine similarity between the speaker
-embedding of the generated audio and the prompt embedding. On a debug model after a few
-steps the numbers are meaningless; the machinery and the report are real.
+(with the stage's conditioning: a speaker embedding taken from a shard clip, with the speaker
+slot and its markers, when the stage trains with one; ZONOS2's request defaults for the
+background and quality rows; the accurate marker in anneal2), KV-cache sampling with
+``accord.model.generate``, audio from ``accord.tokenize.codec.DacCodec``, a transcript from
+an ``accord.pipeline.asr`` backend (WER with jiwer against the sentence), and the cosine
+similarity between the speaker embedding of the generated audio and the prompt embedding.
+On a debug model after a few steps the numbers are meaningless; the machinery and the report
+are real.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def mini_eval(
     from accord.core.vocab import DEFAULT_VOCAB, INFERENCE_BACKGROUND
     from accord.model.checkpoint import load_zonos2
     from accord.model.generate import SamplingConfig, generate
-    from accord.model.sequence import build_prompt, control_tokens
+    from accord.model.sequence import PromptControls, build_prompt
 
     t0 = time.perf_counter()
     ev = recipe.eval
@@ -122,9 +123,10 @@ def mini_eval(
         text = HELD_OUT[i % len(HELD_OUT)]
         spk_id, spk = speakers[i % len(speakers)] if speakers else (None, None)
         use_spk = cond.speaker != "none" and spk is not None
-        # ZONOS2's request defaults: noisy background, default quality buckets (if trained)
-        controls = control_tokens(
-            DEFAULT_VOCAB,
+        # the stage's conditioning with ZONOS2's request defaults: the speaker rows with a speaker
+        # only, noisy background, default quality buckets (if trained)
+        controls = PromptControls(
+            speaker=use_spk,
             background=INFERENCE_BACKGROUND,
             accurate=cond.quality_mode,
             quality_buckets=DEFAULT_VOCAB.config.default_quality_buckets if cond.quality else None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from accord.core.shards import RANDOM_WEIGHTS_KEY
 from accord.core.vocab import CODEC_SAMPLE_RATE, INFERENCE_BACKGROUND, Vocab, VocabConfig
 from accord.model.checkpoint import load_zonos2, read_extra, read_params
 from accord.model.generate import SamplingConfig, generate
-from accord.model.sequence import build_prompt, control_tokens
+from accord.model.sequence import PromptControls, build_prompt
 from accord.tokenize.codec import DEFAULT_REF
 
 log = logging.getLogger(__name__)
@@ -41,13 +41,21 @@ class SynthRequest:
     text: str
     speaker_wav: str | None = None
     speaking_rate: float | None = None  # UTF-8 bytes per second
-    # speaker-prompt background: "clean" | "noisy"; None = ZONOS2's default (noisy)
+    # speaker-prompt background: "clean" | "noisy"; None = ZONOS2's default (noisy). Like the
+    # accurate marker it is sent only with a speaker (the release's prefill)
     background: str | None = None
-    quality_mode: bool = False  # ZONOS2's accurate-mode marker (its server defaults to on)
+    # the accurate-mode marker; off = expressive mode. On by default, as the release's requests
+    # (``server/api_server.py`` l.1202)
+    accurate: bool = True
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     # quality feature values by the vocabulary's feature names ("lufs", "estimated_snr", ...);
-    # None = the vocabulary's default buckets (ZONOS2: trailing_silence_s bucket 3), {} = none
+    # None = the vocabulary's default buckets (ZONOS2: trailing_silence_s bucket 3), {} = none;
+    # non-finite values are left out, as the release does
     quality: dict[str, float] | None = None
+    # written -> spoken text before tokenizing, as the release's requests (``text_normalization``,
+    # on by default) and as tokenize normalized the training text (accord.tokenize.textnorm)
+    text_normalization: bool = True
+    language: str = "en"  # the grammars normalization uses; one without grammars passes through
 
 
 @dataclass
@@ -59,13 +67,14 @@ class SynthResult:
     info: dict[str, Any]
 
 
-def request_controls(req: SynthRequest, vocab: Vocab) -> list[int]:
-    """ZONOS2's control rows for a request, with its defaults (noisy background, default quality)."""
+def request_controls(req: SynthRequest, vocab: Vocab) -> PromptControls:
+    """A request's conditioning with the release's defaults (noisy background, accurate on,
+    default quality buckets); the speaker rows come with a reference voice only."""
     defaults = req.quality is None
-    return control_tokens(
-        vocab,
+    return PromptControls(
+        speaker=bool(req.speaker_wav),
         background=req.background or INFERENCE_BACKGROUND,
-        accurate=req.quality_mode,
+        accurate=req.accurate,
         speaking_rate=req.speaking_rate,
         quality=None if defaults else req.quality,
         quality_buckets=vocab.config.default_quality_buckets if defaults else None,
@@ -73,7 +82,7 @@ def request_controls(req: SynthRequest, vocab: Vocab) -> list[int]:
 
 
 def synth_prompt(req: SynthRequest, vocab: Vocab, n_codebooks: int) -> torch.Tensor:
-    """The prompt rows of a request: ZONOS2's layout, built by ``accord.model.sequence``."""
+    """The prompt rows of a request: the rows the release builds for it (``accord.model.sequence``)."""
     return build_prompt(req.text, request_controls(req, vocab), vocab, n_codebooks)
 
 
@@ -147,13 +156,16 @@ def decode_codes(codes_KT: torch.Tensor, codec_ref: str) -> tuple[np.ndarray, in
 
 def synthesize(checkpoint: str | os.PathLike, req: SynthRequest, decode: bool = True) -> SynthResult:
     torch.manual_seed(req.sampling.seed or 0)
+    if req.text_normalization:
+        from accord.tokenize.textnorm import normalize
+
+        req = replace(req, text=normalize(req.text, req.language))
     model = load_zonos2(checkpoint)
     extra = read_extra(checkpoint)
     released = None if "vocab" in extra else vocab_from_params(read_params(checkpoint))
     vocab = released or vocab_from_extra(extra)
-    wants_controls = (
-        req.speaking_rate is not None or req.background is not None or req.quality_mode or bool(req.quality)
-    )
+    # the accurate marker is a default, not asked for: it alone does not need accord's vocabulary
+    wants_controls = req.speaking_rate is not None or req.background is not None or bool(req.quality)
     if vocab.size != model.cfg.text_vocab:
         if "vocab" in extra or wants_controls:
             raise ValueError(
@@ -161,11 +173,13 @@ def synthesize(checkpoint: str | os.PathLike, req: SynthRequest, decode: bool = 
                 f"{model.cfg.text_vocab}; control tokens need the vocabulary the model was trained with"
             )
         # A foreign (e.g. released ZONOS2) checkpoint: byte ids agree, its control tail is unknown,
-        # so the prompt is plain text (+ ZONOS2's silence rows) with the model's own padding id.
+        # so the prompt is plain text (+ ZONOS2's silence rows, the speaker slot with a voice but
+        # no markers) with the model's own padding id.
         log.warning("%s: no accord vocabulary; prompting with plain text (no control tokens)", checkpoint)
         vocab = Vocab(vocab.config)
         vocab.size = model.cfg.text_vocab
-        prompt = build_prompt(req.text, (), vocab, model.cfg.n_codebooks)
+        bare = PromptControls(speaker=bool(req.speaker_wav), background=None)
+        prompt = build_prompt(req.text, bare, vocab, model.cfg.n_codebooks)
     else:
         prompt = synth_prompt(req, vocab, model.cfg.n_codebooks)
     spk = None
@@ -188,6 +202,7 @@ def synthesize(checkpoint: str | os.PathLike, req: SynthRequest, decode: bool = 
         "steps": result.steps,
         "ended_with_eoa": result.ended,
         "prompt_rows": int(prompt.shape[0]),
+        "text": req.text,
     }
     if not decode:
         return SynthResult(np.zeros(0, np.float32), CODEC_SAMPLE_RATE, result.codes_KT, result.ended, info)

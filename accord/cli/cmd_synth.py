@@ -19,9 +19,14 @@ from accord.model.sampling import SamplingConfig
 @click.option(
     "--background",
     type=click.Choice(list(BACKGROUND_LABELS)),
-    help="speaker-background marker token",
+    help="speaker-background marker token (sent with --speaker only)",
 )
-@click.option("--quality-mode", is_flag=True, help="add the accurate-transcript / Quality-Mode marker")
+@click.option(
+    "--accurate/--expressive",
+    default=True,
+    show_default=True,
+    help="accurate-mode marker (on by default, as the release's requests; sent with --speaker only)",
+)
 @click.option(
     "--temperature", type=float, default=field_default(SamplingConfig, "temperature"), show_default=True
 )
@@ -29,11 +34,19 @@ from accord.model.sampling import SamplingConfig
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="0 by default: the same text, the same audio"
 )
+@click.option(
+    "--normalize/--no-normalize",
+    default=True,
+    show_default=True,
+    help="written -> spoken text first, as the release serves and tokenize trains (accord.tokenize.textnorm)",
+)
+@click.option("--language", default="en", show_default=True, help="the text's language, for --normalize")
 @click.option("--max-seconds", default=20.0, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="output .wav")
 def synth(
-    checkpoint, text, speaker, rate, background, quality_mode, temperature, top_p, seed, max_seconds, out
-):
+    checkpoint, text, speaker, rate, background, accurate, temperature, top_p, seed, normalize, language,
+    max_seconds, out,
+):  # fmt: skip
     """Synthesize TEXT with the model in CHECKPOINT (params.json + model.pth) into --out."""
     import soundfile as sf
 
@@ -45,7 +58,10 @@ def synth(
         seed=seed,
         max_frames=max(1, int(max_seconds * CODEC_FRAME_RATE)),
     )
-    req = SynthRequest(text, speaker, rate, background, quality_mode, sampling)
+    req = SynthRequest(
+        text, speaker, rate, background, accurate=accurate, sampling=sampling,
+        text_normalization=normalize, language=language,
+    )  # fmt: skip
     res = synthesize(checkpoint, req)
     sf.write(out, res.wav, res.sample_rate, subtype="PCM_16")
     click.echo(json.dumps({**res.info, "out": out, "seconds": round(len(res.wav) / res.sample_rate, 3)}))

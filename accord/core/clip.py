@@ -135,9 +135,14 @@ ELIGIBILITY_COLUMNS: tuple[str, ...] = tuple(f"eligible_{s}" for s in STAGES)
 
 # ---------------------------------------------------------------- the clip in a shard
 
-SAMPLE_FIELDS: tuple[str, ...] = ("n_frames", "speaker_crop", "augmentations")
+SAMPLE_FIELDS: tuple[str, ...] = ("n_frames", "speaker_crop", "augmentations", "normalization_outcome")
 """What tokenize adds to a clip's row in its sample's ``json`` member: code frames, the speaker
-crop ``[f0, f1)`` in frames, and the names of the augmented speaker views."""
+crop ``[f0, f1)`` in frames, the names of the augmented speaker views, and how its transcripts'
+text was normalized (``accord.tokenize.textnorm``: normalized, passthrough, failed, off)."""
+
+SAMPLE_TRANSCRIPT_FIELDS: tuple[str, ...] = ("text_normalized",)
+"""What tokenize adds to each transcript of a sample: its ``text`` in the spoken form the model
+reads (``accord.tokenize.textnorm``); ``text`` stays the written form, for lineage."""
 
 SAMPLE_META_DROPS: tuple[str, ...] = ("pairs",)
 """Manifest columns a sample does not carry (per-system pairs are ingest diagnostics)."""
@@ -192,7 +197,8 @@ def sample_meta(
     row: Mapping[str, Any], n_frames: int, speaker_crop: tuple[int, int], augmentations: Sequence[str]
 ) -> dict[str, Any]:
     """A sample's ``json`` member: the clip's manifest row (``CLIP_SCHEMA`` names, flat, without
-    ``SAMPLE_META_DROPS``) plus ``SAMPLE_FIELDS``; ``duration_s`` is the span ``end_s - start_s``."""
+    ``SAMPLE_META_DROPS``, transcripts with ``SAMPLE_TRANSCRIPT_FIELDS`` when the row has them)
+    plus ``SAMPLE_FIELDS``; ``duration_s`` is the span ``end_s - start_s``."""
     transcript_keys = TRANSCRIPT_TYPE.names
     meta: dict[str, Any] = {}
     for name in CLIP_SCHEMA.names:
@@ -200,7 +206,13 @@ def sample_meta(
             continue
         value = row.get(name)
         if name == "transcripts":
-            value = [{k: t.get(k) for k in transcript_keys} for t in value or []]
+            value = [
+                {
+                    **{k: t.get(k) for k in transcript_keys},
+                    **{k: t[k] for k in SAMPLE_TRANSCRIPT_FIELDS if k in t},
+                }
+                for t in value or []
+            ]
         elif name.startswith("eligible_"):
             value = bool(value)
         elif name == "language":
@@ -211,6 +223,8 @@ def sample_meta(
     meta["n_frames"] = int(n_frames)
     meta["speaker_crop"] = [int(speaker_crop[0]), int(speaker_crop[1])]
     meta["augmentations"] = list(augmentations)
+    if "normalization_outcome" in row:
+        meta["normalization_outcome"] = row["normalization_outcome"]
     return json_safe(meta)
 
 

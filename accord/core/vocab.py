@@ -129,7 +129,13 @@ class Bucket:
 
 
 def rate_bucket(labels: tuple[str, ...], value: float) -> int:
-    """ZONOS2's speaking-rate rule: the first range whose upper end the rate is below (lo-inclusive)."""
+    """ZONOS2's speaking-rate rule: the first range whose upper end the rate is below (lo-inclusive).
+
+    NaN is refused: the release's rule (``server/api_server.py`` ``_speaking_rate_bucket_for_rate``)
+    lets it fall through every comparison into the open top bucket, a fast voice nobody asked for.
+    """
+    if math.isnan(value):
+        raise ValueError("speaking rate is NaN; give a positive rate in UTF-8 bytes per second, or none")
     if not value > 0:
         raise ValueError(f"speaking rate must be positive, got {value}")
     for i, b in enumerate(Bucket.parse(s) for s in labels):
@@ -140,7 +146,10 @@ def rate_bucket(labels: tuple[str, ...], value: float) -> int:
 
 def quality_bucket(labels: tuple[str, ...], value: float) -> int:
     """ZONOS2's quality rule: an exact label first; else ``lo <= v < hi`` (the last range closed),
-    an open range takes ``v >= lo``; values outside all ranges clamp to the first / last range."""
+    an open range takes ``v >= lo``; values outside all ranges clamp to the first / last range.
+    Non-finite values have no bucket (the release drops them, ``api_server.py`` ~l.435)."""
+    if not math.isfinite(value):
+        raise ValueError(f"quality value {value} is not finite; it has no bucket (leave the feature out)")
     specs = [Bucket.parse(s) for s in labels]
     for i, b in enumerate(specs):
         if b.exact and math.isclose(value, b.lo, rel_tol=1e-12, abs_tol=1e-9):

@@ -40,13 +40,13 @@ def reference_generate(model, prompt_PC, speaker_S, cfg):
 
 def sharpen(model):
     """Attention that matters (at random init its output is too small for positions or the cache
-    to change a code) and a natural end for some prompts: EOA outscores code 727 when 727 leads."""
+    to change a code) and a natural end for some prompts: EOA outscores code 701 when 701 leads."""
     with torch.no_grad():
         for layer in model.layers:
             layer.attention.temp.fill_(4.0)
             layer.attention.wo.weight.mul_(30.0)
         w = model.multi_output.weight
-        w[EOA_ID] = 1.01 * w[727]
+        w[EOA_ID] = 1.01 * w[701]
     return model
 
 
@@ -138,7 +138,8 @@ def test_stream_leaves_the_end_state_in_the_sampler(eoa_model):
 def test_rows_end_independently_under_the_delay_rules(debug_cfg):
     """Row 0 stops at frame 5, row 1 is forced to stop at max_frames, row 2 as soon as min_frames allows."""
     K, V, B = debug_cfg.n_codebooks, debug_cfg.audio_vocab, 3
-    sampler = RowSampler(debug_cfg, SamplingConfig(temperature=0.0, max_frames=7, min_frames=4), B)
+    sampling = SamplingConfig(temperature=0.0, max_frames=7, min_frames=4, lead_in="silence")
+    sampler = RowSampler(debug_cfg, sampling, B)
     rows = []
     for s in range(7 + K + 1):
         logits = torch.zeros(B, K, V)
@@ -157,7 +158,7 @@ def test_rows_end_independently_under_the_delay_rules(debug_cfg):
     for b, end in ends.items():
         for j in range(K):
             col = delayed_BKS[b, j]
-            # before its start, codebook j continues the prompt's delayed silence
+            # forced lead-in: before its start, codebook j continues the prompt's delayed silence
             assert col[:j].tolist() == [SILENCE_FRAMES[N_SILENCE_FRAMES - j + s][j] for s in range(j)]
             assert (col[j : j + end] == 5).all()
             assert col[j + end] == EOA_ID  # every codebook ends on the same frame
@@ -184,7 +185,7 @@ def test_draws_are_torch_multinomial_draws(debug_cfg):
 
 def test_bad_input_is_rejected(debug_model):
     decoder = Decoder(debug_model, SamplingConfig(max_frames=4), batch=2, max_prompt_len=30)
-    p = build_prompt("hi")  # 22 rows: 5 + 17 silence
+    p = build_prompt("hi")  # 21 rows: BOS, 2 bytes, EOS + 17 silence
     with pytest.raises(ValueError, match="prompts"):
         decoder.generate([p, p, p])
     with pytest.raises(ValueError, match="prompt 0"):
@@ -260,9 +261,9 @@ def test_cuda_greedy_decoding_equals_recomputing_the_full_forward(debug_model, d
         assert (res.steps, res.ended) == (int(ref.steps_B[0]), not ref.forced_end_B[0])
 
 
-def test_without_a_silence_prompt_the_delay_start_is_audio_pad(debug_cfg):
+def test_a_forced_pad_lead_in_is_audio_pad(debug_cfg):
     K, V = debug_cfg.n_codebooks, debug_cfg.audio_vocab
-    sampler = RowSampler(debug_cfg, SamplingConfig(temperature=0.0, max_frames=50, silence_lead_in=False), 1)
+    sampler = RowSampler(debug_cfg, SamplingConfig(temperature=0.0, max_frames=50, lead_in="pad"), 1)
     rows = torch.stack([sampler.sample(torch.zeros(1, K, V)) for _ in range(K)], -1)[0]
     for j in range(K):
         assert (rows[j, :j] == AUDIO_PAD_ID).all() and (rows[j, j:] < debug_cfg.codebook_size).all()

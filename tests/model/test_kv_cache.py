@@ -34,7 +34,7 @@ def test_generation_obeys_delay_and_ends_on_eoa(debug_model, debug_cfg):
 
 
 def test_forced_end_at_max_frames_and_row_structure(debug_cfg):
-    cfg = SamplingConfig(max_frames=6, seed=0, min_frames=6)
+    cfg = SamplingConfig(max_frames=6, seed=0, min_frames=6, lead_in="silence")  # the rules alone
     sampler = RowSampler(debug_cfg, cfg, batch=1)
     K, V = debug_cfg.n_codebooks, debug_cfg.codebook_size + 2
     rows = []
@@ -47,7 +47,7 @@ def test_forced_end_at_max_frames_and_row_structure(debug_cfg):
     assert sampler.forced_end_B.tolist() == [True] and sampler.eos_frame_B.tolist() == [6]
     for j in range(K):
         col = delayed[j]
-        assert (col[:j] < 1024).all()  # the prompt's silence continues before codebook j starts
+        assert (col[:j] < 1024).all()  # forced: the prompt's silence continues before codebook j starts
         assert ((col[j : j + 6] >= 0) & (col[j : j + 6] < 1024)).all()
         assert col[j + 6] == EOA_ID
         assert (col[j + 7 :] == AUDIO_PAD_ID).all()

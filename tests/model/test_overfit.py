@@ -1,5 +1,6 @@
-"""The debug model memorises one clip's codes under teacher forcing (accuracy 1.0), and greedy
-KV-cache generation from the clip's prompt then reproduces exactly those codes and stops on EOA."""
+"""The debug model memorises one clip's codes under teacher forcing (accuracy 1.0, lead-in cells
+included), and greedy KV-cache generation from the clip's prompt, lead-in cells sampled freely
+as ZONOS2 does, then reproduces exactly the clip's delayed rows and stops on EOA."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import pytest
 import torch
 
 from accord.model.config import get_flavour
-from accord.model.generate import SamplingConfig, generate
-from accord.model.sequence import audio_loss, build_prompt, build_sequence, control_tokens
+from accord.model.decode import Decoder
+from accord.model.sampling import SamplingConfig
+from accord.model.sequence import PromptControls, audio_loss, build_prompt, build_sequence
 from accord.model.zonos import ZonosModel
 
 MAX_STEPS = 300
@@ -22,7 +24,7 @@ def test_debug_model_memorises_one_clip():
     torch.manual_seed(0)
     model = ZonosModel(get_flavour("debug"))
     codes = torch.randint(0, 1024, (9, 64))  # ~0.75 s of audio
-    controls = control_tokens(speaking_rate=14.0)
+    controls = PromptControls(speaking_rate=14.0)
     seq = build_sequence(codes, "Memorise me.", controls)
     ids, mask = seq.ids_TC[None], seq.loss_mask_TK[None]
     spk = torch.randn(1, model.cfg.speaker_embedding_dim)
@@ -51,5 +53,9 @@ def test_debug_model_memorises_one_clip():
     assert acc_eval == 1.0
     prompt = build_prompt("Memorise me.", controls)
     assert torch.equal(prompt, seq.ids_TC[: seq.audio_start])  # trainer and generator agree
-    res = generate(model, prompt, spk[0], SamplingConfig(temperature=0.0, max_frames=200))
+    decoder = Decoder(model, SamplingConfig(temperature=0.0, max_frames=200), max_prompt_len=prompt.shape[0])
+    res = decoder.generate([prompt], [spk[0]])[0]
     assert res.ended and torch.equal(res.codes_KT, codes)
+    # the free lead-in cells are the silence continuation it learned; every row is the clip's
+    audio_NK = seq.ids_TC[seq.audio_start :, :9]
+    assert torch.equal(decoder.rows_BNK[0, : audio_NK.shape[0]], audio_NK)

@@ -4,13 +4,22 @@ import pytest
 import torch
 
 from accord.core.delay import apply_delay, invert_delay
-from accord.core.vocab import AUDIO_PAD_ID, BOS_ID, DEFAULT_VOCAB, EOA_ID, EOS_ID, N_SILENCE_FRAMES
+from accord.core.vocab import (
+    AUDIO_PAD_ID,
+    BOS_ID,
+    DEFAULT_VOCAB,
+    EOA_ID,
+    EOS_ID,
+    N_SILENCE_FRAMES,
+    SILENCE_FRAMES,
+)
 from accord.model.sequence import (
+    PromptControls,
     audio_loss,
     build_prompt,
     build_sequence,
-    control_tokens,
     pack,
+    prompt_head,
     silence_codes,
 )
 
@@ -36,53 +45,55 @@ def test_delay_round_trip_through_the_sequence():
 
 def test_sequence_layout_and_loss_mask():
     codes = _codes(T=5)
-    controls = control_tokens(
-        background="clean", accurate=True, speaking_rate=13.0, quality={"estimated_snr": 35.0}
+    controls = PromptControls(
+        speaker=True, background="clean", accurate=True, speaking_rate=13.0, quality={"estimated_snr": 35.0}
     )
     seq = build_sequence(codes, "ab", controls)
     ids, mask = seq.ids_TC, seq.loss_mask_TK
     pad_text = DEFAULT_VOCAB.text_pad_id
-    head = 1 + len(controls) + 4
+    head_ids = prompt_head(controls)[1:]  # after the speaker slot
+    head = 1 + len(head_ids) + 4
     assert seq.audio_start == head + N_SILENCE_FRAMES
     assert ids[0].tolist() == [AUDIO_PAD_ID] * 9 + [pad_text]  # speaker placeholder
     text_col = ids[1:head, 9].tolist()
-    assert text_col == [*controls, BOS_ID, 192 + ord("a"), 192 + ord("b"), EOS_ID]
+    assert text_col == [*head_ids, BOS_ID, 192 + ord("a"), 192 + ord("b"), EOS_ID]
     assert (ids[1:head, :9] == AUDIO_PAD_ID).all()
     assert (ids[head:, 9] == pad_text).all()
     assert ids.shape == (seq.audio_start + 5 + 9, 10)
     # the generator's prompt is exactly the sequence's first audio_start rows
     assert torch.equal(build_prompt("ab", controls), ids[: seq.audio_start])
-    # the last prompt row predicts the first clip frame of codebook 0 only; codebook j's
-    # remaining silence frames after the prompt are fixed, not targets
-    assert mask[seq.audio_start - 1].tolist() == [True] + [False] * 8
+    # the last prompt row predicts codebook 0's first clip frame and codebook j's next silence
+    # frame: codebook j's first j cells after the prompt (its lead-in) are targets too, as
+    # ZONOS2 samples them at decode time
+    assert mask[seq.audio_start - 1].all()
     assert not mask[: seq.audio_start - 1].any() and not mask[-1].any()
-    # every clip code and every EOA is a target exactly once; no pad or silence code is
-    assert int(mask.sum()) == 9 * (5 + 1)
+    # every clip code, EOA and lead-in silence code is a target exactly once; no pad is
+    assert int(mask.sum()) == 9 * (5 + 1) + sum(range(9))
     targets = ids[1:, :9][mask[:-1]]
     assert int((targets == EOA_ID).sum()) == 9 and not (targets == AUDIO_PAD_ID).any()
     for j in range(9):
-        assert torch.equal(ids[1:, j][mask[:-1, j]][:-1], codes[j])
+        target_j = ids[1:, j][mask[:-1, j]]
+        assert target_j[:j].tolist() == [SILENCE_FRAMES[N_SILENCE_FRAMES - j + s][j] for s in range(j)]
+        assert torch.equal(target_j[j:-1], codes[j])
 
 
-def test_control_tokens_order_and_dropout():
+def test_prompt_head_order_and_dropout():
     v = DEFAULT_VOCAB
-    ids = control_tokens(
-        v,
-        background="music",
-        speaking_rate=9.0,
-        quality={"max_pause": 0.7, "lufs": -20.0, "estimated_snr": float("nan")},
-    )
-    assert ids == [v.background_token("noisy"), v.rate_token(9.0), v.quality_token("lufs", -20.0),
-                   v.quality_token("max_pause", 0.7)]  # fmt: skip
-    assert control_tokens(v, background="clean", quality_buckets={"trailing_silence_s": 3}) == [
-        v.background_token("clean"),
-        v.quality_bucket_token("trailing_silence_s", 3),
-    ]
-    assert control_tokens(v) == []
-    with pytest.raises(ValueError, match="follows a background"):
-        control_tokens(v, accurate=True)
+    quality = {
+        "max_pause": 0.7,
+        "lufs": -20.0,
+        "estimated_snr": float("nan"),
+        "leading_silence_s": float("inf"),
+    }
+    ids = prompt_head(PromptControls(speaker=True, background="music", speaking_rate=9.0, quality=quality), v)
+    assert ids == [v.text_pad_id, v.background_token("noisy"), v.rate_token(9.0),
+                   v.quality_token("lufs", -20.0), v.quality_token("max_pause", 0.7)]  # fmt: skip
+    # no speaker: no slot, and the background / accurate markers are dropped with it
+    plain = PromptControls(background="clean", accurate=True, quality_buckets={"trailing_silence_s": 3})
+    assert prompt_head(plain, v) == [v.quality_bucket_token("trailing_silence_s", 3)]
+    assert prompt_head(PromptControls(), v) == []
     with pytest.raises(KeyError):
-        control_tokens(v, quality={"snr_db": 3.0})
+        prompt_head(PromptControls(quality={"snr_db": 3.0}), v)
 
 
 def test_bad_input_is_rejected():

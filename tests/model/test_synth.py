@@ -42,26 +42,30 @@ def test_synth_cli_writes_audio(checkpoint, reference_wav, tmp_path):
 
     out = tmp_path / "out.wav"
     args = ["synth", str(checkpoint), "Hello there.", "--speaker", str(reference_wav), "--rate", "14",
-            "--quality-mode", "--seed", "1", "--max-seconds", "0.3", "--out", str(out)]  # fmt: skip
+            "--expressive", "--seed", "1", "--max-seconds", "0.3", "--out", str(out)]  # fmt: skip
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     info = json.loads(res.output.strip().splitlines()[-1])
     wav, sr = sf.read(out, dtype="float32")
     assert sr == 44100 and info["codec"] == "dac:random"
+    # speaker slot, noisy background (expressive: no accurate marker), rate, default trailing
+    # silence, BOS + 12 bytes + EOS, 17 silence rows
+    assert info["prompt_rows"] == 1 + 1 + 1 + 1 + 14 + 17
     assert 0 < info["frames"] <= round(0.3 * 44100 / 512)
     assert len(wav) == info["frames"] * 512 and np.isfinite(wav).all()
 
 
 def test_reference_voice_reaches_the_model(checkpoint, reference_wav):
-    """The real ECAPA embedding of the reference replaces row 0 and changes the prompt's logits."""
+    """The real ECAPA embedding of the reference replaces the speaker slot (row 0) and changes the
+    prompt's logits."""
     from accord.app.synth import speaker_embedding
     from accord.model.checkpoint import load_zonos2
-    from accord.model.sequence import build_prompt
+    from accord.model.sequence import PromptControls, build_prompt
 
     spk = speaker_embedding(reference_wav, "ecapa:auralis")
     assert spk.shape == (192,) and torch.isfinite(spk).all()
     model = load_zonos2(checkpoint).eval()
-    prompt = build_prompt("Same text.")[None]
+    prompt = build_prompt("Same text.", PromptControls(speaker=True))[None]
     with torch.no_grad():
         plain = model(prompt).logits_BTKV
         cloned = model(prompt, speaker_NS=spk[None]).logits_BTKV
@@ -109,7 +113,8 @@ def test_released_params_json_supplies_the_control_layout(tmp_path):
     assert params["text_vocab"] == 519 and vocab_from_params(params).size == 519
     req = SynthRequest("Hi.", speaking_rate=12.0, sampling=SamplingConfig(max_frames=3, seed=0))
     res = synthesize(ckpt, req, decode=False)
-    # speaker, noisy background, rate, default trailing-silence bucket, BOS + 3 bytes + EOS, 17 silence rows
-    assert res.info["prompt_rows"] == 1 + 1 + 1 + 1 + 5 + 17
+    # no speaker, so no slot or markers: rate, default trailing-silence bucket, BOS + 3 bytes + EOS,
+    # 17 silence rows
+    assert res.info["prompt_rows"] == 1 + 1 + 5 + 17
     assert vocab_from_params({**params, "accurate_mode_token_enabled": False}) is None
     assert vocab_from_params({**params, "text_vocab": 474}) is None

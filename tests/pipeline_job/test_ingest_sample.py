@@ -20,7 +20,7 @@ import pytest
 
 from accord.core.clip import SCHEMA_VERSION
 from accord.core.manifest import read_errors, read_manifest
-from accord.pipeline.text_norm import normalize
+from accord.pipeline.wer_norm import normalize
 
 pytestmark = pytest.mark.integration
 

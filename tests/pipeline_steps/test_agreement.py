@@ -7,7 +7,7 @@ import math
 import pytest
 
 from accord.pipeline.agreement import consensus_language, pair_score, score
-from accord.pipeline.text_norm import is_char_scored, normalize, strip_annotations
+from accord.pipeline.wer_norm import is_char_scored, normalize, strip_annotations
 
 
 def test_english_normaliser_is_whisper_style():

@@ -13,8 +13,8 @@ import pytest
 from accord.core.weights import resolve
 from accord.pipeline.asr import create_backend
 from accord.pipeline.asr.moonshine_onnx import FRAME_SAMPLES, RATE, MoonshineTokenizer, encoder_mask
-from accord.pipeline.text_norm import normalize
 from accord.pipeline.vad import VadConfig
+from accord.pipeline.wer_norm import normalize
 
 # Real read speech the package ships. two_cities.wav (48 kHz, 44 s): Dickens' opening, of
 # which the first 30 s say this (the last word is cut at 30.0 s); beckett.wav: 10 s.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jiwer
 import pytest
 
-from accord.pipeline.text_norm import normalize
+from accord.pipeline.wer_norm import normalize
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from accord.pipeline.asr import available_backends, create_backend
-from accord.pipeline.text_norm import normalize
+from accord.pipeline.wer_norm import normalize
 
 pytestmark = pytest.mark.integration
 

@@ -87,6 +87,7 @@ def test_random_codec_weights_are_recorded(job) -> None:
     index = pq.read_table(job["shards"] / "index.parquet")
     assert index[RANDOM_WEIGHTS_KEY].to_pylist() == [["dac:random"]] * index.num_rows
     assert tokenize_refs(str(job["shards"]))[RANDOM_WEIGHTS_KEY] == ["dac:random"]
+    assert meta["text_normalization"]["normalized_languages"] == ["en"]
 
 
 def test_codes_embeddings_and_metadata(job) -> None:
@@ -105,6 +106,8 @@ def test_codes_embeddings_and_metadata(job) -> None:
         assert meta["augmentations"] == ["noise", "music", "codec", "reverb"]
         assert meta["source_uri"] == row["source_uri"] and meta["start_s"] == row["start_s"]
         assert meta["transcripts"][0]["text"] == row["transcripts"][0]["text"]
+        # the spoken form beside the written one, made in the Ray source task (tokenize/textnorm.py)
+        assert meta["transcripts"][0]["text_normalized"] and meta["normalization_outcome"] == "normalized"
         assert meta["eligible_pretrain"] is True and meta["language"] == "en"
         assert meta["snr_db"] == pytest.approx(40.0)
 

@@ -6,6 +6,7 @@ import logging
 import shutil
 import tarfile
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from accord.core.shards import read_shard, shard_tar_uri, write_shard
+from accord.model.sequence import prompt_head
 from accord.train.data import LoaderConfig, StageLoader, select_samples
 from accord.train.examples import ExampleBuilder, mask_crop_frames
 from accord.train.recipe import ConditioningConfig, load_recipe
@@ -75,7 +77,7 @@ def test_deterministic_and_resumable(synthetic_shards: Path) -> None:
     d.load_state_dict(state)
     assert [_sig(d.step_batches(1)) for _ in range(5)] == first[3:]
     # it crosses epochs: 8 batches of <= 300 rows over ~1650 rows of clips (each clip carries
-    # ZONOS2's 17 silence rows and a background marker row)
+    # ZONOS2's 17 silence rows)
     assert d.epoch >= 1
 
 
@@ -132,7 +134,7 @@ def test_rate_and_quality_dropout_rates(synthetic_shards: Path) -> None:
     for ep in range(60):
         for s in samples:
             rng = np.random.default_rng([ep, zlib.crc32(s.clip_id.encode())])
-            toks = b.controls(s.meta, rng, "clean")
+            toks = prompt_head(b.controls(s.meta, rng, True, "clean"), b.vocab)
             rate_kept += any(b.vocab.rate_offset <= t < b.vocab.rate_offset + b.vocab.n_rate for t in toks)
             qual_kept += any(
                 t in range(b.vocab.rate_offset + b.vocab.n_rate, b.vocab.background_offset) for t in toks
@@ -144,8 +146,8 @@ def test_rate_and_quality_dropout_rates(synthetic_shards: Path) -> None:
 def test_training_prompt_uses_zonos2_order(synthetic_shards: Path) -> None:
     """Speaker row, background, accurate, rate, quality rows, then text (ZONOS2's prompt order)."""
     samples, _ = read_shard(shard_tar_uri(str(synthetic_shards), "shard-000000"))
-    cond = ConditioningConfig(rate=True, quality=True, quality_mode=True, quality_mode_min_agreement=0.0,
-                              quality_mode_min_snr_db=-1e9)  # fmt: skip
+    cond = ConditioningConfig(speaker="full", rate=True, quality=True, quality_mode=True,
+                              quality_mode_min_agreement=0.0, quality_mode_min_snr_db=-1e9)  # fmt: skip
     b = ExampleBuilder(cond)
     v = b.vocab
     s = next(x for x in samples if (x.meta.get("speaking_rate") or 0) > 0)
@@ -155,7 +157,10 @@ def test_training_prompt_uses_zonos2_order(synthetic_shards: Path) -> None:
     kinds = [v.describe(t).strip("<>").split(":")[0] for t in text_col[1:bos]]
     quality = [f for f in v.quality_offsets if f in v.quality_values(s.meta)]
     assert kinds == ["background", "accurate", "rate", *quality]
-    assert text_col[1] == v.background_token(v.background_marker(s.meta))
+    assert text_col[0] == v.text_pad_id and text_col[1] == v.background_token(v.background_marker(s.meta))
+    # no speaker embedding: no slot and no markers, the rest unchanged
+    plain = ExampleBuilder(replace(cond, speaker="none"))(s, 0).ids_TC[:, -1].tolist()
+    assert plain[: plain.index(2)] == text_col[3:bos]
     # an augmented speaker prompt is marked noisy
     aug = ExampleBuilder(ConditioningConfig(speaker="crop", aug_prompt_prob=1.0))
     if s.spkaug is not None:
