@@ -15,6 +15,8 @@ import pytest
 
 from accord.train.synthetic import write_synthetic_shards
 
+from ..determinism import ISA_VARIABLES
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -84,8 +86,11 @@ def trainer_process(process_group):
 
 @pytest.fixture(scope="session")
 def train_env() -> dict[str, str]:
-    """Environment for trainer subprocesses: CPU DeepSpeed, cached op builds, one thread each."""
-    env = dict(os.environ)
+    """Environment for trainer subprocesses: CPU DeepSpeed, cached op builds, one thread each.
+    MKL runs its native kernels here: the suite's AVX2 pin (tests/determinism.py) is for
+    Whisper's int8 words, which no trainer runs, and it made torch's float32 matmuls ~1.5x slower;
+    the trainer's checks compare runs on one machine or hold golden losses to +-0.02."""
+    env = {k: v for k, v in os.environ.items() if k not in ISA_VARIABLES}
     env.update(
         DS_ACCELERATOR="cpu",
         TORCH_EXTENSIONS_DIR=env.get("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions")),
