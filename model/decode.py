@@ -5,8 +5,9 @@ the host gives new shapes every step (a new attention plan), thousands of kernel
 and a host round trip per row. Here every step has the same shapes:
 - the cache (``StaticKVCache``) is preallocated; each step writes row b at its own position
   and attends over a fixed span of slots with a mask of the valid ones;
-- ``RowSampler`` applies temperature / top-k / top-p and the delay rules as tensor ops on
-  state kept in device tensors, so nothing is read back inside a step;
+- ``RowSampler`` applies the release's sampler (repetition penalty, temperature, top-k,
+  top-p, min-p) and the EOA countdown as tensor ops on state kept in device tensors, so
+  nothing is read back inside a step;
 - on CUDA the step (sample the row, embed it, all layers, head) is captured once per
   attention span bucket and replayed; the host looks at the ``finished`` flags only every
   ``sync_every`` steps (or per streaming chunk). On the CPU the same step runs eagerly.

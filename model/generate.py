@@ -1,6 +1,6 @@
 """One clip's codes: the single-prompt face of ``accord.model.decode``.
 
-Decoding itself (static KV cache, delay rules sampled on the device, CUDA graphs) lives in
+Decoding itself (static KV cache, the release's sampler on the device, CUDA graphs) lives in
 ``accord.model.decode`` and ``accord.model.sampling``; for many prompts, many calls with one
 configuration, or streaming (``Decoder.stream``), hold a ``Decoder`` instead (its buffers and
 graphs are built once).

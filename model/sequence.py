@@ -16,9 +16,11 @@ Rows ([T, n_codebooks + 1], audio columns first, text column last), ZONOS2's pro
 ``audio_start`` is the first row after the prompt; the clip's frame ``f`` of codebook ``j``
 sits at row ``audio_start + f + j``.
 Loss mask ``[T, K]``: entry (t, j) says "the logit at row t for codebook j is trained on
-ids[t + 1, j]" — true exactly where that target is one of the clip's codes, EOA, or a
-silence code after the prompt (codebook j's first j cells, its lead-in, which ZONOS2 samples
-freely at decode time). Pads and the prompt carry no loss.
+ids[t + 1, j]" — true exactly where that target is one of the clip's codes, EOA, a
+silence code after the prompt (codebook j's first j cells, its lead-in) or a pad after
+codebook j's EOA (its tail: K - 1 - j cells). ZONOS2 samples lead-in and tail cells freely at
+decode time and feeds them back, so the model must know them. Other pads and the prompt carry
+no loss.
 """
 
 from __future__ import annotations
@@ -162,7 +164,10 @@ def build_sequence(
     audio_start = head_PC.shape[0] + N_SILENCE_FRAMES
     target_TK = ids_TC[1:, :K]
     loss_mask_TK = torch.zeros(ids_TC.shape[0], K, dtype=torch.bool)
-    loss_mask_TK[:-1] = target_TK != AUDIO_PAD_ID
+    # codebook j's pads after its EOA (its tail) are trained too: ZONOS2 samples them freely and
+    # feeds them back while the higher codebooks finish their last frames (see accord.model.sampling)
+    tail_TK = (target_TK == EOA_ID).cumsum(0) > 0
+    loss_mask_TK[:-1] = (target_TK != AUDIO_PAD_ID) | tail_TK
     loss_mask_TK[: audio_start - 1] = False  # targets inside the prompt
     # codebook j's last j silence frames fall after the prompt (its lead-in cells): they are
     # trained, as ZONOS2 decodes them freely (see accord.model.sampling)

@@ -101,6 +101,7 @@ def mini_eval(
     from accord.core.vocab import DEFAULT_VOCAB, INFERENCE_BACKGROUND
     from accord.model.checkpoint import load_zonos2
     from accord.model.generate import SamplingConfig, generate
+    from accord.model.sampling import audio_codes
     from accord.model.sequence import PromptControls, build_prompt
 
     t0 = time.perf_counter()
@@ -142,7 +143,7 @@ def mini_eval(
         codes = res.codes_KT
         if codes.shape[1]:
             with torch.no_grad():
-                wav = codec.decode(codes[None].long().clamp(0, 1023))[0].float()
+                wav = codec.decode(audio_codes(codes, codec.codebook_size)[None].long())[0].float()
             wav16 = AF.resample(wav, codec.sample_rate, 16000).numpy().astype(np.float32)
         else:
             wav16 = np.zeros(1600, np.float32)

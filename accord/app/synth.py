@@ -20,6 +20,7 @@ from accord.core.shards import RANDOM_WEIGHTS_KEY
 from accord.core.vocab import CODEC_SAMPLE_RATE, INFERENCE_BACKGROUND, Vocab, VocabConfig
 from accord.model.checkpoint import load_zonos2, read_extra, read_params
 from accord.model.generate import SamplingConfig, generate
+from accord.model.sampling import audio_codes
 from accord.model.sequence import PromptControls, build_prompt
 from accord.tokenize.codec import DEFAULT_REF
 
@@ -150,7 +151,7 @@ def decode_codes(codes_KT: torch.Tensor, codec_ref: str) -> tuple[np.ndarray, in
     codec = DacCodec.load(codec_ref)
     if codes_KT.shape[1] == 0:
         return np.zeros(0, np.float32), codec.sample_rate
-    wav = codec.decode(codes_KT[None].long())[0]
+    wav = codec.decode(audio_codes(codes_KT, codec.codebook_size)[None].long())[0]
     return wav.numpy().astype(np.float32), codec.sample_rate
 
 

@@ -30,7 +30,36 @@ from accord.model.sampling import SamplingConfig
 @click.option(
     "--temperature", type=float, default=field_default(SamplingConfig, "temperature"), show_default=True
 )
-@click.option("--top-p", type=float, default=field_default(SamplingConfig, "top_p"), show_default=True)
+@click.option("--top-k", type=int, default=field_default(SamplingConfig, "top_k"), show_default=True)
+@click.option(
+    "--top-p",
+    type=float,
+    default=field_default(SamplingConfig, "top_p"),
+    show_default=True,
+    help="off outside (0, 1)",
+)
+@click.option("--min-p", type=float, default=field_default(SamplingConfig, "min_p"), show_default=True)
+@click.option(
+    "--repetition-penalty",
+    type=float,
+    default=field_default(SamplingConfig, "repetition_penalty"),
+    show_default=True,
+    help="over the last --repetition-window rows of the first 8 codebooks, as the release; 1 = off",
+)
+@click.option(
+    "--repetition-window",
+    type=int,
+    default=field_default(SamplingConfig, "repetition_window"),
+    show_default=True,
+)
+@click.option(
+    "--rules",
+    type=click.Choice(["release", "delay"]),
+    default=field_default(SamplingConfig, "rules"),
+    show_default=True,
+    help="release: every id in every cell, as ZONOS2 samples; delay: accord's delay-pattern rules "
+    "(docs/model.md)",
+)
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="0 by default: the same text, the same audio"
 )
@@ -44,8 +73,8 @@ from accord.model.sampling import SamplingConfig
 @click.option("--max-seconds", default=20.0, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="output .wav")
 def synth(
-    checkpoint, text, speaker, rate, background, accurate, temperature, top_p, seed, normalize, language,
-    max_seconds, out,
+    checkpoint, text, speaker, rate, background, accurate, temperature, top_k, top_p, min_p,
+    repetition_penalty, repetition_window, rules, seed, normalize, language, max_seconds, out,
 ):  # fmt: skip
     """Synthesize TEXT with the model in CHECKPOINT (params.json + model.pth) into --out."""
     import soundfile as sf
@@ -54,7 +83,12 @@ def synth(
 
     sampling = SamplingConfig(
         temperature=temperature,
+        top_k=top_k,
         top_p=top_p,
+        min_p=min_p,
+        repetition_penalty=repetition_penalty,
+        repetition_window=repetition_window,
+        rules=rules,
         seed=seed,
         max_frames=max(1, int(max_seconds * CODEC_FRAME_RATE)),
     )

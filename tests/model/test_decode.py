@@ -138,7 +138,9 @@ def test_stream_leaves_the_end_state_in_the_sampler(eoa_model):
 def test_rows_end_independently_under_the_delay_rules(debug_cfg):
     """Row 0 stops at frame 5, row 1 is forced to stop at max_frames, row 2 as soon as min_frames allows."""
     K, V, B = debug_cfg.n_codebooks, debug_cfg.audio_vocab, 3
-    sampling = SamplingConfig(temperature=0.0, max_frames=7, min_frames=4, lead_in="silence")
+    sampling = SamplingConfig(
+        temperature=0.0, max_frames=7, min_frames=4, lead_in="silence", rules="delay", repetition_penalty=1.0
+    )
     sampler = RowSampler(debug_cfg, sampling, B)
     rows = []
     for s in range(7 + K + 1):
@@ -168,7 +170,18 @@ def test_rows_end_independently_under_the_delay_rules(debug_cfg):
 def test_draws_are_torch_multinomial_draws(debug_cfg):
     K, V = debug_cfg.n_codebooks, debug_cfg.audio_vocab
     sampler = RowSampler(
-        debug_cfg, SamplingConfig(temperature=0.7, top_p=1.0, max_frames=50, min_frames=50, seed=5), 2
+        debug_cfg,
+        SamplingConfig(
+            temperature=0.7,
+            top_k=0,
+            min_p=0.0,
+            repetition_penalty=1.0,
+            max_frames=50,
+            min_frames=50,
+            seed=5,
+            rules="delay",
+        ),
+        2,
     )
     for _ in range(K):  # past the delay start: every codebook samples freely
         sampler.sample(torch.zeros(2, K, V))

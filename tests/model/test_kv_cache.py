@@ -25,7 +25,7 @@ def test_generation_obeys_delay_and_ends_on_eoa(debug_model, debug_cfg):
     with torch.no_grad():  # make codebook 0 love EOA after a few frames: bias its logit upward
         debug_model.multi_output.weight[EOA_ID].mul_(0)
     res = generate(
-        debug_model, prompt, None, SamplingConfig(max_frames=30, seed=3, temperature=1.0, top_p=1.0)
+        debug_model, prompt, None, SamplingConfig(max_frames=30, seed=3, temperature=1.0, rules="delay")
     )
     K = debug_cfg.n_codebooks
     assert res.codes_KT.shape[0] == K and res.codes_KT.shape[1] <= 30
@@ -34,7 +34,8 @@ def test_generation_obeys_delay_and_ends_on_eoa(debug_model, debug_cfg):
 
 
 def test_forced_end_at_max_frames_and_row_structure(debug_cfg):
-    cfg = SamplingConfig(max_frames=6, seed=0, min_frames=6, lead_in="silence")  # the rules alone
+    # the rules alone
+    cfg = SamplingConfig(max_frames=6, seed=0, min_frames=6, lead_in="silence", rules="delay")
     sampler = RowSampler(debug_cfg, cfg, batch=1)
     K, V = debug_cfg.n_codebooks, debug_cfg.codebook_size + 2
     rows = []

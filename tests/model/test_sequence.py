@@ -67,14 +67,16 @@ def test_sequence_layout_and_loss_mask():
     # ZONOS2 samples them at decode time
     assert mask[seq.audio_start - 1].all()
     assert not mask[: seq.audio_start - 1].any() and not mask[-1].any()
-    # every clip code, EOA and lead-in silence code is a target exactly once; no pad is
-    assert int(mask.sum()) == 9 * (5 + 1) + sum(range(9))
+    # every clip code, EOA, lead-in silence code and tail pad (codebook j's 8 - j pads after
+    # its EOA, which ZONOS2 also samples and feeds back) is a target exactly once; no other pad is
+    assert int(mask.sum()) == 9 * (5 + 1) + sum(range(9)) + sum(range(9))
     targets = ids[1:, :9][mask[:-1]]
-    assert int((targets == EOA_ID).sum()) == 9 and not (targets == AUDIO_PAD_ID).any()
+    assert int((targets == EOA_ID).sum()) == 9 and int((targets == AUDIO_PAD_ID).sum()) == sum(range(9))
     for j in range(9):
         target_j = ids[1:, j][mask[:-1, j]]
         assert target_j[:j].tolist() == [SILENCE_FRAMES[N_SILENCE_FRAMES - j + s][j] for s in range(j)]
-        assert torch.equal(target_j[j:-1], codes[j])
+        assert torch.equal(target_j[j : j + 5], codes[j])
+        assert target_j[j + 5 :].tolist() == [EOA_ID] + [AUDIO_PAD_ID] * (8 - j)
 
 
 def test_prompt_head_order_and_dropout():
