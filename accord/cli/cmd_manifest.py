@@ -1,4 +1,5 @@
-"""``accord manifest stats|show|filter|plot``: views over an ingest output (eligibility re-applied)."""
+"""``accord manifest stats|show|filter|plot|explore``: views over an ingest output (eligibility
+re-applied)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def _num(x) -> str:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def manifest() -> None:
-    """Inspect agreement-filtered manifests: stats, show, filter, plot."""
+    """Inspect agreement-filtered manifests: stats, show, filter, plot, explore."""
 
 
 @manifest.command()
@@ -200,3 +201,27 @@ def plot(out_uri, stage, lang, thresholds, output) -> None:
     table = _read(out_uri, stage, lang, thresholds)
     png, page = plot_manifest(table, output, title=f"accord manifest: {out_uri}")
     click.echo(f"{png}\n{page}")
+
+
+@manifest.command()
+@click.argument("out_uri")
+@click.option("--port", default=8765, show_default=True, help="Port to listen on (0: any free port).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; the default serves this machine only.",
+)
+@click.option(
+    "--thresholds", default=None, help="Thresholds YAML the page starts from (as `stats --thresholds`)."
+)
+@click.option("--memory-limit", default="1GB", show_default=True, help="DuckDB's memory limit.")
+def explore(out_uri, port, host, thresholds, memory_limit) -> None:
+    """A local web app over an ingest output: filter, sort and listen to clips, try thresholds
+    and export them (read-only; never writes into OUT_URI)."""
+    from accord.explore.serve import serve
+
+    def ready(url: str) -> None:
+        click.echo(f"explore: {url}  (Ctrl-C stops)", nl=True)
+
+    serve(out_uri, host=host, port=port, thresholds=thresholds, memory_limit=memory_limit, on_ready=ready)

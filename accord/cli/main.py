@@ -39,7 +39,7 @@ COMMANDS: dict[str, str] = {
 
 HELP = {
     "ingest": "Raw audio bucket -> VAD clips -> multi-ASR transcripts -> agreement manifest (Ray job).",
-    "manifest": "Inspect agreement-filtered manifests: stats, show, filter, plot.",
+    "manifest": "Inspect agreement-filtered manifests: stats, show, filter, plot, explore.",
     "tokenize": "Manifest -> DAC codes, ECAPA embeddings, byte text -> WebDataset shards.",
     "train": "Train the ZONOS2-style MoE through pretrain, midtrain, anneal1, anneal2.",
     "synth": "Synthesize speech from a checkpoint.",
