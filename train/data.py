@@ -1,13 +1,14 @@
-"""Training data: WebDataset shards -> stage-filtered, packed, rank-strided micro-batches.
+"""Training data: WebDataset shards -> stage-filtered, packed, per-rank micro-batches.
 
-The stream is a pure function of ``(seed, epoch)`` and the shard set, so its position is three
-integers and resuming is exact:
+The stream is a pure function of ``(seed, epoch)``, the shard set and the read plan, so its
+position is three integers per rank and resuming is exact:
 
-- shards are read whole (local path or any fsspec URL), in a per-epoch permuted order, and
-  each shard's samples in a per-(epoch, shard) permuted order. Only shards whose done marker
-  matches their ``index.parquet`` row are read (a shard rewritten after the index, or never
-  finished, is skipped, logged and counted); each is checked against its marker's record
-  (``accord.core.shards.ShardRecord``: sample count and per-sample checksums). A shard that
+- shards are streamed (local path or any fsspec URL), in a per-epoch permuted order, and
+  each shard's samples in a per-(epoch, shard) permuted order (within shuffle windows). Only
+  shards whose done marker matches their ``index.parquet`` row are read (a shard rewritten
+  after the index, or never finished, is skipped, logged and counted); each is checked
+  against its marker's record (``accord.core.shards.ShardRecord``: sample count and
+  per-sample checksums). A shard that
   fails to read (truncated, corrupt) is skipped, logged and counted; a bad member, a changed
   byte or a sample lost to a damaged tar header skips only its sample, counted.
 - which clips a stage sees comes from ``samples.parquet``: eligibility recomputed from each
@@ -17,48 +18,65 @@ integers and resuming is exact:
   dataset weights repeat or subsample clips per epoch.
 - clips are packed greedily into rows of at most ``max_frames`` rows, each clip keeping its
   own ``doc_id`` so attention stays inside it; ``seqs_per_batch`` rows make a micro-batch.
-- every rank builds the same global stream of micro-batches and takes indices
-  ``g % world == rank``: ``world`` ranks with ``grad_accum`` A see exactly the micro-batches
-  one process with ``grad_accum`` ``world * A`` sees, which makes runs comparable across
-  world sizes. The cost is that every rank reads every shard (fine for the shard sizes here;
-  a shard-split mode is the next step for large clusters).
+- which shards a rank reads is the read mode's (``data.read_mode``, :mod:`accord.train.shard_split`):
+  ``strided`` (the default) builds the same global stream on every rank and takes indices
+  ``g % world == rank``, so ``world`` ranks with ``grad_accum`` A see exactly the micro-batches
+  one process with ``world * A`` sees (runs comparable across world sizes) at the cost of every
+  rank reading every shard; ``split`` deals each epoch's shards to ranks by bytes, so a rank
+  reads ~1/world of the corpus (what a cluster needs). One rank's stream is the same in both.
+  The state is the position after the last micro-batch taken, every rank's position when saved
+  through :func:`gather_state`; a resume on another world size or mode re-splits from it with
+  nothing repeated or skipped.
+- shards stream (:class:`accord.core.shards.ShardStream`): memory is one shuffle window
+  (``shuffle_window_mb``) plus the prefetch queue, whatever the shard size; with ``prefetch``
+  the reading, decoding and packing run in a background thread (:mod:`accord.train.prefetch`).
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
-import zlib
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-import numpy as np
-import torch
-
 from accord.core.eligibility import StageThresholds, eligible_for, load_thresholds
+from accord.core.errors import ConfigError
 from accord.core.shards import (
     CHECKSUM_KEY,
     ShardError,
     ShardRecord,
-    ShardSample,
     read_index,
     read_record,
     read_samples,
-    read_shard,
     read_tokenize_json,
-    shard_tar_uri,
 )
 from accord.core.stages import stage_index
 from accord.core.vocab import AUDIO_PAD_ID, PAD_ID
+from accord.train.packing import Batch, Example, collate, rng_for
+from accord.train.prefetch import Gauge, Prefetcher
+from accord.train.shard_split import Position, ReadPlan, Work, overrides_of, resplit
+from accord.train.stream import ExampleFn, LoaderStats, MicroBatchStream, StreamConfig, Unit, batch_nbytes
+
+__all__ = [
+    "Batch",
+    "Example",
+    "ExampleFn",
+    "LoaderConfig",
+    "LoaderStats",
+    "Selection",
+    "StageLoader",
+    "collate",
+    "gather_state",
+    "merge_rank_states",
+    "rng_for",
+    "select_samples",
+]
 
 log = logging.getLogger(__name__)
-
-
-def rng_for(seed: int, *keys: Any) -> np.random.Generator:
-    """A generator keyed on the seed and any stable keys (epoch, clip id, purpose)."""
-    words = [seed & 0xFFFFFFFF] + [zlib.crc32(str(k).encode()) for k in keys]
-    return np.random.default_rng(words)
 
 
 # --- selection --------------------------------------------------------------------------------
@@ -126,97 +144,6 @@ def select_samples(
     return Selection(weights=weights, shards=shards, n_candidates=len(rows), index_rows=index_rows)
 
 
-# --- packing ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Example:
-    """One clip's training sequence (built by ``accord.train.examples``)."""
-
-    clip_id: str
-    ids_TC: torch.Tensor  # int64 [T, K+1]
-    mask_TK: torch.Tensor  # bool [T, K]: row t's audio ids are prediction targets
-    speaker_S: torch.Tensor | None = None  # raw speaker embedding for row 0, or None
-
-
-@dataclass
-class Batch:
-    ids_BTC: torch.Tensor
-    mask_BTK: torch.Tensor
-    doc_ids_BT: torch.Tensor
-    speaker_NS: torch.Tensor | None
-    speaker_pos_N2: torch.Tensor | None
-    clip_ids: list[str]
-    n_frames: int  # real (non-pad) rows
-
-    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
-        mv = lambda t: None if t is None else fn(t)  # noqa: E731
-        return Batch(
-            mv(self.ids_BTC),
-            mv(self.mask_BTK),
-            mv(self.doc_ids_BT),
-            mv(self.speaker_NS),
-            mv(self.speaker_pos_N2),
-            self.clip_ids,
-            self.n_frames,
-        )
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
-
-    def pin_memory(self) -> Batch:
-        """Page-locked copies: a ``non_blocking`` upload from them does not make the host wait."""
-        return self._map(torch.Tensor.pin_memory)
-
-    def to_device(self, device: torch.device) -> Batch:
-        """On ``device`` without a host sync: CUDA uploads go from pinned memory, asynchronously.
-
-        A copy from pageable memory is synchronous (the host waits for the stream); pinning
-        costs one host memcpy and lets the upload overlap with the previous micro-batch.
-        """
-        if device.type == "cuda":
-            return self.pin_memory().to(device, non_blocking=True)
-        return self.to(device)
-
-
-def collate(rows: list[list[Example]], audio_pad_id: int, text_pad_id: int, pad_to: int = 8) -> Batch:
-    """Pack rows of examples into padded tensors; pad rows get doc id -1 and no loss."""
-    lens = [sum(e.ids_TC.shape[0] for e in row) for row in rows]
-    T = max(lens)
-    T = (T + pad_to - 1) // pad_to * pad_to
-    C = rows[0][0].ids_TC.shape[1]
-    K = C - 1
-    B = len(rows)
-    ids = torch.full((B, T, C), audio_pad_id, dtype=torch.long)
-    ids[:, :, K] = text_pad_id
-    mask = torch.zeros((B, T, K), dtype=torch.bool)
-    doc = torch.full((B, T), -1, dtype=torch.long)
-    spk: list[torch.Tensor] = []
-    pos: list[tuple[int, int]] = []
-    clip_ids: list[str] = []
-    for b, row in enumerate(rows):
-        t = 0
-        for d, e in enumerate(row):
-            n = e.ids_TC.shape[0]
-            ids[b, t : t + n] = e.ids_TC
-            mask[b, t : t + n] = e.mask_TK
-            doc[b, t : t + n] = d
-            if e.speaker_S is not None:
-                spk.append(e.speaker_S.float())
-                pos.append((b, t))
-            clip_ids.append(e.clip_id)
-            t += n
-    return Batch(
-        ids_BTC=ids,
-        mask_BTK=mask,
-        doc_ids_BT=doc,
-        speaker_NS=torch.stack(spk) if spk else None,
-        speaker_pos_N2=torch.tensor(pos, dtype=torch.long) if pos else None,
-        clip_ids=clip_ids,
-        n_frames=sum(lens),
-    )
-
-
 # --- the stream -------------------------------------------------------------------------------
 
 
@@ -231,23 +158,61 @@ class LoaderConfig:
     eligibility: str | dict[str, Any] | None = None  # {stage: {threshold: value}} over tokenize's
     audio_pad_id: int = AUDIO_PAD_ID
     text_pad_id: int = PAD_ID
-    max_epochs: int | None = None  # None: cycle forever
+    max_epochs: int | None = None  # None: cycle forever (ranks of a split read end separately)
+    read_mode: str = "strided"  # strided | split (accord.train.shard_split)
+    prefetch: int = 0  # this rank's micro-batches produced ahead in a background thread (0: inline)
+    shuffle_window_mb: float = 256.0  # a shard's items are shuffled within windows this big (0: whole)
 
 
-@dataclass
-class LoaderStats:
-    shards_read: int = 0
-    corrupt_shards: int = 0
-    unverified_shards: int = 0  # no done marker, or one that does not match index.parquet
-    corrupt_samples: int = 0
-    too_long: int = 0
-    build_errors: int = 0
-    samples: int = 0
-    batches: int = 0
-    skipped_shards: list[str] = field(default_factory=list)
+def epoch_shard_order(seed: int, shards: tuple[str, ...], epoch: int) -> list[str]:
+    """The epoch's shard order: a permutation keyed on ``(seed, epoch)``."""
+    perm = rng_for(seed, "shards", epoch).permutation(len(shards))
+    return [shards[i] for i in perm]
 
 
-ExampleFn = Callable[[ShardSample, int], Example | None]
+def shard_cost(index_rows: dict[str, dict[str, Any]], work: Work) -> float:
+    """Bytes left to read of ``work`` (``index.parquet``'s ``bytes``; a started shard by the share
+    of its samples left): what :func:`accord.train.shard_split.deal` balances."""
+    row = index_rows.get(work[0]) or {}
+    n_bytes, n = float(row.get("bytes") or 1.0), int(row.get("n_samples") or 0)
+    return n_bytes * max(0.0, 1.0 - work[1] / n) if n else n_bytes
+
+
+def checked_record(root: str, index_rows: dict[str, dict[str, Any]], name: str) -> ShardRecord:
+    """The shard's done-marker record, if it matches the index row the selection came from."""
+    record = read_record(root, name)
+    if record is None:
+        raise ShardError(f"{name}: no done marker, so not a finished shard; re-run accord tokenize")
+    row = index_rows.get(name)
+    why = record.mismatch(row) if row is not None else None
+    if why is not None:
+        raise ShardError(
+            f"{name}: its done marker does not match index.parquet ({why}): rewritten after the "
+            "index was built; re-run accord tokenize to finish and re-index"
+        )
+    return record
+
+
+def merge_rank_states(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every rank's :meth:`StageLoader.state_dict` (in rank order), each with every rank's
+    position added (``ranks``) and the overrides of epochs every rank has finished dropped: what
+    a checkpoint records, so a resume on another world size can re-split."""
+    ranks = [[int(s["epoch"]), int(s["shard_pos"]), int(s["item_pos"])] for s in states]
+    lo = min(r[0] for r in ranks)
+    overrides = {e: w for e, w in (states[0].get("overrides") or {}).items() if int(e) >= lo}
+    return [{**s, "ranks": ranks, "overrides": overrides} for s in states]
+
+
+def gather_state(state: dict[str, Any]) -> dict[str, Any]:
+    """This rank's loader state with every rank's position in it (a collective: every rank calls
+    it); the state itself on one process."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return merge_rank_states([state])[0]
+    states: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(states, state)
+    return merge_rank_states(states)[dist.get_rank()]
 
 
 class StageLoader:
@@ -255,6 +220,10 @@ class StageLoader:
 
     ``build(sample, epoch)`` turns a decoded shard sample into an :class:`Example` (transcript
     choice, conditioning, dropout, loss masks: all keyed on ``(seed, epoch, clip)``), or None.
+    Which shards this rank reads is ``cfg.read_mode``'s (:mod:`accord.train.shard_split`); the
+    micro-batches come from :class:`accord.train.stream.MicroBatchStream`, inline or (``prefetch``
+    > 0) from its background thread. The state is the position after the last micro-batch the
+    training thread took: what was prefetched and not taken is not consumed.
     """
 
     def __init__(self, cfg: LoaderConfig, build: ExampleFn, rank: int = 0, world: int = 1) -> None:
@@ -267,158 +236,167 @@ class StageLoader:
                 f"no clip under {cfg.root} is eligible for stage {cfg.stage!r} "
                 f"({self.selection.n_candidates} candidates)"
             )
+        if cfg.prefetch < 0:
+            raise ConfigError(f"data prefetch must be >= 0, got {cfg.prefetch}")
+        self.plan = self.new_plan(cfg.read_mode, world)
+        if cfg.read_mode == "split" and len(self.selection.shards) < world:
+            raise ConfigError(
+                f"read_mode split: {len(self.selection.shards)} shard(s) of stage {cfg.stage!r} cannot "
+                f"feed {world} ranks (each reads whole shards); use data.read_mode=strided, or more, "
+                "smaller shards"
+            )
         self.stats = LoaderStats()
-        self.cache_shards = 3
-        # position of the first item not yet in an emitted micro-batch
+        # position of the first item not yet in a micro-batch this rank took
         self.epoch, self.shard_pos, self.item_pos, self.global_batch = 0, 0, 0, 0
-        self._cache: dict[tuple[int, int], list[ShardSample]] = {}  # a few recent shards
+        self.gauge = Gauge()
+        self.data_wait_s = 0.0
+        self.feed: Iterator[Unit] | None = None
+        self.prefetcher: Prefetcher[Unit] | None = None
+
+    def new_plan(self, mode: str, world: int) -> ReadPlan:
+        rows = self.selection.index_rows
+        return ReadPlan(
+            mode,
+            world,
+            functools.partial(epoch_shard_order, self.cfg.seed, tuple(self.selection.shards)),
+            functools.partial(shard_cost, rows),
+        )
 
     # position -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """This rank's position and counters (:func:`gather_state` adds every rank's position)."""
         return {
             "epoch": self.epoch,
             "shard_pos": self.shard_pos,
             "item_pos": self.item_pos,
             "global_batch": self.global_batch,
             "stats": {k: v for k, v in vars(self.stats).items() if k != "skipped_shards"},
+            **self.plan.state(),
+        }
+
+    def io_stats(self) -> dict[str, float]:
+        """What this process's loading cost (not part of the state: timings differ between runs):
+        ``data_wait_s``, the time the training thread waited for micro-batches; ``bytes_read``, the
+        shard bytes read; ``peak_loader_bytes``, the most the loader held at once (the shard
+        window being shuffled plus the queued micro-batches, as counted by ``sample_nbytes`` /
+        ``batch_nbytes``)."""
+        return {
+            "data_wait_s": self.data_wait_s,
+            "bytes_read": self.stats.bytes_read,
+            "peak_loader_bytes": self.gauge.peak,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch = int(state["epoch"])
-        self.shard_pos = int(state["shard_pos"])
-        self.item_pos = int(state["item_pos"])
+        """Continue from ``state``: exactly, on the same world size and read mode; else re-split
+        from every rank's recorded position (``ranks``, :func:`gather_state`) with nothing repeated
+        or skipped (:func:`accord.train.shard_split.resplit`). States from before read modes
+        existed are ``strided``."""
+        self.close()
+        mode, world = str(state.get("read_mode", "strided")), int(state.get("world", self.world))
+        old = self.new_plan(mode, world)
+        old.overrides = overrides_of(state)
+        pos: Position = (int(state["epoch"]), int(state["shard_pos"]), int(state["item_pos"]))
+        ranks = [tuple(int(x) for x in r) for r in state.get("ranks") or []]
+        same = mode == self.plan.mode and (mode == "strided" or world == self.world)
+        if same and mode == "split" and state.get("rank", self.rank) != self.rank:
+            if len(ranks) != world:
+                raise ValueError(
+                    f"loader state of rank {state.get('rank')} lacks rank {self.rank}'s position"
+                )
+            pos = ranks[self.rank]  # type: ignore[assignment]
+        if same:
+            self.plan.overrides = old.overrides
+        else:
+            if mode == "split" and len(ranks) != world:
+                raise ValueError(
+                    f"cannot re-split a {world}-rank split read for {self.world} ranks: the state lacks "
+                    "every rank's position (save it through gather_state)"
+                )
+            self.plan, pos = resplit(old, ranks if mode == "split" else [pos], self.plan)
+            log.info(
+                "loader: %s read over %d ranks re-split as %s over %d from epoch %d",
+                mode, world, self.plan.mode, self.world, pos[0],
+            )  # fmt: skip
+        self.epoch, self.shard_pos, self.item_pos = pos
         self.global_batch = int(state["global_batch"])
         for k, v in (state.get("stats") or {}).items():
             setattr(self.stats, k, v)
 
     # plan -----------------------------------------------------------------------------------
     def shard_order(self, epoch: int) -> list[str]:
-        names = list(self.selection.shards)
-        perm = rng_for(self.cfg.seed, "shards", epoch).permutation(len(names))
-        return [names[i] for i in perm]
+        return self.plan.order(epoch)
 
-    def _shard_items(self, epoch: int, shard_pos: int) -> list[ShardSample]:
-        """The epoch-ordered, weight-expanded samples of one shard ([] if it is unreadable)."""
-        if (epoch, shard_pos) in self._cache:
-            items = self._cache.pop((epoch, shard_pos))  # most recently used goes last
-            self._cache[(epoch, shard_pos)] = items
-            return items
-        name = self.shard_order(epoch)[shard_pos]
-        url = shard_tar_uri(self.cfg.root, name)
-        samples: list[ShardSample] = []
-        try:
-            record = self._record(name)
-        except ShardError as e:
-            self.stats.unverified_shards += 1
-            self.stats.skipped_shards.append(name)
-            log.warning("skipping shard %s (epoch %d): %s", url, epoch, e)
-        else:
-            try:
-                samples, bad = read_shard(url, record)
-                self.stats.corrupt_samples += bad
-                self.stats.shards_read += 1
-            except ShardError as e:
-                self.stats.corrupt_shards += 1
-                self.stats.skipped_shards.append(name)
-                log.warning("skipping shard %s (epoch %d): %s", url, epoch, e)
-        items: list[ShardSample] = []
-        for s in samples:
-            w = self.selection.weights.get(s.clip_id, 0.0)
-            if w <= 0:
-                continue
-            whole = int(w)
-            extra = rng_for(self.cfg.seed, "weight", epoch, s.clip_id).random() < (w - whole)
-            items.extend([s] * (whole + int(extra)))
-        perm = rng_for(self.cfg.seed, "order", epoch, name).permutation(len(items))
-        items = [items[i] for i in perm]
-        self._cache[(epoch, shard_pos)] = items
-        while len(self._cache) > self.cache_shards:
-            self._cache.pop(next(iter(self._cache)))
-        return items
+    def my_shards(self, epoch: int) -> list[Work]:
+        """This rank's work for ``epoch`` (every shard's, strided)."""
+        return self.plan.work(epoch, self.rank)
 
-    def _record(self, name: str) -> ShardRecord:
-        """The shard's done-marker record, if it matches the index row the selection came from."""
-        record = read_record(self.cfg.root, name)
-        if record is None:
-            raise ShardError(f"{name}: no done marker, so not a finished shard; re-run accord tokenize")
-        row = self.selection.index_rows.get(name)
-        why = record.mismatch(row) if row is not None else None
-        if why is not None:
-            raise ShardError(
-                f"{name}: its done marker does not match index.parquet ({why}): rewritten after the "
-                "index was built; re-run accord tokenize to finish and re-index"
-            )
-        return record
-
-    def _items(self) -> Iterator[tuple[tuple[int, int, int], ShardSample]]:
-        """(position, sample) from the current position on, across epochs."""
-        epoch, sp, ip = self.epoch, self.shard_pos, self.item_pos
-        empty_epochs = 0
-        while self.cfg.max_epochs is None or epoch < self.cfg.max_epochs:
-            order = self.shard_order(epoch)
-            yielded = False
-            while sp < len(order):
-                items = self._shard_items(epoch, sp)
-                while ip < len(items):
-                    yielded = True
-                    yield (epoch, sp, ip), items[ip]
-                    ip += 1
-                sp, ip = sp + 1, 0
-            empty_epochs = 0 if yielded else empty_epochs + 1
-            if empty_epochs >= 2:
-                raise RuntimeError(f"no readable sample for stage {self.cfg.stage!r} in two epochs")
-            epoch, sp = epoch + 1, 0
-
-    def _global_batches(self) -> Iterator[tuple[list[list[Example]], tuple[int, int, int]]]:
-        """Greedy packing: (rows, position of the first item not in them)."""
+    # stream ---------------------------------------------------------------------------------
+    def open_feed(self) -> Iterator[Unit]:
         cfg = self.cfg
-        rows: list[list[Example]] = [[]]
-        used = [0]
-        for pos, sample in self._items():
-            try:
-                ex = self.build(sample, pos[0])
-            except Exception as e:
-                self.stats.build_errors += 1
-                log.warning("cannot build an example from %s: %s", sample.clip_id, e)
-                ex = None
-            if ex is None:
-                continue
-            n = ex.ids_TC.shape[0]
-            if n > cfg.max_frames:
-                self.stats.too_long += 1
-                continue
-            if used[-1] + n > cfg.max_frames:
-                if len(rows) == cfg.seqs_per_batch:
-                    yield rows, pos
-                    rows, used = [[]], [0]
-                else:
-                    rows.append([])
-                    used.append(0)
-            rows[-1].append(ex)
-            used[-1] += n
-            self.stats.samples += 1
-        if rows[0]:
-            yield rows, (self.cfg.max_epochs or 0, 0, 0)
+        stream = MicroBatchStream(
+            StreamConfig(
+                root=cfg.root,
+                stage=cfg.stage,
+                max_frames=cfg.max_frames,
+                seqs_per_batch=cfg.seqs_per_batch,
+                seed=cfg.seed,
+                audio_pad_id=cfg.audio_pad_id,
+                text_pad_id=cfg.text_pad_id,
+                max_epochs=cfg.max_epochs,
+                shuffle_window_mb=cfg.shuffle_window_mb,
+            ),
+            self.build,
+            self.selection.weights,
+            functools.partial(checked_record, cfg.root, self.selection.index_rows),
+            copy.deepcopy(self.plan),
+            self.rank,
+            (self.epoch, self.shard_pos, self.item_pos),
+            self.stats,
+            self.gauge,
+        )
+        if not cfg.prefetch:
+            return iter(stream)
+        per_unit = self.world if self.plan.mode == "strided" else 1
+        self.prefetcher = Prefetcher(
+            iter(stream),
+            cfg.prefetch * per_unit,
+            lambda u: batch_nbytes(u.batch),
+            self.gauge,
+            f"loader-r{self.rank}",
+        )
+        self.prefetcher.finalize_with(self)
+        return self.prefetcher
+
+    def close(self) -> None:
+        """Stop the prefetch thread (if any) and drop what it read ahead; the position is kept."""
+        if self.prefetcher is not None:
+            self.prefetcher.close()
+        self.feed = self.prefetcher = None
 
     def step_batches(self, grad_accum: int) -> list[Batch]:
         """This rank's ``grad_accum`` micro-batches of the next optimizer step.
 
-        Consumes ``world * grad_accum`` global micro-batches and advances the position past
-        them; every rank ends with the same position.
+        ``strided``: consumes ``world * grad_accum`` global micro-batches and keeps every
+        ``world``-th; every rank ends with the same position. ``split``: this rank's own
+        ``grad_accum``. Raises ``StopIteration`` when ``max_epochs`` is reached.
         """
-        need = self.world * grad_accum
+        strided = self.plan.mode == "strided"
+        need = self.world * grad_accum if strided else grad_accum
+        if self.feed is None:
+            self.feed = self.open_feed()
         mine: list[Batch] = []
-        gen = self._global_batches()
-        for j in range(need):
-            try:
-                rows, next_pos = next(gen)
-            except StopIteration:
-                raise StopIteration("data exhausted (max_epochs reached)") from None
-            if j % self.world == self.rank:
-                mine.append(collate(rows, self.cfg.audio_pad_id, self.cfg.text_pad_id))
-            last_pos = next_pos
-            self.global_batch += 1
-            self.stats.batches += 1
-        gen.close()
-        self.epoch, self.shard_pos, self.item_pos = last_pos
+        t0 = time.perf_counter()
+        try:
+            for _ in range(need):
+                try:
+                    unit = next(self.feed)
+                except StopIteration:
+                    raise StopIteration("data exhausted (max_epochs reached)") from None
+                if unit.batch is not None:
+                    mine.append(unit.batch)
+                self.stats = unit.stats
+                self.epoch, self.shard_pos, self.item_pos = unit.pos
+                self.global_batch += 1 if strided else self.world
+        finally:
+            self.data_wait_s += time.perf_counter() - t0
         return mine

@@ -16,6 +16,7 @@ from accord.core.config import deep_merge, from_dict, read_yaml, to_dict
 from accord.core.eligibility import load_thresholds
 from accord.core.errors import ConfigError
 from accord.core.stages import STAGES, stage_index
+from accord.train.shard_split import READ_MODES
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
 
@@ -49,6 +50,17 @@ class DataConfig:
     # stage_thresholds); eligibility is recomputed from every clip's signals at read time
     eligibility: str | dict[str, Any] | None = None
     seed: int = 1234
+    # which shards a data-parallel rank reads (accord.train.shard_split): "strided" (default:
+    # every rank reads every shard and keeps every world-th micro-batch, so runs are
+    # bit-comparable across world sizes) or "split" (each rank reads its own ~1/world of the
+    # shards: what a cluster needs; one rank's stream is the same in both)
+    read_mode: str = "strided"
+    prefetch_steps: int = (
+        2  # optimizer steps of micro-batches produced ahead off the training thread (0: inline)
+    )
+    shuffle_window_mb: float = (
+        256.0  # a shard's items shuffle within windows this big: the loader's memory bound
+    )
 
 
 @dataclass
@@ -114,6 +126,8 @@ class Recipe:
                 f"recipe data.min_agreement is gone: write data.eligibility: {{{stage}: {{min_agreement: "
                 f"{value}}}}} (accord.core.eligibility's spelling; null: drop the key)"
             )
+        if data.get("read_mode", "strided") not in READ_MODES:
+            raise ConfigError(f"recipe data.read_mode {data['read_mode']!r}: one of {', '.join(READ_MODES)}")
         if isinstance(data.get("eligibility"), dict):
             load_thresholds(data["eligibility"])  # a bad stage or threshold fails here, by name
         return from_dict(cls, d, name="recipe")

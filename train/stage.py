@@ -11,7 +11,9 @@ Layout of a stage's run directory::
     final/                 ZONOS2 layout (params.json + model.pth): the next stage's init
     eval.json              the evaluator's report (``accord.train.evaluator``; ``accord train``'s
                            is ``accord.app.evaluation.mini_eval``)
-    result.json            steps, logged losses, loader counters, frames/s, peak GPU memory
+    result.json            steps, logged losses, loader counters (``loader``; ``loader.io``: per
+                           rank bytes read, time the step waited on data, peak loader memory),
+                           frames/s, peak GPU memory
 
 Re-running a stage on the same run dir resumes from its latest checkpoint. The work is
 :class:`accord.train.trainer.Trainer`'s; this module is the entry point the CLI and the

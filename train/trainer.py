@@ -34,7 +34,7 @@ from accord.model.checkpoint import init_speaker_lda
 from accord.model.config import ModelConfig, get_flavour
 from accord.model.zonos import ZonosModel
 from accord.train import checkpoint as ckpt
-from accord.train.data import Batch, LoaderConfig, StageLoader
+from accord.train.data import Batch, LoaderConfig, StageLoader, gather_state
 from accord.train.engine import apply_activation_checkpointing, build_engine, init_distributed
 from accord.train.evaluator import EVAL_JSON, REPORT_ITEMS, Evaluator
 from accord.train.examples import ExampleBuilder
@@ -144,6 +144,9 @@ def build_loader(
             eligibility=data.eligibility,
             audio_pad_id=model_cfg.audio_pad_id,
             text_pad_id=model_cfg.text_pad_id,
+            read_mode=data.read_mode,
+            prefetch=data.prefetch_steps * recipe.engine.grad_accum,
+            shuffle_window_mb=data.shuffle_window_mb,
         ),
         ExampleBuilder(recipe.conditioning, seed=data.seed),
         rank=rank,
@@ -252,6 +255,7 @@ class Trainer:
             {f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(self.engine.optimizer.param_groups)}
         )
         row.update({f"data/{k}": v for k, v in self.loader.state_dict()["stats"].items()})
+        row.update({f"data/{k}": v for k, v in self.loader.io_stats().items()})
         self.metrics.log(self.step, row)  # writes on rank 0 only
         return row
 
@@ -276,7 +280,10 @@ class Trainer:
             return True
         finally:
             self.train_seconds += time.perf_counter() - t0  # incl. checkpoint saves
+            self.loader.close()  # the prefetch thread ends here, on every path
             self.metrics.close()
+            if self.rank == 0 or self.loader.plan.mode == "split":
+                log.info("rank %d loader: %s", self.rank, self.loader.io_stats())
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -287,9 +294,8 @@ class Trainer:
             from accord.train.parallel import local_expert_state
 
             experts = local_expert_state(self.engine.module)
-        return ckpt.save(
-            self.engine, self.ckpt_dir, self.step, self.loader.state_dict(), self.rank, local_experts=experts
-        )
+        data_state = gather_state(self.loader.state_dict())  # every rank's position: a resume can re-split
+        return ckpt.save(self.engine, self.ckpt_dir, self.step, data_state, self.rank, local_experts=experts)
 
     def resume(self) -> bool:
         """Restore the run dir's newest good checkpoint (weights, optimizer, data position, RNG), if
@@ -348,7 +354,7 @@ class Trainer:
             "peak_memory_gib": (
                 torch.cuda.max_memory_allocated(self.device) / 2**30 if self.device.type == "cuda" else None
             ),
-            "loader": self.loader.state_dict()["stats"],
+            "loader": {**self.loader.state_dict()["stats"], "io": self.loader_io()},
             "skipped_shards": self.loader.stats.skipped_shards,
             "final": str(self.final_dir),
             "seconds": time.perf_counter() - self.t_start,
@@ -359,6 +365,16 @@ class Trainer:
                 },
             },
         }
+
+    def loader_io(self) -> dict[str, Any]:
+        """This process's data loading cost per rank (a collective: every rank calls it), from
+        :meth:`~accord.train.data.StageLoader.io_stats`, with the read mode."""
+        mine = self.loader.io_stats()
+        ranks: list[Any] = [mine]
+        if dist.is_initialized() and self.world > 1:
+            ranks = [None] * self.world
+            dist.all_gather_object(ranks, mine)
+        return {"read_mode": self.loader.plan.mode, "prefetch": self.loader.cfg.prefetch, "ranks": ranks}
 
     def run(self) -> dict[str, Any]:
         """Train, export, summarise, evaluate and write ``result.json``: a whole stage."""

@@ -414,32 +414,47 @@ def read_tar(
     samples: list[ShardSample] = []
     bad = 0
     for key, members in groups.items():
-        try:
-            if expected is not None:
-                if key not in expected:
-                    raise ValueError("not in the shard's done marker")
-                if sample_checksum(members) != expected[key]:
-                    raise ValueError(
-                        "checksum mismatch: a changed byte or a lost member since it was written"
-                    )
-            if MEMBER_OF["codes"] not in members or MEMBER_OF["meta"] not in members:
-                raise ValueError(f"missing members, have {sorted(members)}")
-            values = {f: decode_member(m, members[m]) if m in members else None for f, m in MEMBER_OF.items()}
-            if values["codes"].ndim != 2:
-                raise ValueError(f"codes.npy has shape {values['codes'].shape}, expected [K, T]")
-            values["meta"] = clip_of(values["meta"])
-            samples.append(ShardSample(**values, key=key))
-        except Exception as e:  # one bad sample never stops the shard
+        sample = checked_sample(key, members, expected, name)
+        if sample is None:
             bad += 1
-            log.warning("skipping sample %s in %s: %s", key, name, e)
-    lost = sorted(set(expected or ()) - set(groups))
+        else:
+            samples.append(sample)
+    return samples, bad + count_lost(expected, set(groups), name)
+
+
+def checked_sample(
+    key: str, members: dict[str, bytes], expected: dict[str, str] | None, name: str
+) -> ShardSample | None:
+    """One sample from its member bytes, checked against the done marker's checksums
+    (``expected``; None: unverified); None, logged, when it is bad (one bad sample never stops
+    the shard). The one check both :func:`read_tar` and :class:`ShardStream` apply."""
+    try:
+        if expected is not None:
+            if key not in expected:
+                raise ValueError("not in the shard's done marker")
+            if sample_checksum(members) != expected[key]:
+                raise ValueError("checksum mismatch: a changed byte or a lost member since it was written")
+        if MEMBER_OF["codes"] not in members or MEMBER_OF["meta"] not in members:
+            raise ValueError(f"missing members, have {sorted(members)}")
+        values = {f: decode_member(m, members[m]) if m in members else None for f, m in MEMBER_OF.items()}
+        if values["codes"].ndim != 2:
+            raise ValueError(f"codes.npy has shape {values['codes'].shape}, expected [K, T]")
+        values["meta"] = clip_of(values["meta"])
+        return ShardSample(**values, key=key)
+    except Exception as e:
+        log.warning("skipping sample %s in %s: %s", key, name, e)
+        return None
+
+
+def count_lost(expected: dict[str, str] | None, seen: set[str], name: str) -> int:
+    """How many samples the record has that the tar no longer yields (lost to tar damage), logged."""
+    lost = sorted(set(expected or ()) - seen)
     if lost:
-        bad += len(lost)
         log.warning(
             "%s: %d of %d samples lost to tar damage: %s%s",
             name, len(lost), len(expected or ()), ", ".join(lost[:5]), " ..." if len(lost) > 5 else "",
         )  # fmt: skip
-    return samples, bad
+    return len(lost)
 
 
 def read_shard(url: str, record: ShardRecord | None = None) -> tuple[list[ShardSample], int]:
@@ -454,6 +469,136 @@ def read_shard(url: str, record: ShardRecord | None = None) -> tuple[list[ShardS
     except (OSError, EOFError, zlib.error) as e:
         raise ShardError(f"{url}: {type(e).__name__}: {e}") from e
     return read_tar(data, url, record)
+
+
+class CountingReader(io.RawIOBase):
+    """A read-only stream over ``raw`` that counts the bytes read and keeps the last 1024 (a
+    complete tar ends with two zero blocks)."""
+
+    def __init__(self, raw: Any) -> None:
+        super().__init__()
+        self.raw = raw
+        self.n_read = 0
+        self.tail = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.n_read += len(data)
+        self.tail = (self.tail + data)[-1024:]
+        return data
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+class ShardStream:
+    """The samples of one shard tar, decoded as its members stream in: memory is one sample's
+    members plus the reader's buffer, whatever the shard's size (local path or any fsspec URL:
+    object stores read it with ranged GETs).
+
+    The checks are :func:`read_tar`'s: with a ``record`` (:func:`read_record`) the size must be
+    the recorded one (checked before the first byte, so a truncated shard yields nothing) and
+    each sample is checked against its checksum (:func:`checked_sample`); damaged member headers
+    are stepped over and the samples lost behind them counted at the end. Without checksums a
+    stream must end in the end-of-archive blocks. Unlike :func:`read_tar`, a shard that fails
+    mid-stream (changed under the reader, a dropped connection) has already yielded the samples
+    before the failure; the :class:`ShardError` comes after them. ``bad`` counts the samples
+    skipped so far, ``bytes_read`` the bytes taken from storage.
+
+    ``offset``: start at this byte, which must be a member header (a shard subset: the offset of
+    a sample's first member, e.g. from ``tarfile`` ``TarInfo.offset``); the size and lost-sample
+    checks then cover only what is read, and stores that support ranged reads read only that.
+    """
+
+    def __init__(self, url: str, record: ShardRecord | None = None, offset: int = 0) -> None:
+        self.url, self.record, self.offset = url, record, int(offset)
+        self.bad = 0
+        self.bytes_read = 0
+
+    def __iter__(self) -> Iterator[ShardSample]:
+        import fsspec
+
+        expected = self.record.sample_checksums if self.record is not None else None
+        if self.record is not None and expected is None:
+            log.debug("%s: written before shards recorded checksums: read unverified", self.url)
+        try:
+            opened = fsspec.open(self.url, "rb", compression="infer")
+            if opened.compression is None and self.record is not None:
+                size = opened.fs.size(opened.path)
+                if size != self.record.n_bytes:
+                    raise ShardError(
+                        f"{self.url}: {size} bytes, its done marker records {self.record.n_bytes}"
+                    )
+            with opened as f:
+                if self.offset:
+                    f.seek(self.offset)
+                reader = CountingReader(f)
+                try:
+                    yield from self._samples(reader, expected)
+                finally:
+                    self.bytes_read = reader.n_read
+        except ShardError:
+            raise
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+            raise ShardError(f"{self.url}: {type(e).__name__}: {e}") from e
+
+    def _samples(self, reader: CountingReader, expected: dict[str, str] | None) -> Iterator[ShardSample]:
+        name = self.url
+        seen: set[str] = set()
+        key, members = None, {}
+        next_offset = 0
+        # with checksums, damaged headers are stepped over block by block (ignore_zeros) and
+        # the samples behind them counted as lost; without, the archive must end cleanly
+        with tarfile.open(fileobj=reader, mode="r|", ignore_zeros=expected is not None) as tar:
+            for info in tar:
+                if info.offset != next_offset:
+                    log.warning(
+                        "%s: damaged tar header at byte %d; reading on past it, checking each sample "
+                        "against the done marker", name, self.offset + next_offset,
+                    )  # fmt: skip
+                next_offset = info.offset_data + (info.size + 511) // 512 * 512
+                if not info.isfile():
+                    continue
+                k, _, member = PurePosixPath(info.name).name.partition(".")
+                f = tar.extractfile(info)
+                payload = f.read() if f is not None else b""
+                if len(payload) != info.size:
+                    raise ShardError(
+                        f"{name}: member {info.name} truncated ({len(payload)} of {info.size} bytes)"
+                    )
+                if k != key and key is not None:
+                    yield from self._flush(key, members, expected, seen)
+                    members = {}
+                key = k
+                members[member] = payload
+            if key is not None:
+                yield from self._flush(key, members, expected, seen)
+        while reader.read(1 << 20):  # the rest: end-of-archive blocks (or damage, checked below)
+            pass
+        if expected is None and (reader.n_read % 512 or len(reader.tail) < 1024 or any(reader.tail)):
+            raise ShardError(
+                f"{name}: truncated or damaged tar ({reader.n_read} bytes, no clean end-of-archive)"
+            )
+        total = self.offset + reader.n_read
+        if self.record is not None and total != self.record.n_bytes:
+            raise ShardError(f"{name}: {total} bytes, its done marker records {self.record.n_bytes}")
+        if not self.offset:
+            self.bad += count_lost(expected, seen, name)
+
+    def _flush(
+        self, key: str, members: dict[str, bytes], expected: dict[str, str] | None, seen: set[str]
+    ) -> Iterator[ShardSample]:
+        seen.add(key)
+        sample = checked_sample(key, members, expected, self.url)
+        if sample is None:
+            self.bad += 1
+        else:
+            yield sample
 
 
 # ---------------------------------------------------------------- per-sample and per-shard tables
