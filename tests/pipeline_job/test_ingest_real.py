@@ -145,9 +145,10 @@ def test_no_wrong_language_transcript_is_eligible(by_file, real) -> None:
     assert len(kept - {None}) >= 8, f"too few languages kept at all: {kept}"
 
 
-# Babble over speech with pauses reads high: +3 dB on average (pipeline/snr.py; a quantile of
-# babble frames sits under their mean), so its bound is wider than the goal's 3 dB.
-SNR_TOLERANCE_DB = {"white": 3.0, "babble": 6.0}
+# Babble over speech with pauses still reads high: +1-2 dB on average, up to +4.3 dB on this
+# corpus's babble ladder (pipeline/snr.py; the estimator before the spread lift: +5.2), so its
+# bound is wider than the goal's 3 dB.
+SNR_TOLERANCE_DB = {"white": 3.0, "babble": 5.0}
 STUDIO = ("en_beckett.wav", "sv_nst_3.wav", "sv_nst_4.wav", "de_greta.wav",
           "fr_juliette.wav", "es_mls.opus", "zh_reference.wav")  # fmt: skip
 
