@@ -82,9 +82,16 @@ def is_muon_param(name: str, p: nn.Parameter) -> bool:
 
 
 def ns_method(cfg: OptimConfig) -> str:
-    if cfg.ns_method != "auto":
-        return cfg.ns_method
-    return "gram" if torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR") != "cpu" else "standard"
+    """The Newton-Schulz variant; ``auto`` is ``gram`` on every device.
+
+    DeepSpeed runs ``gram`` in fp16 where the device multiplies fp16 natively and in fp32
+    elsewhere, so it always runs at the device's native speed, and on the Gram matrix it does
+    fewer FLOPs for rectangular weights. ``standard`` always runs in bf16, which a CPU without
+    AVX512-BF16/AMX emulates (its matmuls ~3x slower than fp32): on such a Xeon, three steps of
+    the ``small`` flavour took 144 s of CPU with ``standard`` and 50 s with ``gram``, the losses
+    equal to 1e-3.
+    """
+    return "gram" if cfg.ns_method == "auto" else cfg.ns_method
 
 
 def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:

@@ -30,7 +30,8 @@ class OptimConfig:
     adam_lr: float = 5e-4
     weight_decay: float = 0.1
     momentum: float = 0.95
-    # Newton-Schulz variant: auto = "gram" on GPU, "standard" (bf16, ~3x faster here) on CPU
+    # Newton-Schulz variant: auto = "gram" (fp16 or fp32, whichever the device runs natively);
+    # "standard" runs bf16, emulated (~3x slower) on CPUs without AVX512-BF16 (engine.ns_method)
     ns_method: str = "auto"
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8

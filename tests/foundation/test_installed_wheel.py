@@ -5,8 +5,10 @@ CUDA images run Python 3.12 (the rest of the suite runs on 3.11). This installs 
 current tree with its [train] extra into a fresh 3.12 venv, offline from the wheelhouse that
 ``scripts/setup.sh`` keeps (``.venv/.accord-py312`` says where it and the interpreter are), then,
 from a directory outside the repository: trains two steps with ``accord train pretrain`` on
-synthetic shards, resolves every packaged recipe, and runs the model and trainer unit tests
-against the installed package.
+synthetic shards, resolves every packaged recipe, and runs a representative share of the model
+and trainer unit tests against the installed package (the main suite runs all of them on 3.11;
+here they show that the installed model builds, runs, decodes and round-trips a checkpoint, and
+that the trainer's recipe, loss and metrics code works, on 3.12).
 """
 
 from __future__ import annotations
@@ -31,7 +33,21 @@ from .conftest import ROOT
 RECORD = ROOT / ".venv" / ".accord-py312"  # written by scripts/setup.sh
 CONSTRAINTS = ROOT / "requirements" / "constraints.txt"
 TEST_TOOLS = ROOT / "requirements" / "py312.txt"
-UNIT_TESTS = ("tests/model", "tests/train")  # run on 3.12 against the installed wheel
+# run on 3.12 against the installed wheel: the model's building blocks, a forward and decode,
+# checkpoint save/load, and the trainer's pure parts (its engine, data path and loop run in the
+# `accord train` step above); ~7 s of the ~35 s that all of tests/model and tests/train take
+UNIT_TESTS = (
+    "tests/model/test_config.py",
+    "tests/model/test_layers.py",
+    "tests/model/test_moe.py",
+    "tests/model/test_sequence.py",
+    "tests/model/test_zonos2_prompt.py",
+    "tests/model/test_checkpoint.py",
+    "tests/model/test_decode.py",
+    "tests/train/test_recipe.py",
+    "tests/train/test_loss.py",
+    "tests/train/test_step_metrics.py",
+)
 UNIT_MARKERS = "not integration and not slow and not gpu"
 
 
@@ -136,7 +152,7 @@ def test_installed_wheel_trains_outside_the_repo_on_python312(built_wheel: Path,
         assert losses and all(math.isfinite(x) for x in losses), losses
         assert (elsewhere / "run" / "final" / "params.json").is_file()
 
-        # the model and trainer unit tests, on 3.12, importing the installed accord
+        # a share of the model and trainer unit tests, on 3.12, importing the installed accord
         suite = elsewhere / "suite"
         shutil.copytree(ROOT / "tests", suite / "tests", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy2(ROOT / "pyproject.toml", suite)  # pytest's settings (markers, import mode)

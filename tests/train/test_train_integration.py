@@ -144,9 +144,11 @@ def test_small_flavour_trains_with_activation_checkpointing(
     """The ``small`` flavour through DeepSpeed (ZeRO 1) with per-layer activation checkpointing,
     which the full pretrain recipe turns on: the CPU share of the GPU tier. The fewest steps and
     rows that still show a falling loss (the debug twin's learning rates; 4 steps of 128 rows).
-    Measured on 2 cores: 40 s for this test when idle, ~3 min under a load of 8 (one 6-step run
-    of 256 rows took 35-130 s per step under a load of 10): the cost is the optimizer over the
-    ~100 M parameters (Muon's Newton-Schulz) and the checkpoint, not the rows."""
+    The cost is the optimizer over the ~100 M parameters (Muon's Newton-Schulz) and the
+    checkpoint, not the rows. Profiled (py-spy): with Newton-Schulz in bf16 (``standard``), which
+    a CPU without AVX512-BF16 emulates, it was most of each step (101 s for this test idle, ~23 s
+    a step); ``ns_method: auto`` now runs ``gram`` in fp32 there (train/engine.py): a 3-step run
+    took 50 s of CPU instead of 144 s, and steps ~2.5x less wall time under the same load."""
     run = tmp_path / "ac"
     env = {**train_env, "ACCORD_TRAIN_THREADS": "2", "OMP_NUM_THREADS": "2"}
     run_cli(["pretrain", "--shards", str(synthetic_shards), "--model", "small", "--recipe", "debug",
