@@ -54,6 +54,11 @@ class LanguageIdConfig:
     window_s: float = 10.0
     max_s: float = 30.0
     min_s: float = 0.1  # shorter clips (and empty or non-finite ones) get NO_LANGUAGE
+    # The step's source vote: a source's clips that all name one language at least this surely
+    # skip the joined pass (it would name the same language); None always runs it. 0.7 is the
+    # anneal stages' language gate; at 0.5 to 0.9 no source of the sample bucket (x2) or the real
+    # corpus changed its joined language or its source_language (issue #28).
+    source_agree_prob: float | None = 0.7
 
 
 class WhisperLanguageId:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import pickle
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -32,7 +32,9 @@ class PoolSpec:
 
     ``name`` is the step name in error rows and timings (e.g. ``asr:moonshine``).
     ``batch_size``: rows per call; None = each block as it arrives (one unit's rows when the
-    unit fits in a block).
+    unit fits in a block). ``memory_mb``: what each actor asks Ray for, so Ray packs actors
+    by memory too (None: no request). ``then``: pools fused into this one (:func:`fuse_pools`):
+    each actor also runs their steps, in order, on every batch it was given.
     """
 
     name: str
@@ -41,6 +43,31 @@ class PoolSpec:
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     batch_size: int | None = None
+    memory_mb: float | None = None
+    then: tuple[PoolSpec, ...] = ()
+
+    def stages(self) -> tuple[PoolSpec, ...]:
+        """This pool's step and those fused after it, in run order (each names its errors)."""
+        return (self, *self.then)
+
+
+def fuse_pools(pools: list[PoolSpec], concurrency: int, num_cpus: float) -> PoolSpec:
+    """One pool whose ``concurrency`` actors each run every step of ``pools`` in order, on the
+    same batch: no hand-off between actors, no pool idle while another is the bottleneck, and
+    the per-step batches are those of separate pools (the first pool's ``batch_size``). Each
+    actor reserves ``num_cpus`` and the sum of the steps' ``memory_mb``."""
+    if not pools:
+        raise ValueError("fuse_pools needs at least one pool")
+    first, *rest = pools
+    mem = [p.memory_mb for p in pools]
+    return replace(
+        first,
+        concurrency=concurrency,
+        num_cpus=num_cpus,
+        num_gpus=max(p.num_gpus for p in pools),
+        memory_mb=None if any(m is None for m in mem) else float(sum(mem)),  # type: ignore[arg-type]
+        then=tuple(replace(p, then=()) for p in rest),
+    )
 
 
 @dataclass(frozen=True)
@@ -75,8 +102,6 @@ def fit_to_cpus(graph: JobGraph, cpus: float) -> JobGraph:
     ingest hung there with four of them up). Reservations are bookkeeping, not limits: the
     actors still use what the cores give them. Larger clusters keep the configured values.
     """
-    from dataclasses import replace
-
     need = sum(p.num_cpus * p.concurrency for p in graph.pools)
     room = cpus - graph.source_num_cpus - graph.post_num_cpus
     if need <= room or need <= 0 or cpus <= 0:  # no CPUs yet: an autoscaler will add nodes
@@ -84,6 +109,23 @@ def fit_to_cpus(graph: JobGraph, cpus: float) -> JobGraph:
     factor = max(room, 0.0) / need
     pools = [replace(p, num_cpus=max(MIN_POOL_CPUS, round(p.num_cpus * factor, 3))) for p in graph.pools]
     log.info("actor pools reserve %.2f CPUs, the cluster has %.2f: scaled by %.2f to fit", need, cpus, factor)
+    return replace(graph, pools=pools)
+
+
+MEMORY_ROOM = 0.8  # share of the cluster's Ray memory the actors' requests may take together
+
+
+def fit_to_memory(graph: JobGraph, memory_mb: float) -> JobGraph:
+    """``graph`` with its actors' memory requests scaled down, in proportion, to fit in
+    ``MEMORY_ROOM`` of ``memory_mb``: like CPUs, a request the cluster cannot grant leaves its
+    pool without an actor and the dataset stalls. 0 (unknown) keeps them."""
+    need = sum((p.memory_mb or 0.0) * p.concurrency for p in graph.pools)
+    room = MEMORY_ROOM * memory_mb
+    if need <= room or memory_mb <= 0:
+        return graph
+    factor = room / need
+    pools = [p if p.memory_mb is None else replace(p, memory_mb=p.memory_mb * factor) for p in graph.pools]
+    log.info("actor pools ask %.0f MiB, the cluster has %.0f: scaled by %.2f to fit", need, memory_mb, factor)
     return replace(graph, pools=pools)
 
 
@@ -117,14 +159,17 @@ def post_fn(batch: pa.Table, specs: list[StepSpec]) -> pa.Table:
 
 
 class PoolActor:
-    """One pool's step, built once per actor; runs it over a batch of rows in one call."""
+    """One pool's steps (its own and those fused after it), built once per actor; runs them in
+    order over a batch of rows in one call."""
 
     def __init__(self, pool: PoolSpec, finish: bool) -> None:
         self.pool, self.finish = pool, finish
-        self.step = pool.step.build()
+        self.stages = [(p.name, p.step.build()) for p in pool.stages()]
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = process_rows(self.step, batch.to_pylist(), batched=True, name=self.pool.name)
+        rows = batch.to_pylist()
+        for name, step in self.stages:
+            rows = process_rows(step, rows, batched=True, name=name)
         return _table(finish_rows(rows) if self.finish else rows)
 
 
@@ -136,7 +181,8 @@ def actor_class(pool: PoolSpec, finish: bool = False) -> type:
         def __init__(self) -> None:
             super().__init__(pool, finish)
 
-    _Pool.__name__ = _Pool.__qualname__ = "Pool_" + "".join(c if c.isalnum() else "_" for c in pool.name)
+    label = "__".join(p.name for p in pool.stages())  # a fused pool names every step it runs
+    _Pool.__name__ = _Pool.__qualname__ = "Pool_" + "".join(c if c.isalnum() else "_" for c in label)
     return _Pool
 
 
@@ -177,6 +223,7 @@ def build_dataset(units: list[Unit], graph: JobGraph):
             num_cpus=pool.num_cpus,
             num_gpus=pool.num_gpus or None,
             max_task_retries=graph.actor_max_task_retries,
+            **({"memory": int(pool.memory_mb * 2**20)} if pool.memory_mb else {}),
         )
     if graph.post or not graph.pools:
         # batch_size=None: each block as it arrives, so finished units reach the driver promptly.
@@ -193,10 +240,13 @@ def build_dataset(units: list[Unit], graph: JobGraph):
 
 def iter_ray(units: list[Unit], graph: JobGraph) -> Iterator[list[Row]]:
     """Result rows of ``units`` on the connected Ray cluster, one list per block as it arrives
-    (actor reservations fitted to the cluster's CPUs: :func:`fit_to_cpus`)."""
+    (actor reservations fitted to the cluster's CPUs and memory: :func:`fit_to_cpus`,
+    :func:`fit_to_memory`)."""
     import ray
 
-    graph = fit_to_cpus(graph, float(ray.cluster_resources().get("CPU", 0.0)))
+    resources = ray.cluster_resources()
+    graph = fit_to_cpus(graph, float(resources.get("CPU", 0.0)))
+    graph = fit_to_memory(graph, float(resources.get("memory", 0.0)) / 2**20)
     batches = iter(build_dataset(units, graph).iter_batches(batch_format="pyarrow", batch_size=None))
     try:
         for batch in batches:

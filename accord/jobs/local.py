@@ -43,17 +43,18 @@ def iter_local(
 ) -> Iterator[list[Row]]:
     """Result rows of ``units``, one list per pool call of the last stage (a "block").
 
-    ``prebuilt``: steps already built and set up, by pool name (models the caller has loaded);
+    ``prebuilt``: steps already built and set up, by pool (or fused step) name (models the caller has loaded);
     every other step is built from its spec here, once.
     """
     prebuilt = prebuilt or {}
     source = [s.build() for s in graph.source]
-    pools = [(p, prebuilt.get(p.name) or p.step.build()) for p in graph.pools]
+    pools = [(p, [(s, prebuilt.get(s.name) or s.step.build()) for s in p.stages()]) for p in graph.pools]
     post = [s.build() for s in graph.post]
     for unit in units:
         rows: Iterator[Row] = iter_unit(source, unit, graph.bundle, graph.summary_keys)
-        for pool, step in pools:
-            rows = _stage(step, pool.name, rows, pool.batch_size)
+        for pool, stages in pools:
+            for stage, step in stages:  # fused steps see the pool's batches, as in its actor
+                rows = _stage(step, stage.name, rows, pool.batch_size)
         for step in post:
             rows = _stage(step, None, rows, None)
         for row in rows:

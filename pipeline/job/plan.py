@@ -16,14 +16,14 @@ stable with respect to the table's order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from accord.core.clip import CLIP_SCHEMA
 from accord.core.config import did_you_mean
 from accord.core.errors import ConfigError
 from accord.jobs.contract import Declared, check_columns, check_reads, needs, order
-from accord.jobs.graph import JobGraph, PoolSpec
+from accord.jobs.graph import JobGraph, PoolSpec, fuse_pools
 from accord.jobs.spec import StepSpec
 from accord.jobs.step import Step
 from accord.pipeline.dnsmos import DnsmosConfig
@@ -172,7 +172,9 @@ def asr_backend(cfg: IngestConfig, system: str) -> dict[str, Any]:
 # clip (most clips are shorter and tiled, so more windows repeat the same audio): 0.26 s instead
 # of 1.7 s per clip on 2 cores, OVRL within 0.04 on average (0.10 at most) of every window's mean.
 # `steps: {dnsmos: {max_windows: null}}` restores the reference.
-SIGNAL_DEFAULTS: dict[str, dict[str, Any]] = {"dnsmos": {"max_windows": 1}}
+# Its windows go through the network two per run: one window costs the same alone or in 16
+# (0.38 s on one core), and 16 at once held ~1.2 GiB of activations (Ray's memory warning).
+SIGNAL_DEFAULTS: dict[str, dict[str, Any]] = {"dnsmos": {"max_windows": 1, "batch_windows": 2}}
 
 
 def signal_spec(cfg: IngestConfig, signal: str) -> StepSpec:
@@ -274,9 +276,36 @@ def build_plan(cfg: IngestConfig) -> Plan:
 SOURCE_SUMMARY_KEYS = ("source_duration_s", "source_sample_rate", "source_channels", "source_sha256")
 
 
-def build_graph(plan: Plan, cfg: IngestConfig) -> JobGraph:
+# Memory each model's actor asks Ray for (MiB): the worker process itself (~600 MiB with torch,
+# onnxruntime and Ray imported) plus the model loaded and running one source's clips, with the
+# 25 % headroom Ray's memory check asks for. Measured on this repo's bucket (in-process RSS
+# growth: LID 227, DNSMOS 559 at 16 windows per run, speaker 188, Whisper 218, Moonshine 127;
+# Ray's per-actor peaks on 2 cores: LID 726, DNSMOS 909 at two windows per run). A fused actor
+# asks for the worker once plus each model.
+WORKER_MB = 600.0
+MODEL_MB: dict[str, float] = {
+    "lid": 350.0,
+    "dnsmos": 550.0,  # two windows per run (the ingest's default); 16 held ~1.2 GiB more
+    "speaker_consistency": 250.0,
+    "faster-whisper": 300.0,
+    "moonshine": 200.0,
+    "nemo": 1500.0,  # not measured here: a Conformer model's order of magnitude
+}
+DEFAULT_MODEL_MB = 500.0  # a step or backend not in the table
+
+
+def model_memory_mb(pool_name: str, cfg: IngestConfig) -> float:
+    """The model memory of a pool: a signal's entry, or the sum over its ASR systems' backends."""
+    if pool_name.startswith("asr:") or pool_name == "asr":
+        systems = cfg.asr if pool_name == "asr" else (pool_name[4:],)
+        return sum(MODEL_MB.get(cfg.backend_of(s), DEFAULT_MODEL_MB) for s in systems)
+    return MODEL_MB.get(pool_name, DEFAULT_MODEL_MB)
+
+
+def build_graph(plan: Plan, cfg: IngestConfig, cpus: float | None = None) -> JobGraph:
     """The runner's graph of an ingest: one clip per row; the speaker and LID pools, then the ASR
-    pools (named ``asr:<system>``), then DNSMOS."""
+    pools (named ``asr:<system>``), then DNSMOS; with ``pool_layout: fused`` all of them in each
+    actor of one pool (``cpus``: the cluster's, for one actor per CPU)."""
 
     def signal_pool(name: str) -> PoolSpec:
         return PoolSpec(
@@ -285,6 +314,7 @@ def build_graph(plan: Plan, cfg: IngestConfig) -> JobGraph:
             concurrency=cfg.signal_concurrency,
             num_cpus=cfg.signal_num_cpus,
             batch_size=cfg.asr_batch_size,
+            memory_mb=WORKER_MB + model_memory_mb(name, cfg),
         )
 
     asr_pools = [
@@ -295,6 +325,7 @@ def build_graph(plan: Plan, cfg: IngestConfig) -> JobGraph:
             num_cpus=cfg.asr_num_cpus,
             num_gpus=cfg.asr_num_gpus,
             batch_size=cfg.asr_batch_size,
+            memory_mb=WORKER_MB + model_memory_mb(f"asr:{name}", cfg),
         )
         for name, spec in plan.asr.items()
     ]
@@ -303,6 +334,12 @@ def build_graph(plan: Plan, cfg: IngestConfig) -> JobGraph:
     first = [signal_pool(n) for n in plan.signals if n in plan.before_asr]
     after = [signal_pool(n) for n in plan.signals if n not in plan.before_asr]
     pools = [*first, *asr_pools, *after]
+    # fused on CPUs only: an actor per CPU each asking for a GPU would wait for GPUs that are not there
+    if cfg.pool_layout == "fused" and pools and not cfg.asr_num_gpus:
+        n = cfg.fused_concurrency or max(1, int(cpus or cfg.num_cpus or 1))
+        fused = fuse_pools(pools, concurrency=n, num_cpus=cfg.fused_num_cpus)
+        # the worker process once, not once per model
+        pools = [replace(fused, memory_mb=WORKER_MB + sum(model_memory_mb(p.name, cfg) for p in pools))]
     return JobGraph(
         source=plan.source,
         pools=pools,

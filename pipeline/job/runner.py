@@ -131,7 +131,10 @@ def run_sources(
     """Run the graph over ``sources`` on the connected Ray and commit each as it completes;
     returns the sources a re-run must redo (incomplete, or committed with retriable errors)."""
     sink = ManifestSink(ms, sources, run_id, stats, on_commit, cfg.eligibility)
-    rows = iter_ray([source_unit(s) for s in sources], build_graph(plan, cfg))
+    import ray
+
+    cpus = float(ray.cluster_resources().get("CPU", 0.0)) if ray.is_initialized() else None
+    rows = iter_ray([source_unit(s) for s in sources], build_graph(plan, cfg, cpus))
     result = drive(rows, [s.key for s in sources], sink)
     stats.result_blocks += result.blocks
     missing = set(result.incomplete) | {s.key for s in sink.retry}

@@ -260,11 +260,11 @@ def test_plan_pools_and_step_configs() -> None:
     shared = build_plan(cfg)
     assert list(shared.asr) == ["asr"] and len(shared.asr["asr"].kwargs["backends"]) == 2
     # the signals: LID routes the ASR pools, so its pool runs first; DNSMOS scores one window
-    graph = build_graph(plan, cfg)
-    assert [p.name for p in graph.pools] == [
-        "speaker_consistency", "lid", "asr:faster-whisper", "asr:moonshine", "dnsmos"
-    ]  # fmt: skip
-    assert plan.signals["dnsmos"].kwargs == {"max_windows": 1, "threads": 1}
+    order = ["speaker_consistency", "lid", "asr:faster-whisper", "asr:moonshine", "dnsmos"]
+    assert [p.name for p in build_graph(plan, cfg).pools] == order  # the default: one pool per model
+    cfg.pool_layout = "fused"  # every model in each actor, in the same order
+    assert [p.name for p in build_graph(plan, cfg).pools[0].stages()] == order
+    assert plan.signals["dnsmos"].kwargs == {"max_windows": 1, "batch_windows": 2, "threads": 1}
     assert plan.signals["lid"].build().config.threads == 1
     assert [s.label for s in plan.post] == [
         "AgreementStep", "TextLanguageStep", "FeatureStep", "TranscriptCheckStep", "EligibilityStep"
