@@ -183,11 +183,11 @@ class RowSampler:
         self.K, self.V, self.B = c.n_codebooks, c.audio_vocab, batch
         self.eoa, self.pad, self.cb = c.eoa_id, c.audio_pad_id, c.codebook_size
         self.device = torch.device(device)
-        self.temp_K = per_codebook(cfg.temperature, self.K).to(self.device)
-        self.top_p_K = per_codebook(cfg.top_p, self.K).to(self.device)
-        host_p_K = per_codebook(cfg.top_p, self.K)
+        host_temp_K, host_p_K = per_codebook(cfg.temperature, self.K), per_codebook(cfg.top_p, self.K)
+        self.temp_K, self.top_p_K = host_temp_K.to(self.device), host_p_K.to(self.device)
+        # host values, read once: no sync per step
+        self.greedy_only = bool((host_temp_K <= 0).all())
         self.use_top_p = bool(((host_p_K > 0) & (host_p_K < 1)).any())  # skip the sort when off
-        self.greedy_only = bool((per_codebook(cfg.temperature, self.K) <= 0).all())  # host values
         self.top_k = cfg.top_k if cfg.top_k >= 1 else self.cb  # the release's rule (engine/sample.py l.62)
         self.delay_rules = cfg.rules == "delay"
         self.generator = torch.Generator(device=self.device)
@@ -206,8 +206,9 @@ class RowSampler:
         self.steps_B = torch.zeros(batch, **new)  # steps sampled before finishing
         self.forced_end_B = torch.zeros(batch, dtype=torch.bool, device=self.device)
         # the last W sampled rows per codebook (a ring; -1: empty or not penalized)
-        self.penalize = cfg.penalized_codebooks(self.K) > 0  # a host value: no sync per step
-        self.penalized_K = self.j_K < cfg.penalized_codebooks(self.K)
+        n_penalized = cfg.penalized_codebooks(self.K)
+        self.penalize = n_penalized > 0  # a host value: no sync per step
+        self.penalized_K = self.j_K < n_penalized
         self.recent_BKW = torch.full((batch, self.K, max(cfg.repetition_window, 1)), -1, **new)
         self.reset(cfg.seed)
 
