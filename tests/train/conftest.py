@@ -109,6 +109,14 @@ def train_env() -> dict[str, str]:
 TRAIN_CLI = [sys.executable, "-m", "accord.cli.main", "train"]
 
 
+def torchrun(nproc: int, port_offset: int = 0) -> list[str]:
+    """``torch.distributed.run`` for ``nproc`` local processes, on a port keyed on this pytest
+    process (``port_offset`` keeps two launchers of one session apart)."""
+    port = 29500 + (os.getpid() + port_offset) % 1000
+    run = [sys.executable, "-m", "torch.distributed.run"]
+    return [*run, "--nproc_per_node", str(nproc), "--master_port", str(port)]
+
+
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
     """``accord train ARGS`` in a subprocess; fails the test with the tail of its output."""
     out = subprocess.run(TRAIN_CLI + args, env=env, capture_output=True, text=True, timeout=timeout)

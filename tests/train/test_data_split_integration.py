@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import losses_of
+from .conftest import losses_of, torchrun
 
 pytestmark = pytest.mark.integration
 
@@ -20,16 +18,7 @@ def test_two_process_split_read_trains_and_resumes_exactly(
 ) -> None:
     args = ["pretrain", "--shards", str(synthetic_shards), "--model", "debug", "--steps", "4", "--no-eval",
             "--set", "log_every=1", "--set", "ckpt_every=2", "--set", "data.read_mode=split"]  # fmt: skip
-    port = 29500 + (os.getpid() + 500) % 1000
-    launcher = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(port),
-    ]
+    launcher = torchrun(2, port_offset=500)
 
     def train(run: Path, *extra: str) -> subprocess.CompletedProcess:
         cmd = [*launcher, "-m", "accord.cli.main", "train", *args, "--run-dir", str(run), *extra]

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from accord.core.stages import STAGES
 
-from .conftest import falls, kill_after_checkpoint, losses_of, run_cli
+from .conftest import falls, kill_after_checkpoint, losses_of, run_cli, torchrun
 
 pytestmark = pytest.mark.integration
 
@@ -54,16 +52,7 @@ def test_expert_parallel_two_processes_match_one(synthetic_shards: Path, tmp_pat
     one = tmp_path / "one"
     run_cli([*args, "--run", str(one), "--set", "engine.grad_accum=2"], train_env)
     two = tmp_path / "two"
-    port = 29500 + os.getpid() % 1000
-    launcher = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(port),
-    ]
+    launcher = torchrun(2)
     cmd = [
         *launcher,
         "-m",
