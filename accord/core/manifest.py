@@ -249,7 +249,9 @@ class SchemaVersionError(ValueError):
     """A manifest file written by a newer accord than this one."""
 
 
-def _read_part(store: Store, key: str, schema: pa.Schema) -> pa.Table:
+def read_part(store: Store, key: str, schema: pa.Schema) -> pa.Table:
+    """One Parquet part of ``schema``'s layout (clips are lifted from older versions); a part
+    written by a newer accord is refused. Columns may be missing: see :func:`conform`."""
     try:
         t = store.read_parquet(key)
     except UnreadableFileError as e:
@@ -269,14 +271,18 @@ def _read_parts(store: Store, prefix: str, schema: pa.Schema) -> pa.Table:
     keys = store.list(prefix, ".parquet")
     # One part per source: on object stores each read is a round trip, so read them concurrently.
     with ThreadPoolExecutor(max_workers=16) as pool:
-        tables = list(pool.map(lambda k: _read_part(store, k, schema), keys))
+        tables = list(pool.map(lambda k: read_part(store, k, schema), keys))
     if not tables:
         return schema.empty_table()
-    out = pa.concat_tables(tables, promote_options="default")
-    for f in schema:  # columns an older schema version lacked
-        if f.name not in out.column_names:
-            out = out.append_column(f, pa.nulls(len(out), f.type))
-    return out.select(schema.names).cast(schema)
+    return conform(pa.concat_tables(tables, promote_options="default"), schema)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` in ``schema``'s column order and types; columns an older version lacked are null."""
+    for f in schema:
+        if f.name not in table.column_names:
+            table = table.append_column(f, pa.nulls(len(table), f.type))
+    return table.select(schema.names).cast(schema)
 
 
 def _sort(t: pa.Table, keys: list[tuple[str, str]]) -> pa.Table:

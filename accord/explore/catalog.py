@@ -2,7 +2,7 @@
 
 The parts of ``OUT/manifest`` and ``OUT/errors`` are read once, part by part, through the
 manifest contract's storage (:class:`accord.core.storage.Store`, any fsspec URL) and schema
-(:func:`accord.core.clip.upgrade_clips` lifts older versions), and appended to a DuckDB
+(:func:`accord.core.manifest.read_part` lifts older versions), and appended to a DuckDB
 database file in a temp dir that is removed on close. One read per part, not one per query:
 an object store sees no round trip per page, a manifest of a hundred thousand small parts
 answers as fast as one of ten big ones, and DuckDB's ``memory_limit`` bounds the server's
@@ -26,9 +26,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from accord.core.clip import CLIP_SCHEMA, SCHEMA_VERSION, upgrade_clips
+from accord.core.clip import CLIP_SCHEMA
 from accord.core.errors import ERROR_SCHEMA, InputNotFound
-from accord.core.manifest import ERRORS_DIR, MANIFEST_DIR, SchemaVersionError
+from accord.core.manifest import ERRORS_DIR, MANIFEST_DIR, conform, read_part
 from accord.core.storage import Store, redact_uri
 
 log = logging.getLogger(__name__)
@@ -64,18 +64,7 @@ class Catalog:
         log.info("explore: %d clips, %d errors in %.1f s", self.n_clips, self.n_errors, self.load_s)
 
     def _read(self, key: str, schema: pa.Schema) -> pa.Table:
-        t = self.store.read_parquet(key)
-        version = int((t.schema.metadata or {}).get(b"accord.schema_version", b"0") or 0)
-        if version > SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"{key} has schema version {version}; this accord reads <= {SCHEMA_VERSION}: upgrade accord"
-            )
-        if schema is CLIP_SCHEMA:
-            return upgrade_clips(t)
-        for f in schema:
-            if f.name not in t.column_names:
-                t = t.append_column(f, pa.nulls(len(t), f.type))
-        return t.select(schema.names).cast(schema)
+        return conform(read_part(self.store, key, schema), schema)
 
     def _load(self, prefix: str, table: str, schema: pa.Schema) -> int:
         """Append every part under ``prefix`` to ``table``; the number of parts."""
