@@ -28,7 +28,8 @@ position is three integers per rank and resuming is exact:
   through :func:`gather_state`; a resume on another world size or mode re-splits from it with
   nothing repeated or skipped.
 - shards stream (:class:`accord.core.shards.ShardStream`): memory is one shuffle window
-  (``shuffle_window_mb``) plus the prefetch queue, whatever the shard size; with ``prefetch``
+  (``shuffle_window_mb``) plus the prefetch queue, whatever the shard size (the stated bound:
+  :func:`accord.train.stream.memory_bound`); with ``prefetch``
   the reading, decoding and packing run in a background thread (:mod:`accord.train.prefetch`).
 """
 
@@ -78,6 +79,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+SELECT_BATCH_ROWS = 1024  # samples.parquet rows held as Python dicts at once by select_samples
+
 
 # --- selection --------------------------------------------------------------------------------
 
@@ -123,9 +126,8 @@ def select_samples(
     :func:`stage_thresholds` (``eligibility``: overrides on top), weighted by dataset."""
     stage_index(stage)
     thresholds = stage_thresholds(root, eligibility)
-    rows = read_samples(root).to_pylist()
+    table = read_samples(root)
     index = read_index(root)
-    shards = index["shard"].to_pylist() if index is not None else sorted({r["shard"] for r in rows})
     index_rows: dict[str, dict[str, Any]] = {}  # what the loader checks each done marker against
     if index is not None:
         recorded = [c for c in ("shard", "n_samples", "bytes", CHECKSUM_KEY) if c in index.column_names]
@@ -133,15 +135,26 @@ def select_samples(
     dw = dict(dataset_weights or {})
     default_w = float(dw.pop("*", 1.0))
     weights: dict[str, float] = {}
-    for row in rows:
-        if not eligible_for(row, stage, thresholds):
-            continue
-        w = float(dw.get(dataset_of(row), default_w))
-        if w > 0:
-            weights[str(row["clip_id"])] = w
-    used = sorted({r["shard"] for r in rows if str(r["clip_id"]) in weights})
-    shards = [s for s in shards if s in set(used)]
-    return Selection(weights=weights, shards=shards, n_candidates=len(rows), index_rows=index_rows)
+    # rows become Python dicts a batch at a time: a whole corpus's take ~4 KiB a clip, and what
+    # the allocators kept of that peak stayed resident for the whole run
+    batches = table.to_batches(max_chunksize=SELECT_BATCH_ROWS)
+    for batch in batches:
+        for row in batch.to_pylist():
+            if not eligible_for(row, stage, thresholds):
+                continue
+            w = float(dw.get(dataset_of(row), default_w))
+            if w > 0:
+                weights[str(row["clip_id"])] = w
+    every: set[str] = set()  # shards with any sample / with a selected clip (ids may repeat)
+    used: set[str] = set()
+    for batch in batches:
+        for clip_id, shard in zip(batch["clip_id"].to_pylist(), batch["shard"].to_pylist(), strict=True):
+            every.add(shard)
+            if str(clip_id) in weights:
+                used.add(shard)
+    shards = index["shard"].to_pylist() if index is not None else sorted(every)
+    shards = [s for s in shards if s in used]
+    return Selection(weights=weights, shards=shards, n_candidates=table.num_rows, index_rows=index_rows)
 
 
 # --- the stream -------------------------------------------------------------------------------

@@ -79,6 +79,30 @@ def sample_nbytes(s: ShardSample) -> int:
     return sum(int(a.nbytes) for a in arrays if a is not None) + 2048
 
 
+# What the loader holds beyond its gauge's count (the terms of :func:`memory_bound`), measured
+# with ``loader_peak_memory_*`` in bench/bench_train.py (tracemalloc, smaps, mallinfo2).
+WINDOW_OVERHEAD = 1.25  # a decoded clip's metadata is ~11 KiB of Python objects, counted as 2 KiB
+SELECTION_BYTES_PER_ROW = 2560  # per samples.parquet row: Arrow's decode, kept by its pool, + weights
+FIXED_BYTES = 64 * 2**20  # code paged in on first use (pyarrow's read_table imports pandas), threads
+
+
+def memory_bound(
+    window_bytes: int, queued: int, batch_bytes: int, n_rows: int, read_block: int
+) -> dict[str, int]:
+    """The most resident memory a loader adds, by term: the shuffle window (``WINDOW_OVERHEAD``
+    times its counted size), ``queued`` micro-batches of at most ``batch_bytes`` (the prefetch
+    queue, one blocked in its put, one being packed, the one the trainer holds), one storage read
+    block, the stage selection (``n_rows`` of ``samples.parquet``) and ``FIXED_BYTES``."""
+    terms = {
+        "window": int(WINDOW_OVERHEAD * window_bytes),
+        "micro_batches": queued * batch_bytes,
+        "read_block": read_block,
+        "selection": n_rows * SELECTION_BYTES_PER_ROW,
+        "fixed": FIXED_BYTES,
+    }
+    return {**terms, "total": sum(terms.values())}
+
+
 def batch_nbytes(b: Batch | None) -> int:
     if b is None:
         return 0

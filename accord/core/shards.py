@@ -496,10 +496,13 @@ class CountingReader(io.RawIOBase):
         return len(data)
 
 
+READ_BLOCK_BYTES = 8 * 2**20  # ShardStream's read-ahead from object stores (ranged GETs this big)
+
+
 class ShardStream:
     """The samples of one shard tar, decoded as its members stream in: memory is one sample's
-    members plus the reader's buffer, whatever the shard's size (local path or any fsspec URL:
-    object stores read it with ranged GETs).
+    members plus the reader's buffer (one ``READ_BLOCK_BYTES`` block), whatever the shard's size
+    (local path or any fsspec URL: object stores read it with ranged GETs of that size).
 
     The checks are :func:`read_tar`'s: with a ``record`` (:func:`read_record`) the size must be
     the recorded one (checked before the first byte, so a truncated shard yields nothing) and
@@ -534,7 +537,14 @@ class ShardStream:
                     raise ShardError(
                         f"{self.url}: {size} bytes, its done marker records {self.record.n_bytes}"
                     )
-            with opened as f:
+            # uncompressed: open with a bounded read-ahead block (fsspec's cache holds one; s3fs's
+            # default is 50 MiB); a compressed shard keeps fsspec's defaults
+            raw = (
+                opened
+                if opened.compression
+                else opened.fs.open(opened.path, "rb", block_size=READ_BLOCK_BYTES)
+            )
+            with raw as f:
                 if self.offset:
                     f.seek(self.offset)
                 reader = CountingReader(f)

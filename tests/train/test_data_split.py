@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from accord.core.errors import ConfigError
+from accord.core.shards import iter_samples
 from accord.train.data import LoaderConfig, StageLoader, merge_rank_states
 from accord.train.examples import ExampleBuilder
 from accord.train.recipe import load_recipe
 from accord.train.shard_split import deal
+from accord.train.stream import batch_nbytes, sample_nbytes
 from accord.train.synthetic import write_synthetic_shards
 
 WORLD = 8
@@ -137,6 +139,26 @@ def test_prefetch_error_surfaces_and_threads_end(many_shards: Path, tmp_path: Pa
     for t in workers():
         t.join(5)
     assert not workers()
+
+
+def test_accounted_peak_is_one_window_and_the_prefetch_queue(many_shards: Path) -> None:
+    """The counted part of ``memory_bound``: a window is released before the next fills, and the
+    queue holds ``prefetch`` micro-batches plus the one blocked in its put."""
+    window, depth = 0.01, 2  # ~4 samples a window, several windows a shard
+    ld = _loader(many_shards, max_epochs=1, shuffle_window_mb=window, prefetch=depth)
+    batches: list = []
+    try:
+        while True:
+            batches += ld.step_batches(1)
+    except StopIteration:
+        pass
+    ld.close()
+    assert ld.stats.samples > 0
+    biggest = max(sample_nbytes(s) for s in iter_samples(str(many_shards)))
+    bound = window * 2**20 + biggest + (depth + 1) * max(batch_nbytes(b) for b in batches)
+    assert ld.io_stats()["peak_loader_bytes"] <= bound
+    # what the shards hold: far more than the bound, so a window kept past its turn shows
+    assert sum(sample_nbytes(s) for s in iter_samples(str(many_shards))) > 4 * bound
 
 
 def test_small_shuffle_windows_bound_memory_and_keep_the_epoch(many_shards: Path) -> None:
