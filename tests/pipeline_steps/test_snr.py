@@ -185,3 +185,17 @@ def test_babble_over_speech_with_pauses_is_not_biased_high(vad, babble_talkers):
         for truth, est in _ladder(vad, clean, "babble", babble_talkers, rungs=RUNGS[:5], seed=seed)
     ]
     assert abs(float(np.mean(errors))) <= 1.0, errors
+
+
+def test_babble_filled_pauses_count_as_noise(vad, babble_talkers):
+    """The quietest 160 ms stretches the VAD doubts are babble-filled pauses: their mean power is
+    the noise, where a low quantile of frames is a babble dip. Before that refinement these 15
+    mixtures read +0.92 dB on average and +2.98 dB at worst (now +0.70 and +2.25)."""
+    clean = _asset("beckett.wav")
+    errors = [
+        est - truth
+        for seed in (1, 2, 3)
+        for truth, est in _ladder(vad, clean, "babble", babble_talkers, rungs=RUNGS[:5], seed=seed)
+    ]
+    assert float(np.mean(errors)) <= 0.8, errors
+    assert max(errors) <= 2.5, errors
