@@ -276,20 +276,22 @@ def build_plan(cfg: IngestConfig) -> Plan:
 SOURCE_SUMMARY_KEYS = ("source_duration_s", "source_sample_rate", "source_channels", "source_sha256")
 
 
-# Memory each model's actor asks Ray for (MiB): the worker process itself (~600 MiB with torch,
-# onnxruntime and Ray imported) plus the model loaded and running one source's clips, with the
-# 25 % headroom Ray's memory check asks for. Measured on this repo's bucket (in-process RSS
-# growth: LID 227, DNSMOS 559 at 16 windows per run, speaker 188, Whisper 218, Moonshine 127;
-# Ray's per-actor peaks on 2 cores: LID 726, DNSMOS 909 at two windows per run). A fused actor
-# asks for the worker once plus each model.
-WORKER_MB = 600.0
+# Memory each model's actor asks Ray for (MiB): the worker process itself (Ray, pyarrow, numpy
+# and the step's runtime: ONNX Runtime or CTranslate2; ~130-250 MiB) plus the model loaded and
+# running clips, with the 25 % headroom Ray's memory check asks for. Only the speaker model
+# imports torch (~250-400 MiB of it is counted in its entry). Measured as each actor's peak RSS
+# over an ingest of this repo's sample bucket on 2 cores (ps, sampled every second): speaker
+# 1053, DNSMOS 734 (two windows per run), LID 564, Whisper 488, Moonshine 395 MiB. Before the
+# step package stopped importing torch in every worker, the same actors peaked 160-180 MiB
+# higher (LID 726, DNSMOS 909). A fused actor asks for the worker once plus each model.
+WORKER_MB = 250.0
 MODEL_MB: dict[str, float] = {
-    "lid": 350.0,
-    "dnsmos": 550.0,  # two windows per run (the ingest's default); 16 held ~1.2 GiB more
-    "speaker_consistency": 250.0,
-    "faster-whisper": 300.0,
-    "moonshine": 200.0,
-    "nemo": 1500.0,  # not measured here: a Conformer model's order of magnitude
+    "speaker_consistency": 1070.0,  # torch, resemblyzer's GE2E, segmentation-3.0
+    "dnsmos": 670.0,  # two windows per run (the ingest's default); 16 held ~1.2 GiB more
+    "lid": 460.0,
+    "faster-whisper": 360.0,
+    "moonshine": 250.0,
+    "nemo": 1800.0,  # not measured here: a Conformer model's order of magnitude, with torch
 }
 DEFAULT_MODEL_MB = 500.0  # a step or backend not in the table
 
