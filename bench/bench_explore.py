@@ -1,11 +1,13 @@
-"""``accord manifest explore`` on a synthetic manifest of a million clips: the server's start,
-its first page, a filter, a transcript search and the what-if counts, answered over HTTP by the
-real server (``accord manifest explore`` in a subprocess), and its memory.
+"""``accord manifest explore`` on a synthetic manifest of a million clips: the server's start
+(until its URL is printed, the load included), its first page, a filter, a transcript search and
+the what-if counts, answered over HTTP by the real server (``accord manifest explore`` in a
+subprocess), and its memory.
 
-Goal (issue #27): first page and a filter each under 1 s, the server's memory bounded.
-``ratio`` is 1 s / the measured time (higher is better; >= 1 meets the goal). The manifest is
-written straight as ``CLIP_SCHEMA`` Parquet parts (one per source, as ingest lays them out),
-vectorised, in a temp dir.
+Goals (issue #27): first page, a filter, the text search and the what-if counts each under 1 s;
+the start in seconds, not minutes (``START_GOAL_S``); the server's memory bounded. ``ratio`` is
+goal / the measured time (higher is better; >= 1 meets the goal). The manifest is written
+straight as ``CLIP_SCHEMA`` Parquet parts (one per source, as ingest lays them out), vectorised,
+in a temp dir.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from accord.core.manifest import MANIFEST_DIR, part_name, source_key
 from accord.core.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
+START_GOAL_S = 30.0  # a million clips: loaded while the person opens a browser tab
 WORDS = "the river rose over its banks and the whole valley looked silent and white under snow".split()  # noqa: SIM905
 LANGS = np.array(["en", "de", "fr", "es", "it", "ja"])
 
@@ -132,12 +135,18 @@ def measure(out: Path, reps: int = 3) -> dict[str, float]:
         text=True,
     )
     try:
-        line = proc.stdout.readline()
-        m = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
-        if not m:
-            raise RuntimeError(f"explorer did not start: {line}{proc.stdout.read()[-2000:]}")
+        lines: list[str] = []
+        m = None
+        while m is None:  # progress lines, then the URL once the catalog is loaded
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"explorer did not start: {''.join(lines)[-2000:]}")
+            lines.append(line)
+            m = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
         base = m.group(1)
         res = {"start_s": time.perf_counter() - t0}
+        loaded = re.search(r"loaded in ([\d.]+) s", "".join(lines))
+        res["load_s"] = float(loaded.group(1)) if loaded else float("nan")
         th = urllib.parse.quote(json.dumps({"anneal1": {"min_snr_db": 10}}))
         queries = {
             "first_page": "api/clips?size=50",
@@ -171,10 +180,13 @@ def run(quick: bool, device: str = "cpu") -> list[dict]:
     note = f"{n} clips in {n // 1000} parts (written in {write_s:.0f} s); over HTTP, median of 3"
     rows = [
         {
-            "name": "explore: server start (load into DuckDB)",
+            "name": "explore: server start (until the URL is printed)",
             "value": r["start_s"],
             "unit": "s",
-            "note": note,
+            "ratio": START_GOAL_S / r["start_s"],
+            "goal": 1.0,
+            "note": f"{note}; of which the catalog's load {r['load_s']:.1f} s (DuckDB scans the parts in "
+            f"place); ratio = {START_GOAL_S:.0f} s goal / time",
         },
     ]
     for key, label in (
@@ -189,7 +201,7 @@ def run(quick: bool, device: str = "cpu") -> list[dict]:
                 "value": r[f"{key}_s"],
                 "unit": "s",
                 "ratio": 1.0 / r[f"{key}_s"],
-                "goal": 1.0 if key in ("first_page", "filter") else None,
+                "goal": 1.0,
                 "note": f"first call {r[f'{key}_first_s']:.3f} s; ratio = 1 s goal / time",
             }
         )

@@ -16,14 +16,14 @@ from typing import Any
 from accord.core.clip import json_safe
 from accord.core.eligibility import StageThresholds, failures
 from accord.core.stages import STAGES
-from accord.explore.catalog import Catalog
+from accord.explore.catalog import CLIP_COLUMNS, Catalog
 from accord.explore.gates import NEUTRAL, SIGNAL_OF
 
 BOUNDS_TEXT = {"min": "≥", "max": "≤"}
 
 
 def clip_row(cat: Catalog, clip_id: str) -> dict[str, Any] | None:
-    rows = cat.rows("SELECT * FROM clips WHERE clip_id = ? LIMIT 1", [clip_id])
+    rows = cat.rows(f"SELECT {CLIP_COLUMNS} FROM clips WHERE clip_id = ? LIMIT 1", [clip_id])
     return rows[0] if rows else None
 
 

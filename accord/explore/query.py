@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,13 +100,17 @@ class View:
         return v
 
     def where(
-        self, th: Mapping[str, StageThresholds], base: Mapping[str, StageThresholds]
+        self,
+        th: Mapping[str, StageThresholds],
+        base: Mapping[str, StageThresholds],
+        eligible: Callable[[str, StageThresholds], str] = lambda stage, t: eligible_sql(t),
     ) -> tuple[str, list[Any]]:
-        """The WHERE clause (``true`` when nothing is filtered) and its parameters."""
+        """The WHERE clause (``true`` when nothing is filtered) and its parameters; ``eligible``
+        spells a stage's eligibility (:meth:`Catalog.eligible`: a column computed at load)."""
         conds: list[str] = []
         params: list[Any] = []
         if self.stage:
-            ok = eligible_sql(th[self.stage])
+            ok = eligible(self.stage, th[self.stage])
             conds.append(ok if self.eligible else f"NOT ({ok})")
         if self.gate:
             stage, name = self.gate
@@ -116,7 +120,7 @@ class View:
             conds.append(sql)
         if self.changed:
             stage, how = self.changed
-            new, old = eligible_sql(th[stage]), eligible_sql(base[stage])
+            new, old = eligible(stage, th[stage]), eligible(stage, base[stage])
             conds.append(f"({new}) AND NOT ({old})" if how == "added" else f"({old}) AND NOT ({new})")
         if self.language is not None:
             conds.append("coalesce(language, '') = ?")
@@ -125,10 +129,7 @@ class View:
             conds.append("contains(source_uri, ?)")
             params.append(self.source)
         if self.text:
-            conds.append(
-                "contains(lower(array_to_string(list_transform(transcripts, lambda t: coalesce(t.text, '')), "
-                "' ')), ?)"
-            )
+            conds.append("contains(text_lc, ?)")  # precomputed at load (catalog.DERIVED)
             params.append(self.text)
         for col, (lo, hi) in self.ranges.items():
             conds.append(f"(CAST({col} AS DOUBLE) BETWEEN ? AND ? AND NOT isnan(CAST({col} AS DOUBLE)))")
@@ -161,12 +162,12 @@ def page(
 ) -> dict[str, Any]:
     """One page of the selection (``TABLE_COLUMNS``, per-stage eligibility and failing gates, a
     transcript preview) and its totals (clips, hours)."""
-    where, params = view.where(th, base)
+    where, params = view.where(th, base, cat.eligible)
     total = cat.rows(
         f"SELECT count(*) AS n, coalesce(sum(duration_s), 0) / 3600 AS h FROM clips WHERE {where}", params
     )[0]
     per_stage = ", ".join(
-        f"{eligible_sql(th[s])} AS ok_{s}, {failing_sql(th[s])} AS fail_{s}" for s in STAGES
+        f"{cat.eligible(s, th[s])} AS ok_{s}, {failing_sql(th[s])} AS fail_{s}" for s in STAGES
     )
     cols = ", ".join(TABLE_COLUMNS)
     sql = (
@@ -191,7 +192,7 @@ def selection_ids(
     cat: Catalog, view: View, th: Mapping[str, StageThresholds], base: Mapping[str, StageThresholds]
 ) -> Iterator[dict[str, Any]]:
     """Every clip of the selection (id, source, span), in the view's order, streamed in batches."""
-    where, params = view.where(th, base)
+    where, params = view.where(th, base, cat.eligible)
     cur = cat.con.cursor()
     try:
         res = cur.execute(
@@ -212,12 +213,16 @@ def whatif(
 ) -> dict[str, Any]:
     """Per stage and language: clips and hours kept under ``th`` and under ``base``, and the
     clips the change adds and removes (the whole manifest, whatever the filters)."""
+    # each stage's eligibility computed once per row, then aggregated; under the thresholds the
+    # server started from (most stages, on any one change) it is a column computed at load
     flags = ", ".join(
-        f"({eligible_sql(th[s])}) AS new_{s}, ({eligible_sql(base[s])}) AS old_{s}" for s in STAGES
-    )  # each stage's eligibility computed once per row, then aggregated
+        f"({cat.eligible(s, th[s])}) AS new_{s}"
+        + ("" if th[s] == base[s] else f", ({cat.eligible(s, base[s])}) AS old_{s}")
+        for s in STAGES
+    )
     parts = []
     for s in STAGES:
-        new, old = f"new_{s}", f"old_{s}"
+        new, old = f"new_{s}", f"new_{s}" if th[s] == base[s] else f"old_{s}"
         parts += [
             f"count(*) FILTER (WHERE {new}) AS {s}_clips",
             f"coalesce(sum(duration_s) FILTER (WHERE {new}), 0) / 3600 AS {s}_hours",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,10 @@ log = logging.getLogger(__name__)
 LOCALHOST = "127.0.0.1"
 
 
+def stderr_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 class BindError(UserError):
     """The port is taken or the address cannot be bound."""
 
@@ -27,9 +32,12 @@ def serve(
     thresholds: Any = None,
     memory_limit: str = "1GB",
     on_ready: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> None:
     """Explore ``out_uri`` at ``http://host:port/`` (read-only; blocks until interrupted).
-    ``thresholds``: what the page starts from, as ``accord manifest stats --thresholds`` reads it."""
+    ``thresholds``: what the page starts from, as ``accord manifest stats --thresholds`` reads it.
+    ``progress``: where the load's progress lines go (stderr by default: a large output takes a
+    while, and a silent wait reads as a hang)."""
     import socket
 
     import uvicorn
@@ -42,7 +50,7 @@ def serve(
     except OSError as e:
         sock.close()
         raise BindError(f"cannot listen on {host}:{port} ({e.strerror}): pass another --port") from None
-    cat = Catalog(out_uri, memory_limit=memory_limit)
+    cat = Catalog(out_uri, memory_limit=memory_limit, progress=progress or stderr_line, thresholds=base)
     try:
         url = f"http://{host}:{sock.getsockname()[1]}/"
         if on_ready:

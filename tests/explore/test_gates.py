@@ -14,6 +14,7 @@ from accord.core.clip import CLIP_SCHEMA
 from accord.core.eligibility import DEFAULT_THRESHOLDS, StageThresholds, failures
 from accord.core.manifest import to_row
 from accord.core.stages import STAGES
+from accord.explore.catalog import DERIVED
 from accord.explore.gates import BOUNDS, SPECIAL, eligible_sql, failing_sql, gate_sql, literal
 
 F32_BELOW_03 = float(pa.array([0.3], pa.float32()).to_pylist()[0])  # 0.30000001192...: float32 rounding
@@ -80,7 +81,8 @@ def con():
     rows = edge_rows()
     edge = pa.Table.from_pylist(rows, schema=CLIP_SCHEMA)
     edge = edge.append_column("i", pa.array(range(len(rows)), pa.int64()))
-    c.execute("CREATE TABLE clips AS SELECT * FROM edge")
+    derived = "".join(f", {sql} AS {name}" for name, sql in DERIVED.items())  # as the catalog loads
+    c.execute(f"CREATE TABLE clips AS SELECT *{derived} FROM edge")
     return c, edge.to_pylist()  # the rows as a reader sees them (float32 signals)
 
 
