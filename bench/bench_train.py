@@ -18,8 +18,9 @@
    process's max RSS is set by its imports and would read 0) streaming a 1 GB shard (256 MB
    with ``--quick``) into its third shuffle window of 32 MB, against the stated bound
    (``accord.train.stream.memory_bound``: the window, the queued micro-batches, one read block,
-   the stage selection per ``samples.parquet`` row, and a fixed term for code paged in on first
-   use), printed term by term with the growth split into selection and streaming.
+   the stage selection: two shards' clip weights plus the start-up pass's batch, a per-shard
+   term, and a fixed term for code paged in on first use), printed term by term with the growth
+   split into the selection's start-up pass and streaming (which holds the shard's weights).
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ def rss():  # resident now (the process's max RSS is already set by the imports:
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 before = peak = rss()  # before the loader starts its thread
 ld = StageLoader(cfg, builder)
-selected = rss()  # the stage selection read
+selected = rss()  # the stage selection's start-up pass (a shard's weights are read when opened)
 clips = 0
 while clips < clips_needed:
     clips += sum(len(b.clip_ids) for b in ld.step_batches(1))
@@ -215,6 +216,8 @@ ld.close()
 print(json.dumps({
     "grown": peak - before, "selection": selected - before, "gauge_peak": ld.io_stats()["peak_loader_bytes"],
     "clips": clips, "rows": ld.selection.n_candidates, "prefetch": cfg.prefetch,
+    "shard_rows": max(int(r["n_samples"]) for r in ld.selection.index_rows.values()),
+    "n_shards": len(ld.selection.index_rows),
     "seqs_per_batch": cfg.seqs_per_batch, "max_frames": cfg.max_frames,
 }))
 """
@@ -269,7 +272,8 @@ def memory_row(quick: bool, window_mb: float = 32.0) -> dict:
     k = 9  # the synthetic clips' codebooks: ids int64 [B, T, K+1], mask bool [B, T, K], doc ids int64
     batch_bytes = m["seqs_per_batch"] * m["max_frames"] * (8 * (k + 1) + k + 8) + 4096  # + speaker rows
     # queued micro-batches: the prefetch queue, one blocked in its put, one being packed, the trainer's
-    b = memory_bound(int(window_mb * 2**20), m["prefetch"] + 3, batch_bytes, m["rows"], READ_BLOCK_BYTES)
+    window, queued = int(window_mb * 2**20), m["prefetch"] + 3
+    b = memory_bound(window, queued, batch_bytes, m["shard_rows"], READ_BLOCK_BYTES, m["n_shards"])
     mib = lambda x: f"{x / 2**20:.0f}"  # noqa: E731
     return {
         "name": f"loader_peak_memory_{size // 2**20}mb_shard",
@@ -282,11 +286,12 @@ def memory_row(quick: bool, window_mb: float = 32.0) -> dict:
         "note": (
             f"{n} clips in one {size / 2**30:.2f} GB shard, {m['clips']} streamed through {window_mb:.0f} MB "
             f"shuffle windows, prefetch {m['prefetch']} (max_frames {m['max_frames']}, one clip a "
-            f"micro-batch); grown {mib(m['grown'])} MiB = selection {mib(m['selection'])} + streaming "
+            f"micro-batch); grown {mib(m['grown'])} MiB = selection pass {mib(m['selection'])} + streaming "
             f"{mib(m['grown'] - m['selection'])}; accounted peak {mib(m['gauge_peak'])} MiB; bound "
             f"{mib(b['total'])} MiB = {' + '.join(f'{t} {mib(v)}' for t, v in b.items() if t != 'total')} "
-            f"(train.stream.memory_bound; the old loader held the shard's bytes and its decoded "
-            f"samples: > 2x the shard); shard written in {write_s:.0f} s"
+            f"(train.stream.memory_bound: the selection term follows the largest shard, not the "
+            f"corpus; the old loader held the shard's bytes and its decoded samples: > 2x the "
+            f"shard); shard written in {write_s:.0f} s"
         ),
     }
 

@@ -15,7 +15,11 @@ position is three integers per rank and resuming is exact:
   clip's stored signals with ``accord.core.eligibility.eligible_for`` under the thresholds in
   force (:func:`stage_thresholds`: the defaults, the tokenize run's overrides recorded in
   ``tokenize.json``, the recipe's ``data.eligibility``), never the flag stored in the shard;
-  dataset weights repeat or subsample clips per epoch.
+  dataset weights repeat or subsample clips per epoch. The selection is per shard: one
+  streaming pass over ``samples.parquet`` at start finds the shards to read; a shard's clip
+  weights are computed from its ``parts/<shard>.parquet`` when it is opened (:class:`Selection`),
+  so no rank holds a whole-corpus table or mapping. A clip id present in two shards is weighted,
+  in each, by that shard's own row (a whole-corpus mapping let its last row decide for both).
 - clips are packed greedily into rows of at most ``max_frames`` rows, each clip keeping its
   own ``doc_id`` so attention stays inside it; ``seqs_per_batch`` rows make a micro-batch.
 - which shards a rank reads is the read mode's (``data.read_mode``, :mod:`accord.train.shard_split`):
@@ -28,7 +32,8 @@ position is three integers per rank and resuming is exact:
   through :func:`gather_state`; a resume on another world size or mode re-splits from it with
   nothing repeated or skipped.
 - shards stream (:class:`accord.core.shards.ShardStream`): memory is one shuffle window
-  (``shuffle_window_mb``) plus the prefetch queue, whatever the shard size (the stated bound:
+  (``shuffle_window_mb``) plus the prefetch queue, whatever the shard size, plus the clip
+  weights of the last two shards opened, whatever the corpus size (the stated bound:
   :func:`accord.train.stream.memory_bound`); with ``prefetch``
   the reading, decoding and packing run in a background thread (:mod:`accord.train.prefetch`).
 """
@@ -38,29 +43,50 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import threading
 import time
+import zlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+import fsspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
 from accord.core.eligibility import StageThresholds, eligible_for, load_thresholds
-from accord.core.errors import ConfigError
+from accord.core.errors import ConfigError, UnreadableFileError
 from accord.core.shards import (
     CHECKSUM_KEY,
+    PARTS_DIR,
+    READ_BLOCK_BYTES,
+    SAMPLES_PARQUET,
     ShardError,
     ShardRecord,
     read_index,
     read_record,
-    read_samples,
     read_tokenize_json,
+    shards_file,
+    upgrade_samples,
 )
 from accord.core.stages import stage_index
+from accord.core.storage import join_uri, unreadable
 from accord.core.vocab import AUDIO_PAD_ID, PAD_ID
 from accord.train.packing import Batch, Example, collate, rng_for
 from accord.train.prefetch import Gauge, Prefetcher
 from accord.train.shard_split import Position, ReadPlan, Work, overrides_of, resplit
-from accord.train.stream import ExampleFn, LoaderStats, MicroBatchStream, StreamConfig, Unit, batch_nbytes
+from accord.train.stream import (
+    SHARD_WEIGHTS_KEPT,
+    ExampleFn,
+    LoaderStats,
+    MicroBatchStream,
+    StreamConfig,
+    Unit,
+    batch_nbytes,
+)
 
 __all__ = [
     "Batch",
@@ -79,20 +105,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SELECT_BATCH_ROWS = 1024  # samples.parquet rows held as Python dicts at once by select_samples
+SELECT_BATCH_ROWS = 1024  # samples.parquet rows held as Python dicts at once (start-up pass, fallback)
+PARQUET_BUFFER_BYTES = 1 << 20  # column chunks are read in buffers this big, not whole
 
 
 # --- selection --------------------------------------------------------------------------------
-
-
-@dataclass
-class Selection:
-    """Which clips a stage trains on and with what weight."""
-
-    weights: dict[str, float]  # clip_id -> expected copies per epoch
-    shards: list[str]  # shard names relative to the shards root
-    n_candidates: int = 0
-    index_rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # shard -> index.parquet row
 
 
 def dataset_of(row: dict[str, Any]) -> str:
@@ -115,46 +132,175 @@ def stage_thresholds(
     return load_thresholds(eligibility, base=load_thresholds(recorded))
 
 
+@dataclass(frozen=True)
+class WeightRule:
+    """A clip's expected copies per epoch from its ``samples.parquet`` row (0: not selected):
+    eligible for ``stage`` under ``thresholds``, times its dataset's weight."""
+
+    stage: str
+    thresholds: dict[str, StageThresholds]
+    dataset_weights: dict[str, float]  # dataset -> weight; "*": every other dataset's (default 1)
+
+    def __call__(self, row: dict[str, Any]) -> float:
+        if not eligible_for(row, self.stage, self.thresholds):
+            return 0.0
+        w = float(self.dataset_weights.get(dataset_of(row), self.dataset_weights.get("*", 1.0)))
+        return w if w > 0 else 0.0
+
+
+def iter_sample_rows(uri: str, shard: str | None = None) -> Iterator[list[dict[str, Any]]]:
+    """The rows of a ``SAMPLE_SCHEMA`` Parquet file (``samples.parquet`` or a shard's part), as
+    Python dicts ``SELECT_BATCH_ROWS`` at a time: a streaming read (fsspec, ranged reads on object
+    stores), so memory is one batch whatever the file's size. ``shard``: only its rows (row groups
+    whose ``shard`` statistics exclude it are not read)."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    try:
+        with fs.open(path, "rb", block_size=READ_BLOCK_BYTES) as f:
+            pf = pq.ParquetFile(f, buffer_size=PARQUET_BUFFER_BYTES)
+            groups = None if shard is None else row_groups_with(pf, "shard", shard)
+            for batch in pf.iter_batches(SELECT_BATCH_ROWS, row_groups=groups, use_threads=False):
+                if shard is not None:
+                    batch = batch.filter(pc.equal(batch.column("shard"), shard))
+                yield upgrade_samples(pa.Table.from_batches([batch])).to_pylist()
+    except pa.ArrowException as e:
+        raise unreadable(uri, e) from e
+
+
+def row_groups_with(pf: pq.ParquetFile, column: str, value: str) -> list[int]:
+    """The row groups of ``pf`` whose min/max statistics of ``column`` admit ``value``."""
+    meta = pf.metadata
+    paths = [meta.schema.column(j).path for j in range(meta.num_columns)]
+    if column not in paths:
+        return list(range(meta.num_row_groups))
+    j = paths.index(column)
+    out = []
+    for i in range(meta.num_row_groups):
+        st = meta.row_group(i).column(j).statistics
+        known = st is not None and st.has_min_max and isinstance(st.min, str) and isinstance(st.max, str)
+        if not known or st.min <= value <= st.max:
+            out.append(i)
+    return out
+
+
+def weight_digest(clip_id: str, w: float) -> int:
+    """One selected clip's share of its shard's digest (a sum: the order of rows does not count)."""
+    return zlib.crc32(f"{clip_id}\x00{w!r}".encode())
+
+
+@dataclass
+class ShardTally:
+    """What the start-up pass keeps of one shard: its selected clips' count and digest, against
+    which the shard's part is checked when the stream opens it (no per-clip state)."""
+
+    selected: int = 0
+    digest: int = 0
+
+    def add(self, clip_id: str, w: float) -> None:
+        self.selected += 1
+        self.digest = (self.digest + weight_digest(clip_id, w)) & 0xFFFFFFFFFFFFFFFF
+
+
+@dataclass
+class Selection:
+    """Which clips a stage trains on and with what weight, held per shard.
+
+    The start-up pass (:func:`select_samples`) keeps per shard only a tally; a shard's weights
+    (clip_id -> expected copies per epoch) are computed from its ``parts/<shard>.parquet`` when
+    the stream opens it (:meth:`shard_weights`), so memory follows the largest shard, not the
+    corpus. A part that is missing, unreadable or disagrees with ``samples.parquet`` (its tally)
+    is replaced by that shard's rows of ``samples.parquet`` (streamed), with a warning.
+    """
+
+    root: str
+    rule: WeightRule
+    shards: list[str]  # shard names relative to the shards root, with a selected clip, index order
+    tallies: dict[str, ShardTally] = field(default_factory=dict)  # shard -> its selected clips
+    n_candidates: int = 0  # samples.parquet rows
+    index_rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # shard -> index.parquet row
+    cache: OrderedDict[str, dict[str, float]] = field(default_factory=OrderedDict, repr=False, compare=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def n_selected(self) -> int:
+        """Selected rows of ``samples.parquet`` (clips, unless an id is in two shards)."""
+        return sum(t.selected for t in self.tallies.values())
+
+    def shard_weights(self, name: str) -> dict[str, float]:
+        """clip_id -> weight (> 0) of shard ``name``'s selected clips (the last
+        ``SHARD_WEIGHTS_KEPT`` shards' are kept: prefetch, resume, a one-shard corpus)."""
+        with self.lock:
+            if name in self.cache:
+                self.cache.move_to_end(name)
+                return self.cache[name]
+        weights = self.read_weights(name)
+        with self.lock:
+            self.cache[name] = weights
+            while len(self.cache) > SHARD_WEIGHTS_KEPT:
+                self.cache.popitem(last=False)
+        return weights
+
+    def read_weights(self, name: str) -> dict[str, float]:
+        """From the shard's part (small, one read), checked against the start-up pass's tally."""
+        part = join_uri(self.root, PARTS_DIR, f"{name}.parquet")
+        want = self.tallies.get(name, ShardTally())
+        try:
+            weights, tally = self.weigh(iter_sample_rows(part))
+            if (tally.selected, tally.digest) == (want.selected, want.digest):
+                return weights
+            why = f"selects {tally.selected} clips, samples.parquet {want.selected} (or other weights)"
+        except (OSError, UnreadableFileError) as e:  # missing, or not whole Parquet
+            why = str(e)
+        log.warning("%s: %s; selecting its clips from samples.parquet instead", part, why)
+        return self.weigh(iter_sample_rows(shards_file(self.root, SAMPLES_PARQUET), shard=name))[0]
+
+    def weigh(self, batches: Iterator[list[dict[str, Any]]]) -> tuple[dict[str, float], ShardTally]:
+        """The rule over ``batches`` of rows: clip_id -> weight (an id's last row decides) and tally."""
+        weights: dict[str, float] = {}
+        tally = ShardTally()
+        for rows in batches:
+            for row in rows:
+                w = self.rule(row)
+                if w > 0:
+                    weights[str(row["clip_id"])] = w
+                    tally.add(str(row["clip_id"]), w)
+        return weights, tally
+
+    def iter_weights(self) -> Iterator[tuple[str, float]]:
+        """(clip_id, weight) of every selected clip, shard by shard in :attr:`shards` order: for
+        tests and small corpora (each shard's part is read)."""
+        for name in self.shards:
+            yield from self.shard_weights(name).items()
+
+
 def select_samples(
     root: str,
     stage: str,
     dataset_weights: dict[str, float] | None = None,
     eligibility: str | dict[str, Any] | None = None,
 ) -> Selection:
-    """Read ``samples.parquet`` and ``index.parquet`` under ``root`` and pick the stage's clips:
-    those :func:`accord.core.eligibility.eligible_for` finds eligible for ``stage`` under
-    :func:`stage_thresholds` (``eligibility``: overrides on top), weighted by dataset."""
+    """Pick the stage's clips under ``root``: those :func:`accord.core.eligibility.eligible_for`
+    finds eligible for ``stage`` under :func:`stage_thresholds` (``eligibility``: overrides on
+    top), weighted by dataset. One streaming pass over ``samples.parquet`` finds the shards with a
+    selected clip (in ``index.parquet`` order) and tallies them; no per-clip state is kept (a
+    shard's weights are read when it is opened: :meth:`Selection.shard_weights`)."""
     stage_index(stage)
-    thresholds = stage_thresholds(root, eligibility)
-    table = read_samples(root)
+    rule = WeightRule(stage, stage_thresholds(root, eligibility), dict(dataset_weights or {}))
     index = read_index(root)
     index_rows: dict[str, dict[str, Any]] = {}  # what the loader checks each done marker against
     if index is not None:
         recorded = [c for c in ("shard", "n_samples", "bytes", CHECKSUM_KEY) if c in index.column_names]
         index_rows = {r["shard"]: r for r in index.select(recorded).to_pylist()}
-    dw = dict(dataset_weights or {})
-    default_w = float(dw.pop("*", 1.0))
-    weights: dict[str, float] = {}
-    # rows become Python dicts a batch at a time: a whole corpus's take ~4 KiB a clip, and what
-    # the allocators kept of that peak stayed resident for the whole run
-    batches = table.to_batches(max_chunksize=SELECT_BATCH_ROWS)
-    for batch in batches:
-        for row in batch.to_pylist():
-            if not eligible_for(row, stage, thresholds):
-                continue
-            w = float(dw.get(dataset_of(row), default_w))
+    tallies: dict[str, ShardTally] = {}
+    n_rows = 0
+    for rows in iter_sample_rows(shards_file(root, SAMPLES_PARQUET)):
+        n_rows += len(rows)
+        for row in rows:
+            w = rule(row)
             if w > 0:
-                weights[str(row["clip_id"])] = w
-    every: set[str] = set()  # shards with any sample / with a selected clip (ids may repeat)
-    used: set[str] = set()
-    for batch in batches:
-        for clip_id, shard in zip(batch["clip_id"].to_pylist(), batch["shard"].to_pylist(), strict=True):
-            every.add(shard)
-            if str(clip_id) in weights:
-                used.add(shard)
-    shards = index["shard"].to_pylist() if index is not None else sorted(every)
-    shards = [s for s in shards if s in used]
-    return Selection(weights=weights, shards=shards, n_candidates=table.num_rows, index_rows=index_rows)
+                tallies.setdefault(str(row["shard"]), ShardTally()).add(str(row["clip_id"]), w)
+    shards = index["shard"].to_pylist() if index is not None else sorted(tallies)
+    shards = [s for s in shards if s in tallies]
+    return Selection(root, rule, shards, tallies, n_candidates=n_rows, index_rows=index_rows)
 
 
 # --- the stream -------------------------------------------------------------------------------
@@ -244,7 +390,7 @@ class StageLoader:
         self.build = build
         self.rank, self.world = rank, world
         self.selection = select_samples(cfg.root, cfg.stage, cfg.dataset_weights, cfg.eligibility)
-        if not self.selection.weights:
+        if not self.selection.n_selected:
             raise ValueError(
                 f"no clip under {cfg.root} is eligible for stage {cfg.stage!r} "
                 f"({self.selection.n_candidates} candidates)"
@@ -359,7 +505,7 @@ class StageLoader:
                 shuffle_window_mb=cfg.shuffle_window_mb,
             ),
             self.build,
-            self.selection.weights,
+            self.selection.shard_weights,
             functools.partial(checked_record, cfg.root, self.selection.index_rows),
             copy.deepcopy(self.plan),
             self.rank,

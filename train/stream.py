@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from accord.train.shard_split import Position, ReadPlan
 log = logging.getLogger(__name__)
 
 ExampleFn = Callable[[ShardSample, int], Example | None]
+WeightsFn = Callable[[str], Mapping[str, float]]  # shard -> clip_id -> copies per epoch (selected)
 
 
 @dataclass
@@ -82,22 +83,28 @@ def sample_nbytes(s: ShardSample) -> int:
 # What the loader holds beyond its gauge's count (the terms of :func:`memory_bound`), measured
 # with ``loader_peak_memory_*`` in bench/bench_train.py (tracemalloc, smaps, mallinfo2).
 WINDOW_OVERHEAD = 1.25  # a decoded clip's metadata is ~11 KiB of Python objects, counted as 2 KiB
-SELECTION_BYTES_PER_ROW = 2560  # per samples.parquet row: Arrow's decode, kept by its pool, + weights
-FIXED_BYTES = 64 * 2**20  # code paged in on first use (pyarrow's read_table imports pandas), threads
+SHARD_WEIGHTS_KEPT = 2  # shards whose clip weights the selection holds: the one read, the next
+SHARD_ROW_BYTES = 256  # per row of a kept shard: its clip_id -> weight entry (~90 B measured), decode
+SELECT_PASS_BYTES = 16 * 2**20  # the start-up pass: a batch of rows as dicts, Parquet read buffers
+SHARD_STATE_BYTES = 1024  # per shard of the corpus: its index.parquet row, its tally, its name
+FIXED_BYTES = 64 * 2**20  # code paged in on first use (pyarrow's parquet reader), thread arenas
 
 
 def memory_bound(
-    window_bytes: int, queued: int, batch_bytes: int, n_rows: int, read_block: int
+    window_bytes: int, queued: int, batch_bytes: int, shard_rows: int, read_block: int, n_shards: int = 1
 ) -> dict[str, int]:
     """The most resident memory a loader adds, by term: the shuffle window (``WINDOW_OVERHEAD``
     times its counted size), ``queued`` micro-batches of at most ``batch_bytes`` (the prefetch
     queue, one blocked in its put, one being packed, the one the trainer holds), one storage read
-    block, the stage selection (``n_rows`` of ``samples.parquet``) and ``FIXED_BYTES``."""
+    block, the stage selection (``SHARD_WEIGHTS_KEPT`` shards of ``shard_rows`` rows, the largest,
+    plus the start-up pass's batch), ``n_shards`` shards' per-shard state and ``FIXED_BYTES``.
+    Nothing grows with the corpus's clip count."""
     terms = {
         "window": int(WINDOW_OVERHEAD * window_bytes),
         "micro_batches": queued * batch_bytes,
         "read_block": read_block,
-        "selection": n_rows * SELECTION_BYTES_PER_ROW,
+        "selection": SHARD_WEIGHTS_KEPT * shard_rows * SHARD_ROW_BYTES + SELECT_PASS_BYTES,
+        "shards": n_shards * SHARD_STATE_BYTES,
         "fixed": FIXED_BYTES,
     }
     return {**terms, "total": sum(terms.values())}
@@ -117,7 +124,7 @@ class MicroBatchStream:
         self,
         cfg: StreamConfig,
         build: ExampleFn,
-        weights: dict[str, float],
+        weights: WeightsFn,
         record: Callable[[str], ShardRecord],
         plan: ReadPlan,
         rank: int,
@@ -131,8 +138,8 @@ class MicroBatchStream:
         self.gauge = gauge
 
     # items ------------------------------------------------------------------------------------
-    def copies(self, epoch: int, s: ShardSample) -> int:
-        w = self.weights.get(s.clip_id, 0.0)
+    def copies(self, epoch: int, s: ShardSample, weights: Mapping[str, float]) -> int:
+        w = weights.get(s.clip_id, 0.0)
         if w <= 0:
             return 0
         whole = int(w)
@@ -148,6 +155,7 @@ class MicroBatchStream:
             self.stats.skipped_shards.append(name)
             log.warning("skipping shard %s (epoch %d): %s", url, epoch, e)
             return
+        weights = self.weights(name)  # after the marker check: an unverified shard's part is not read
         limit = int(self.cfg.shuffle_window_mb * 2**20)
         stream = ShardStream(url, record)
         window: list[ShardSample] = []
@@ -164,7 +172,7 @@ class MicroBatchStream:
         try:
             try:
                 for s in stream:
-                    n = self.copies(epoch, s)
+                    n = self.copies(epoch, s, weights)
                     if not n:
                         continue
                     if limit and held >= limit:  # full, and another item follows: a window of many

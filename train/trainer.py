@@ -220,7 +220,7 @@ class Trainer:
             "world_size": self.world,
             "seed": a.seed,
             "selection": {
-                "clips": len(sel.weights),
+                "clips": sel.n_selected,
                 "shards": len(sel.shards),
                 "candidates": sel.n_candidates,
             },

@@ -30,6 +30,11 @@ RELAXED = {"anneal1": {"min_snr_db": 8.0}}  # the default anneal1 gate: 15 dB
 STRICT = {"anneal1": {"min_snr_db": 12.0}}  # between the two clips' SNR: drops the noisy one again
 
 
+def selected(shards: Path, eligibility: dict | None = None) -> set[str]:
+    """The clips anneal1 trains on under ``shards``."""
+    return {c for c, _ in select_samples(str(shards), "anneal1", eligibility=eligibility).iter_weights()}
+
+
 def _wav(path: Path, hz: float) -> str:
     t = np.arange(int(2.0 * 44100)) / 44100
     x = 0.3 * np.sin(2 * np.pi * hz * t) + 0.01 * np.random.default_rng(0).standard_normal(len(t))
@@ -71,17 +76,17 @@ def test_a_relaxed_threshold_relaxes_ingest_tokenize_and_train(tmp_path, dac_cod
     assert json.loads((shards / "tokenize.json").read_text())["eligibility"] == RELAXED
 
     # 3. train: the stage selection starts from the thresholds tokenize recorded ...
-    assert set(select_samples(str(shards), "anneal1").weights) == both
+    assert selected(shards) == both
     # ... the recipe's overrides go on top, either way ...
-    assert set(select_samples(str(shards), "anneal1", eligibility=STRICT).weights) == only_clean
+    assert selected(shards, STRICT) == only_clean
     # ... and neither a stored yes nor a stored no decides: eligibility is recomputed
     (shards / "tokenize.json").write_text(
         json.dumps({"eligibility": {}})
     )  # as if tokenized with the defaults
-    assert set(select_samples(str(shards), "anneal1").weights) == only_clean  # stored: both eligible
+    assert selected(shards) == only_clean  # stored: both eligible
     table = read_samples(str(shards))
     i = table.schema.get_field_index("eligible_anneal1")
     pq.write_table(
         table.set_column(i, "eligible_anneal1", pa.array([False] * len(table))), shards / "samples.parquet"
     )
-    assert set(select_samples(str(shards), "anneal1", eligibility=RELAXED).weights) == both  # stored: neither
+    assert selected(shards, RELAXED) == both  # stored: neither

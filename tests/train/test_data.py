@@ -5,19 +5,24 @@ from __future__ import annotations
 import logging
 import shutil
 import tarfile
+import tracemalloc
 import zlib
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
-from accord.core.shards import read_shard, shard_tar_uri, write_shard
+from accord.core.eligibility import eligible_for
+from accord.core.shards import read_index, read_samples, read_shard, shard_tar_uri, write_index, write_shard
 from accord.model.sequence import prompt_head
-from accord.train.data import LoaderConfig, StageLoader, select_samples
+from accord.train.data import LoaderConfig, StageLoader, dataset_of, select_samples, stage_thresholds
 from accord.train.examples import ExampleBuilder, mask_crop_frames
 from accord.train.recipe import ConditioningConfig, load_recipe
+from accord.train.synthetic import clip_sample
 
 
 def _loader(root: Path, stage: str = "pretrain", rank: int = 0, world: int = 1, **kw) -> StageLoader:
@@ -33,16 +38,122 @@ def _sig(batches) -> list[tuple]:
 
 
 def test_stage_selection_and_weights(synthetic_shards: Path) -> None:
-    pre = select_samples(str(synthetic_shards), "pretrain")
-    mid = select_samples(str(synthetic_shards), "midtrain", eligibility={"midtrain": {"min_agreement": 0.9}})
-    assert len(pre.weights) == 24 and set(mid.weights) < set(pre.weights)
-    assert len(mid.weights) == 12  # agreement 0.93 / 0.97 only
-    w = select_samples(str(synthetic_shards), "pretrain", dataset_weights={"setB": 0.0, "setA": 2.0})
-    assert len(w.weights) == 16 and set(w.weights.values()) == {2.0}
+    pre = dict(select_samples(str(synthetic_shards), "pretrain").iter_weights())
+    mid_sel = select_samples(
+        str(synthetic_shards), "midtrain", eligibility={"midtrain": {"min_agreement": 0.9}}
+    )
+    mid = dict(mid_sel.iter_weights())
+    assert len(pre) == 24 and set(mid) < set(pre)
+    assert len(mid) == 12 == mid_sel.n_selected  # agreement 0.93 / 0.97 only
+    w = dict(
+        select_samples(
+            str(synthetic_shards), "pretrain", dataset_weights={"setB": 0.0, "setA": 2.0}
+        ).iter_weights()
+    )
+    assert len(w) == 16 and set(w.values()) == {2.0}
     again = select_samples(
         str(synthetic_shards), "pretrain", eligibility={"pretrain": {"min_agreement": 0.9}}
     )
-    assert set(again.weights) == set(mid.weights)
+    assert set(dict(again.iter_weights())) == set(mid)
+
+
+def _whole_corpus_selection(root: Path, stage: str, dataset_weights=None, eligibility=None):
+    """The selection as the loader made it before it was per shard (a re-statement, kept as the
+    reference): every samples.parquet row at once, one clip_id -> weight mapping for the corpus,
+    the shards holding a selected clip id, in index order."""
+    thresholds = stage_thresholds(str(root), eligibility)
+    dw = dict(dataset_weights or {})
+    default_w = float(dw.pop("*", 1.0))
+    rows = read_samples(str(root)).to_pylist()
+    weights: dict[str, float] = {}
+    for row in rows:
+        if eligible_for(row, stage, thresholds):
+            w = float(dw.get(dataset_of(row), default_w))
+            if w > 0:
+                weights[str(row["clip_id"])] = w
+    used = {r["shard"] for r in rows if str(r["clip_id"]) in weights}
+    shards = [s for s in read_index(str(root))["shard"].to_pylist() if s in used]
+    per_shard: dict[str, dict[str, float]] = {s: {} for s in shards}
+    for r in rows:
+        if r["shard"] in per_shard and r["clip_id"] in weights:
+            per_shard[r["shard"]][r["clip_id"]] = weights[r["clip_id"]]
+    return weights, shards, per_shard, len(rows)
+
+
+SELECTIONS = [
+    ("pretrain", None, None),
+    ("midtrain", None, {"midtrain": {"min_agreement": 0.9}}),
+    ("pretrain", {"setB": 0.0, "setA": 2.5}, None),
+    ("pretrain", {"*": 0.5, "setA": 1.5}, {"pretrain": {"min_agreement": 0.75}}),
+    ("anneal2", None, None),
+]
+
+
+@pytest.mark.parametrize(("stage", "dataset_weights", "eligibility"), SELECTIONS)
+def test_per_shard_selection_equals_the_whole_corpus_rule(
+    synthetic_shards: Path, stage: str, dataset_weights, eligibility
+) -> None:
+    ref = _whole_corpus_selection(synthetic_shards, stage, dataset_weights, eligibility)
+    weights, shards, per_shard, n_rows = ref
+    sel = select_samples(str(synthetic_shards), stage, dataset_weights, eligibility)
+    assert sel.shards == shards and sel.n_candidates == n_rows and sel.n_selected == len(weights)
+    assert {s: sel.shard_weights(s) for s in sel.shards} == per_shard
+    assert dict(sel.iter_weights()) == weights
+
+
+def test_a_missing_or_disagreeing_part_falls_back_to_samples_parquet(
+    synthetic_shards: Path, tmp_path: Path, caplog
+) -> None:
+    root = tmp_path / "shards"
+    shutil.copytree(synthetic_shards, root)
+    clean = _epoch(_loader(root, max_epochs=1))
+    parts = sorted((root / "parts").glob("*.parquet"))
+    parts[0].unlink()
+    parts[1].write_bytes(parts[1].read_bytes()[:100])  # not Parquet
+    table = pq.read_table(parts[2])  # a part that disagrees with samples.parquet: every clip selected
+    agreement = pa.array([1.0] * len(table), pa.float32())
+    pq.write_table(table.set_column(table.column_names.index("agreement"), "agreement", agreement), parts[2])
+    sel = select_samples(str(root), "midtrain")
+    with caplog.at_level(logging.WARNING):
+        assert dict(sel.iter_weights()) == _whole_corpus_selection(root, "midtrain")[0]
+        assert _epoch(_loader(root, max_epochs=1)) == clean
+    assert caplog.text.count("selecting its clips from samples.parquet") >= 3
+    assert "not a readable Parquet file" in caplog.text
+    assert "selects 8 clips, samples.parquet 6" in caplog.text
+
+
+def test_the_start_up_pass_keeps_no_per_clip_state(synthetic_shards: Path, tmp_path: Path) -> None:
+    """The selection over ~100k samples.parquet rows grows traced Python memory by its per-shard
+    tallies only (a whole-corpus clip_id -> weight mapping is ~13 MB at this size)."""
+    root = tmp_path / "many"
+    n_shards, per = 100, 1000
+    template = read_samples(str(synthetic_shards))
+    pick = pa.array(np.arange(n_shards * per) % template.num_rows)
+    table = template.take(pick)
+    table = table.set_column(0, "clip_id", pa.array([f"c{i:07d}" for i in range(n_shards * per)]))
+    table = table.set_column(1, "shard", pa.array([f"shard-{i // per:06d}" for i in range(n_shards * per)]))
+    root.mkdir()
+    pq.write_table(table, root / "samples.parquet")
+    index = pa.table({"shard": [f"shard-{i:06d}" for i in range(n_shards)], "n_samples": [per] * n_shards})
+    pq.write_table(index, root / "index.parquet")
+    shutil.copy(synthetic_shards / "tokenize.json", root / "tokenize.json")
+    select_samples(str(synthetic_shards), "pretrain")  # warm: imports, first reads
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        sel = select_samples(str(root), "pretrain")
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    # not the selection's: the interpreter's table of interned strings (path parts, in
+    # dataset_of), which a parse may happen to resize
+    interned = [tracemalloc.Filter(False, "*/pathlib.py")]
+    grown = sum(
+        d.size_diff
+        for d in after.filter_traces(interned).compare_to(before.filter_traces(interned), "filename")
+    )
+    assert sel.n_candidates == sel.n_selected == n_shards * per and len(sel.shards) == n_shards
+    assert grown < 1 * 2**20, f"the selection kept {grown / 2**20:.1f} MiB of Python objects"
 
 
 def test_weights_repeat_clips(synthetic_shards: Path) -> None:
@@ -224,3 +335,23 @@ def test_a_shard_without_a_matching_marker_is_not_trained_on(
         "shard-000002",
     ]
     assert "no done marker" in caplog.text and "does not match index.parquet" in caplog.text
+
+
+def test_a_clip_id_in_two_shards_is_weighted_by_each_shards_row(
+    synthetic_shards: Path, tmp_path: Path
+) -> None:
+    """The one case the per-shard selection decides differently from a whole-corpus mapping
+    (where the id's last row decided for every copy, and any shard holding the id was read):
+    each copy stands on its own row."""
+    rng = np.random.default_rng(0)
+    a = [clip_sample(i, rng, 30) for i in (0, 1)]  # agreement 0.5, 0.8
+    b = [clip_sample(i, rng, 30) for i in (2, 3)]  # agreement 0.93, 0.97
+    b[0].meta["clip_id"] = b[0].key = a[0].key  # clip0000 again, now agreeing
+    write_shard(str(tmp_path), 0, [s.key for s in a], a)
+    write_shard(str(tmp_path), 1, [s.key for s in b], b)
+    write_index(str(tmp_path), 2)
+    shutil.copy(synthetic_shards / "tokenize.json", tmp_path / "tokenize.json")  # agreement alone
+    sel = select_samples(str(tmp_path), "midtrain", eligibility={"midtrain": {"min_agreement": 0.9}})
+    assert sel.shards == ["shard-000001"] and sel.n_selected == 2
+    assert sel.shard_weights("shard-000000") == {}  # its clip0000 (0.5) is not selected
+    assert sorted(sel.iter_weights()) == [("clip0000", 1.0), ("clip0003", 1.0)]
