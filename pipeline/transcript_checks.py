@@ -10,6 +10,13 @@ and Whisper's own fallback rules):
   normal speech is ~0;
 - ``compression_ratio``: UTF-8 bytes over zlib-compressed bytes, Whisper's loop detector
   (its fallback threshold is 2.4);
+- ``repeated_tail``: the share of the tokens inside the two copies of the longest run of at
+  least ``min_span`` words (``min_span_chars`` characters) that ends the text and was said
+  before. A loop of two ("Hors huslekar det börja i översä och huslekar det börja i översä",
+  Whisper base on a Swedish read sentence it half dropped) is under both measures above: n-gram
+  repeats need three copies to pass half, and a short text barely compresses. A decoder's loop
+  runs to the end of its window; a speaker's repetition goes on to new words ("it was the age of
+  wisdom, it was the age of foolishness" reads 0);
 - ``chars_per_s``: characters (no spaces or punctuation) per second of the clip's speech (the
   clip minus VAD's leading and trailing silence): people speak ~10-20 (Mandarin and Japanese
   ~4-8); far more is text the audio cannot hold, and far less (``too_little_text``: under one
@@ -31,6 +38,8 @@ from dataclasses import dataclass
 
 from accord.pipeline.wer_norm import is_char_scored, spoken_text, strip_annotations
 
+MAX_TAIL_TOKENS = 400  # the search is quadratic; 30 s of speech is ~100 words
+
 
 @dataclass(frozen=True)
 class CheckConfig:
@@ -39,6 +48,9 @@ class CheckConfig:
     min_ngrams: int = 4  # fewer n-grams than this cannot show a loop
     max_repeat_ratio: float = 0.5
     max_compression_ratio: float = 2.4  # Whisper's compression_ratio_threshold
+    min_span: int = 4  # words (min_span_chars characters for no-space languages) that end the ...
+    min_span_chars: int = 8
+    max_tail_share: float = 0.5  # ... text, said before: flagged when both copies are more of it
     max_chars_per_s: float = 25.0
     min_chars_per_s: float = 1.0  # ... below this over min_text_speech_s is too little text
     min_text_speech_s: float = 2.0
@@ -65,6 +77,20 @@ def repeat_ratio(text: str, language: str = "", cfg: CheckConfig = CheckConfig()
     return 1.0 - len(set(grams)) / len(grams)
 
 
+def repeated_tail(text: str, language: str = "", cfg: CheckConfig = CheckConfig()) -> float:
+    """Share of tokens inside both copies of the longest run of at least ``min_span`` tokens
+    that ends the text and was said before it (copies apart); 0 when there is none."""
+    tokens, _ = _tokens(text, language, cfg)
+    tokens = tokens[-MAX_TAIL_TOKENS:]
+    n = len(tokens)
+    shortest = cfg.min_span_chars if is_char_scored(language) else cfg.min_span
+    for k in range(n // 2, shortest - 1, -1):
+        tail = tokens[n - k :]
+        if any(tokens[i : i + k] == tail for i in range(n - 2 * k + 1)):
+            return 2 * k / n
+    return 0.0
+
+
 def compression_ratio(text: str) -> float:
     data = text.encode("utf-8")
     return len(data) / len(zlib.compress(data)) if data else 0.0
@@ -80,6 +106,7 @@ def check(
 ) -> dict[str, object]:
     """The measures and ``flags`` of one transcript."""
     rr, cr = repeat_ratio(text, language, cfg), compression_ratio(text)
+    tail = repeated_tail(text, language, cfg)
     cps = len(spoken_text(text)) / max(speech_s, cfg.min_speech_s)
     flags: list[str] = []
     if text.strip():
@@ -87,6 +114,8 @@ def check(
             flags.append("repeat_ratio")
         if cr > cfg.max_compression_ratio:
             flags.append("compression_ratio")
+        if tail > cfg.max_tail_share:
+            flags.append("repeated_tail")
         if cps > cfg.max_chars_per_s:
             flags.append("chars_per_s")
         if cps < cfg.min_chars_per_s and speech_s >= cfg.min_text_speech_s:

@@ -7,7 +7,14 @@ import pytest
 
 from accord.pipeline.features import silences
 from accord.pipeline.steps.score import TranscriptCheckStep
-from accord.pipeline.transcript_checks import CheckConfig, all_flagged, check, compression_ratio, repeat_ratio
+from accord.pipeline.transcript_checks import (
+    CheckConfig,
+    all_flagged,
+    check,
+    compression_ratio,
+    repeat_ratio,
+    repeated_tail,
+)
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank today."
 LOOP = "thank you for watching " * 8
@@ -24,6 +31,21 @@ def test_repeat_ratio_separates_loops_from_speech() -> None:
     )
 
 
+def test_repeated_tail_catches_a_loop_of_two_and_not_a_speakers_repetition() -> None:
+    # Whisper base on a Swedish NST sentence: half of it dropped, the rest said twice; under
+    # both n-gram repeats (three copies needed to pass half) and compression (too short)
+    two = "Hors huslekar det börja i översä och huslekar det börja i översä"
+    assert repeated_tail(two, "sv") == pytest.approx(10 / 12)
+    assert check(two, "sv", speech_s=6.0)["flags"] == ["repeated_tail"]
+    assert repeat_ratio(two, "sv") <= 0.5 and compression_ratio(two) < 2.4
+    # anaphora goes on to new words; a short repeat is not a loop
+    assert repeated_tail("it was the age of wisdom, it was the age of foolishness") == 0.0
+    assert repeated_tail("no no no, I said no no no") == 0.0
+    assert repeated_tail(SENTENCE) == 0.0 and repeated_tail("") == 0.0
+    assert repeated_tail("谢谢大家的观看。谢谢大家的观看。", "zh") == 0.0  # 7 characters: under 8
+    assert repeated_tail("我们今天去公园散步吧我们今天去公园散步吧", "zh") == 1.0
+
+
 def test_compression_ratio_is_whispers_loop_detector() -> None:
     assert compression_ratio(SENTENCE) < 1.5 < 2.4 < compression_ratio(LOOP)
     assert compression_ratio("") == 0.0
@@ -32,7 +54,7 @@ def test_compression_ratio_is_whispers_loop_detector() -> None:
 def test_check_flags_each_rule_and_never_an_empty_transcript() -> None:
     ok = check(SENTENCE, "en", speech_s=4.0)
     assert ok["flags"] == [] and 10 < ok["chars_per_s"] < 20
-    assert check(LOOP, "en", speech_s=10.0)["flags"] == ["repeat_ratio", "compression_ratio"]
+    assert check(LOOP, "en", speech_s=10.0)["flags"] == ["repeat_ratio", "compression_ratio", "repeated_tail"]
     # more text than 1 s of speech can hold
     assert check(SENTENCE, "en", speech_s=1.0)["flags"] == ["chars_per_s"]
     # Whisper's own rule: no speech and a low log-probability together
@@ -44,7 +66,7 @@ def test_check_flags_each_rule_and_never_an_empty_transcript() -> None:
     assert check("对，这就是我。", "zh", speech_s=2.5)["flags"] == []
     assert check("thanks", "en", 2.0)["flags"] == []  # NaN: a system without it never flags
     assert check("", "en", 0.0)["flags"] == [] and check(
-        LOOP, "en", 10.0, cfg=CheckConfig(max_repeat_ratio=0.95)
+        LOOP, "en", 10.0, cfg=CheckConfig(max_repeat_ratio=0.95, max_tail_share=1.0)
     )["flags"] == ["compression_ratio"]
 
 
