@@ -432,3 +432,16 @@ def make_real(out_dir: str | Path | None = None) -> Real:
     params = {"version": VERSION, "archives": sorted(a.sha256 for a in ARCHIVES.values())}
     root = build_once("real", params, _build, out_dir)
     return Real(path=root / AUDIO_DIR, truth=json.loads((root / TRUTH_FILE).read_text()))
+
+
+def holds_a_turn(truth: dict[str, Any], start_s: float, end_s: float) -> bool:
+    """Two speakers talk for 1 s or more each between ``start_s`` and ``end_s`` of a file with
+    this truth (the conversations' ``turns``, or the two readers of a join at ``change_s``): a
+    clip that the anneal stages' speaker gates must refuse."""
+    if truth["kind"] == "join":
+        c = truth["change_s"]
+        return c - start_s >= 1.0 and end_s - c >= 1.0
+    talk: dict[str, float] = {}
+    for a, b, who in truth.get("turns", []):
+        talk[who] = talk.get(who, 0.0) + max(0.0, min(b, end_s) - max(a, start_s))
+    return sum(v >= 1.0 for v in talk.values()) >= 2

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from accord.core.manifest import read_errors, read_manifest
+from accord.samples.real import holds_a_turn
 
 from ..transcripts import reading
 
@@ -190,7 +191,7 @@ def test_speaker_gates_keep_one_voice_and_refuse_two(by_file, real) -> None:
             ):
                 one += 1
                 assert not any(gates.values()), (name, r["start_s"], r["speaker_split_sim"], gates)
-            elif _holds_a_turn(truth, r):
+            elif holds_a_turn(truth, r["start_s"], r["end_s"]):
                 two += 1
                 assert all(gates.values()), (name, r["start_s"], r["end_s"], r["speaker_split_sim"])
     # the two readers run together: the clip was split within 0.5 s of where the second begins,
@@ -201,18 +202,6 @@ def test_speaker_gates_keep_one_voice_and_refuse_two(by_file, real) -> None:
     for r in joined:
         assert not any(SPEAKER_GATES & set(failures(r, th[s])) for s in ANNEAL), r["speaker_split_sim"]
     assert one >= 10 and two >= 1, (one, two)  # the call's turns run together; the drama's VAD keeps apart
-
-
-def _holds_a_turn(truth: dict, clip: dict) -> bool:
-    """Two speakers talk for 1 s or more each inside the clip (the conversations' turns, or the
-    two readers of a join)."""
-    if truth["kind"] == "join":
-        c = truth["change_s"]
-        return c - clip["start_s"] >= 1.0 and clip["end_s"] - c >= 1.0
-    talk: dict[str, float] = {}
-    for a, b, who in truth.get("turns", []):
-        talk[who] = talk.get(who, 0.0) + max(0.0, min(b, clip["end_s"]) - max(a, clip["start_s"]))
-    return sum(v >= 1.0 for v in talk.values()) >= 2
 
 
 def test_clips_start_and_end_in_quiet_audio(by_file, real) -> None:
