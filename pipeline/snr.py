@@ -75,6 +75,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy.signal import butter, lfilter, sosfilt
 
+from accord.pipeline import snr_model
+
 FRAME_S = 0.032
 HOP_S = 0.016
 HIGHPASS_HZ = 80.0
@@ -178,8 +180,6 @@ def snr_db(audio: np.ndarray, sample_rate: int, probs: np.ndarray | None = None)
     """
     s, terms = rule_estimate(audio, sample_rate, probs)
     if terms is not None:
-        from accord.pipeline import snr_model
-
         s += snr_model.correction(terms)
     return float(min(MAX_DB, max(MIN_DB, s)))
 
@@ -245,8 +245,6 @@ def rule_estimate(
     run_power, run_p = _pause_runs(power, p)
     drop = _pause_run_drop(run_power, run_p, spread_db, s, snr_at)
     s = float(min(MAX_DB, max(MIN_DB, s - drop)))
-    from accord.pipeline import snr_model
-
     rules = {
         "s": s,
         "s_frames": s_frames,

@@ -247,13 +247,17 @@ def fetch_archives() -> list[Path]:
     return [fetch_archive(a) for a in ARCHIVES.values()]
 
 
-def _file_url(archive: Archive) -> str:
+def index_files(project: str) -> list[dict[str, Any]]:
+    """The project's file list on the index (PEP 691 JSON: ``filename``, ``url``, ...)."""
     req = urllib.request.Request(
-        f"{index_url()}/{archive.project}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+        f"{index_url()}/{project}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
     )
     with urllib.request.urlopen(req, timeout=60) as r:
-        files = json.loads(r.read())["files"]
-    for f in files:
+        return list(json.loads(r.read())["files"])
+
+
+def _file_url(archive: Archive) -> str:
+    for f in index_files(archive.project):
         if f["filename"] == archive.filename:
             return str(f["url"])
     raise FileNotFoundError(f"{archive.filename} is not in {index_url()}/{archive.project}/")
