@@ -2,8 +2,9 @@
 
 Source steps run in one task per unit (``flat_map``: one unit in, its item bundles, error rows
 and unit row out, streamed in blocks); each pool is a Ray actor pool whose actors build their
-step once (models) and run it over ``batch_size`` rows per call; post steps run as light tasks
-and drop arrays before the rows reach the driver. :mod:`accord.jobs.local` runs the same graph
+step once (models) and run it over ``batch_size`` rows per call; post steps run in a small
+autoscaling actor pool (:data:`POST_CPUS_PER_ACTOR`) and drop arrays before the rows reach the
+driver. :mod:`accord.jobs.local` runs the same graph
 in-process with the same batching.
 """
 
@@ -88,6 +89,7 @@ class JobGraph:
     actor_max_task_retries: int = 2
     block_mb: float | None = None  # Ray Data's target block size in MiB (None: Ray's default)
     progress: bool = False
+    post_max_actors: int = 1  # the post pool grows to this many actors (iter_ray: by cluster CPUs)
 
 
 MIN_POOL_CPUS = 0.05  # the smallest reservation fit_to_cpus gives an actor
@@ -95,7 +97,7 @@ MIN_POOL_CPUS = 0.05  # the smallest reservation fit_to_cpus gives an actor
 
 def fit_to_cpus(graph: JobGraph, cpus: float) -> JobGraph:
     """``graph`` with its actor pools' CPU reservations scaled down, in proportion, so that every
-    actor and one source and one post task fit in ``cpus`` together.
+    actor, one source task and the first post actor fit in ``cpus`` together.
 
     Ray starts an actor only when its reservation is free, and a pool without its actor stalls
     the whole dataset: five model pools at 0.5 CPU each never start on a 2-CPU machine (the
@@ -156,6 +158,30 @@ def post_fn(batch: pa.Table, specs: list[StepSpec]) -> pa.Table:
     for step in built_steps(specs):
         rows = process_rows(step, rows, batched=True)
     return _table(finish_rows(rows))
+
+
+# Post steps run in actors, not tasks: with the model actors up, Ray's worker pool is over its
+# soft limit (one worker per CPU), so it kills a task's worker one second after the task ends and
+# starts a new process (Ray, pyarrow, accord's imports: ~3 core-s) for the next block. On 2
+# cores that was 11 post workers in one bench ingest, ~35 of its ~200 core-s (issue #28). The
+# pool grows by one actor per this many cluster CPUs (post costs ~2 % of the models' CPU).
+POST_CPUS_PER_ACTOR = 8
+
+
+def post_actors(cpus: float) -> int:
+    """Most actors the post pool grows to on a cluster of ``cpus`` CPUs (at least one)."""
+    return max(1, int(cpus // POST_CPUS_PER_ACTOR))
+
+
+def post_class(specs: list[StepSpec]) -> type:
+    """An actor class running :func:`post_fn` with ``specs`` built in (no constructor
+    arguments in the object store), its steps built once per actor."""
+
+    class PostSteps:
+        def __call__(self, batch: pa.Table) -> pa.Table:
+            return post_fn(batch, specs)
+
+    return PostSteps
 
 
 class PoolActor:
@@ -228,12 +254,12 @@ def build_dataset(units: list[Unit], graph: JobGraph):
     if graph.post or not graph.pools:
         # batch_size=None: each block as it arrives, so finished units reach the driver promptly.
         ds = ds.map_batches(
-            post_fn,
-            fn_kwargs={"specs": graph.post},
+            post_class(graph.post),
             batch_size=None,
             batch_format="pyarrow",
+            compute=ActorPoolStrategy(min_size=1, max_size=max(1, graph.post_max_actors)),
             num_cpus=graph.post_num_cpus,
-            max_retries=graph.task_max_retries,
+            max_task_retries=graph.actor_max_task_retries,
         )
     return ds
 
@@ -247,6 +273,7 @@ def iter_ray(units: list[Unit], graph: JobGraph) -> Iterator[list[Row]]:
     resources = ray.cluster_resources()
     graph = fit_to_cpus(graph, float(resources.get("CPU", 0.0)))
     graph = fit_to_memory(graph, float(resources.get("memory", 0.0)) / 2**20)
+    graph = replace(graph, post_max_actors=post_actors(float(resources.get("CPU", 0.0))))
     batches = iter(build_dataset(units, graph).iter_batches(batch_format="pyarrow", batch_size=None))
     try:
         for batch in batches:

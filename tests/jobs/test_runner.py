@@ -141,7 +141,7 @@ def test_ray_matches_local_and_a_dead_worker_leaves_its_unit_incomplete(toy_path
 
 def test_actor_reservations_fit_a_small_machine() -> None:
     """Five pools at 0.5 CPU never all start on 2 CPUs (the ingest hung with four up): they are
-    scaled to fit beside one source and one post task; a large cluster keeps them as given."""
+    scaled to fit beside one source task and one post actor; a large cluster keeps them as given."""
     from accord.jobs.graph import fit_to_cpus
 
     spec = StepSpec("m:S")
