@@ -18,7 +18,7 @@ from accord.core.errors import ConfigError
 from accord.pipeline.asr.base import default_models
 from accord.pipeline.sources.listing import DEFAULT_EXTENSIONS
 
-POOL_LAYOUTS = ("per-model", "fused")
+POOL_LAYOUTS = ("auto", "per-model", "fused")
 
 
 @dataclass
@@ -61,10 +61,12 @@ class IngestConfig:
     # "per-model": one pool per model (signal_*/asr_* sizes); "fused": every model step in each
     # actor, run in order on each batch, ``fused_concurrency`` actors (None: one per cluster CPU)
     # of ``fused_num_cpus`` each (fitted to the cluster). Outputs are the same either way. A run
-    # with ``asr_num_gpus`` keeps one pool per model (the GPU pool sized by ``asr_*``). Measured on
-    # 2 cores (docs/ingest.md "Throughput"): the same wall time (89.7 s fused, 86.4 s per-model),
-    # so the default stays per-model: fused holds every model in every actor (memory x CPUs).
-    pool_layout: str = "per-model"
+    # with ``asr_num_gpus`` keeps one pool per model (the GPU pool sized by ``asr_*``). "auto"
+    # (default): fused when the cluster's memory holds as many fused actors (each asks for every
+    # model) as the per-model pools would keep cores busy, else per-model
+    # (:func:`accord.pipeline.job.plan.resolve_layout`). Measured on 2 cores after the post steps
+    # moved to an actor (docs/ingest.md "Throughput"): fused 85.6 s, per-model 102 s.
+    pool_layout: str = "auto"
     fused_concurrency: int | None = None
     fused_num_cpus: float = 1.0
     # Clips per actor call. None (default): one source's clips per call, so the packed Whisper

@@ -23,7 +23,7 @@ from accord.core.clip import CLIP_SCHEMA
 from accord.core.config import did_you_mean
 from accord.core.errors import ConfigError
 from accord.jobs.contract import Declared, check_columns, check_reads, needs, order
-from accord.jobs.graph import JobGraph, PoolSpec, fuse_pools
+from accord.jobs.graph import MEMORY_ROOM, JobGraph, PoolSpec, fuse_pools
 from accord.jobs.spec import StepSpec
 from accord.jobs.step import Step
 from accord.pipeline.dnsmos import DnsmosConfig
@@ -304,10 +304,39 @@ def model_memory_mb(pool_name: str, cfg: IngestConfig) -> float:
     return MODEL_MB.get(pool_name, DEFAULT_MODEL_MB)
 
 
-def build_graph(plan: Plan, cfg: IngestConfig, cpus: float | None = None) -> JobGraph:
+def fused_actors(cfg: IngestConfig, fused_mb: float, cpus: float | None, memory_mb: float | None) -> int:
+    """Actors of a fused pool: ``fused_concurrency``, else one per CPU (``cpus``: the cluster's;
+    None: the configured ``num_cpus``), and with ``pool_layout: auto`` no more than fit in
+    :data:`~accord.jobs.graph.MEMORY_ROOM` of the cluster's memory (``memory_mb``; 0 or None:
+    unknown) at ``fused_mb`` each."""
+    n = cfg.fused_concurrency or max(1, int(cpus or cfg.num_cpus or 1))
+    if cfg.pool_layout == "auto" and memory_mb:
+        n = min(n, int(MEMORY_ROOM * memory_mb // fused_mb))
+    return n
+
+
+def resolve_layout(
+    cfg: IngestConfig, pools: list[PoolSpec], cpus: float | None, memory_mb: float | None
+) -> str:
+    """``cfg.pool_layout``, with ``auto`` decided for this cluster: ``fused`` when its actors
+    keep at least as many cores busy as the per-model pools would (one per pool actor, at most
+    the CPUs) and fit in memory; ``per-model`` on GPUs (the GPU pool is sized by ``asr_*``) or
+    when memory holds too few fused actors."""
+    if cfg.pool_layout != "auto":
+        return cfg.pool_layout
+    if cfg.asr_num_gpus or not pools:
+        return "per-model"
+    fused_mb = WORKER_MB + sum(model_memory_mb(p.name, cfg) for p in pools)
+    per_model_busy = min(sum(p.concurrency for p in pools), int(cpus or cfg.num_cpus or 1))
+    return "fused" if fused_actors(cfg, fused_mb, cpus, memory_mb) >= max(1, per_model_busy) else "per-model"
+
+
+def build_graph(
+    plan: Plan, cfg: IngestConfig, cpus: float | None = None, memory_mb: float | None = None
+) -> JobGraph:
     """The runner's graph of an ingest: one clip per row; the speaker and LID pools, then the ASR
-    pools (named ``asr:<system>``), then DNSMOS; with ``pool_layout: fused`` all of them in each
-    actor of one pool (``cpus``: the cluster's, for one actor per CPU)."""
+    pools (named ``asr:<system>``), then DNSMOS; with a fused layout (:func:`resolve_layout`)
+    all of them in each actor of one pool (``cpus``, ``memory_mb``: the cluster's)."""
 
     def signal_pool(name: str) -> PoolSpec:
         return PoolSpec(
@@ -337,11 +366,11 @@ def build_graph(plan: Plan, cfg: IngestConfig, cpus: float | None = None) -> Job
     after = [signal_pool(n) for n in plan.signals if n not in plan.before_asr]
     pools = [*first, *asr_pools, *after]
     # fused on CPUs only: an actor per CPU each asking for a GPU would wait for GPUs that are not there
-    if cfg.pool_layout == "fused" and pools and not cfg.asr_num_gpus:
-        n = cfg.fused_concurrency or max(1, int(cpus or cfg.num_cpus or 1))
-        fused = fuse_pools(pools, concurrency=n, num_cpus=cfg.fused_num_cpus)
+    if resolve_layout(cfg, pools, cpus, memory_mb) == "fused" and pools and not cfg.asr_num_gpus:
         # the worker process once, not once per model
-        pools = [replace(fused, memory_mb=WORKER_MB + sum(model_memory_mb(p.name, cfg) for p in pools))]
+        fused_mb = WORKER_MB + sum(model_memory_mb(p.name, cfg) for p in pools)
+        n = fused_actors(cfg, fused_mb, cpus, memory_mb)
+        pools = [replace(fuse_pools(pools, concurrency=n, num_cpus=cfg.fused_num_cpus), memory_mb=fused_mb)]
     return JobGraph(
         source=plan.source,
         pools=pools,

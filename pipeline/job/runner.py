@@ -133,8 +133,10 @@ def run_sources(
     sink = ManifestSink(ms, sources, run_id, stats, on_commit, cfg.eligibility)
     import ray
 
-    cpus = float(ray.cluster_resources().get("CPU", 0.0)) if ray.is_initialized() else None
-    rows = iter_ray([source_unit(s) for s in sources], build_graph(plan, cfg, cpus))
+    resources = ray.cluster_resources() if ray.is_initialized() else {}
+    cpus = float(resources["CPU"]) if "CPU" in resources else None
+    memory_mb = float(resources.get("memory", 0.0)) / 2**20 or None
+    rows = iter_ray([source_unit(s) for s in sources], build_graph(plan, cfg, cpus, memory_mb))
     result = drive(rows, [s.key for s in sources], sink)
     stats.result_blocks += result.blocks
     missing = set(result.incomplete) | {s.key for s in sink.retry}

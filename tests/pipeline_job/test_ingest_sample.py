@@ -361,11 +361,12 @@ def test_long_sources_stream_in_blocks(ingested, sample_bucket, run_accord, tmp_
             assert r["transcripts"] and all(t["text"].strip() for t in r["transcripts"])
 
 
-# Issue #28: the options that must not change the manifest, spelt as run options: every model
-# fused in one actor per core, the joined language pass always run (the default skips it where a
+# Issue #28: the options that must not change the manifest, spelt as run options: one actor pool
+# per model (the default, auto, fuses every model in one actor per core on a 2-core machine with
+# the memory for it), the joined language pass always run (the default skips it where a
 # source's clips agree), DNSMOS 16 windows per run (the default: 2).
-FUSED_AND_PREVIOUS = (
-    "pool_layout=fused", "steps.lid.source_agree_prob=null", "steps.dnsmos.batch_windows=16"
+OTHER_LAYOUT_AND_PREVIOUS = (
+    "pool_layout=per-model", "steps.lid.source_agree_prob=null", "steps.dnsmos.batch_windows=16"
 )  # fmt: skip
 # two sources whose clips agree on their language at 0.7 or more (no joined pass by default) and
 # two whose clips do not
@@ -377,17 +378,17 @@ DNSMOS_TOL = 1e-3
 DNSMOS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
 
 
-def test_fused_pools_and_the_previous_defaults_give_the_same_manifest(
+def test_the_other_pool_layout_and_the_previous_defaults_give_the_same_manifest(
     ingested, sample_bucket, run_accord, tmp_path
 ) -> None:
-    """The module's run (defaults) against one run of four sources with the fused layout and the
+    """The module's run (defaults) against one run of four sources with per-model pools and the
     previous LID / DNSMOS settings: the same clips, languages and transcripts, signals within
     tolerance."""
     out, _ = ingested
     listing = tmp_path / "sources.txt"
     listing.write_text("\n".join(LAYOUT_SOURCES) + "\n")
-    other = tmp_path / "fused"
-    sets = [a for s in FUSED_AND_PREVIOUS for a in ("--set", s)]
+    other = tmp_path / "per-model"
+    sets = [a for s in OTHER_LAYOUT_AND_PREVIOUS for a in ("--set", s)]
     proc = run_accord(
         "ingest", str(sample_bucket.path), "--out", str(other), "--list", str(listing), "--num-cpus", "2",
         "--no-progress", *sets,

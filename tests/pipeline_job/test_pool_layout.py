@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from accord.core.errors import ConfigError
-from accord.jobs.graph import JobGraph, PoolSpec, actor_class, fit_to_memory, fuse_pools
+from accord.jobs.graph import MEMORY_ROOM, JobGraph, PoolSpec, actor_class, fit_to_memory, fuse_pools
 from accord.jobs.local import iter_local
 from accord.jobs.rows import TIMINGS, Unit, pack, unpack
 from accord.jobs.spec import StepSpec
@@ -85,7 +85,7 @@ def test_memory_requests_fit_the_cluster() -> None:
 def test_ingest_layouts() -> None:
     cfg = IngestConfig(num_cpus=2)
     plan = build_plan(cfg)
-    per = build_graph(plan, cfg)  # the default: one pool per model
+    per = build_graph(plan, replace(cfg, pool_layout="per-model"))  # one pool per model
     names = [p.name for p in per.pools]
     assert names == ["speaker_consistency", "lid", "asr:faster-whisper", "asr:moonshine", "dnsmos"]
     assert all(p.memory_mb == WORKER_MB + model_memory_mb(p.name, cfg) for p in per.pools)
@@ -99,3 +99,30 @@ def test_ingest_layouts() -> None:
     assert [p.name for p in build_graph(plan, gpu, cpus=16.0).pools] == names  # GPUs: one pool each
     with pytest.raises(ConfigError, match="pool_layout"):
         IngestConfig(pool_layout="one-big").validate()
+
+
+def test_auto_layout_fuses_where_memory_holds_an_actor_per_core() -> None:
+    """The default (auto): fused when the cluster's memory holds one fused actor (every model,
+    ~3 GiB) per CPU, or at least as many as the per-model pools keep busy; per-model on GPUs
+    and where memory holds too few."""
+    cfg = IngestConfig(num_cpus=2)
+    assert cfg.pool_layout == "auto"
+    plan = build_plan(cfg)
+    names = ["speaker_consistency", "lid", "asr:faster-whisper", "asr:moonshine", "dnsmos"]
+    fused_mb = WORKER_MB + sum(model_memory_mb(n, cfg) for n in names)
+
+    def layout(cpus: float, memory_mb: float | None, c: IngestConfig = cfg) -> tuple[list[str], int]:
+        g = build_graph(plan, c, cpus=cpus, memory_mb=memory_mb)
+        return [p.name for p in g.pools], g.pools[0].concurrency
+
+    assert layout(2.0, 16_000.0) == (["speaker_consistency"], 2)  # this machine: one per core
+    assert layout(2.0, None) == (["speaker_consistency"], 2)  # memory unknown: one per core
+    # 16 CPUs, memory for 6 fused actors: more than the 5 per-model actors keep busy
+    assert layout(16.0, 6.5 * fused_mb / MEMORY_ROOM) == (["speaker_consistency"], 6)
+    # memory for 3: fewer than the 5 per-model actors
+    assert layout(16.0, 3.5 * fused_mb / MEMORY_ROOM) == (names, 1)
+    assert layout(2.0, 1.5 * fused_mb / MEMORY_ROOM) == (names, 1)  # one fused actor on 2 cores
+    gpu = replace(cfg, asr_num_gpus=1.0)
+    assert layout(16.0, 1e6, gpu)[0] == names  # GPUs: one pool each
+    explicit = replace(cfg, pool_layout="fused")  # asked for: one per CPU, requests fitted later
+    assert layout(16.0, 3.5 * fused_mb / MEMORY_ROOM, explicit) == (["speaker_consistency"], 16)

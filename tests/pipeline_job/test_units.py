@@ -261,7 +261,8 @@ def test_plan_pools_and_step_configs() -> None:
     assert list(shared.asr) == ["asr"] and len(shared.asr["asr"].kwargs["backends"]) == 2
     # the signals: LID routes the ASR pools, so its pool runs first; DNSMOS scores one window
     order = ["speaker_consistency", "lid", "asr:faster-whisper", "asr:moonshine", "dnsmos"]
-    assert [p.name for p in build_graph(plan, cfg).pools] == order  # the default: one pool per model
+    cfg.pool_layout = "per-model"
+    assert [p.name for p in build_graph(plan, cfg).pools] == order  # one pool per model
     cfg.pool_layout = "fused"  # every model in each actor, in the same order
     assert [p.name for p in build_graph(plan, cfg).pools[0].stages()] == order
     assert plan.signals["dnsmos"].kwargs == {"max_windows": 1, "batch_windows": 2, "threads": 1}

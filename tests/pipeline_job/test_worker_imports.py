@@ -16,7 +16,7 @@ import ray.cloudpickle as cp
 from accord.pipeline.job.config import IngestConfig
 from accord.pipeline.job.plan import build_graph, build_plan
 from accord.jobs.graph import actor_class
-cfg = IngestConfig()
+cfg = IngestConfig(pool_layout="per-model")  # fused, every actor holds the speaker model
 graph = build_graph(build_plan(cfg), cfg, cpus=2)
 blobs = [cp.dumps(graph)] + [cp.dumps(actor_class(p)) for p in graph.pools if p.name != "speaker_consistency"]
 assert "torch" not in sys.modules, "the driver imported torch"
