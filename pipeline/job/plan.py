@@ -304,6 +304,11 @@ def model_memory_mb(pool_name: str, cfg: IngestConfig) -> float:
     return MODEL_MB.get(pool_name, DEFAULT_MODEL_MB)
 
 
+def fused_memory_mb(pools: list[PoolSpec], cfg: IngestConfig) -> float:
+    """What a fused actor asks for: the worker process once, not once per model, plus every model."""
+    return WORKER_MB + sum(model_memory_mb(p.name, cfg) for p in pools)
+
+
 def fused_actors(cfg: IngestConfig, fused_mb: float, cpus: float | None, memory_mb: float | None) -> int:
     """Actors of a fused pool: ``fused_concurrency``, else one per CPU (``cpus``: the cluster's;
     None: the configured ``num_cpus``), and with ``pool_layout: auto`` no more than fit in
@@ -320,13 +325,14 @@ def resolve_layout(
 ) -> str:
     """``cfg.pool_layout``, with ``auto`` decided for this cluster: ``fused`` when its actors
     keep at least as many cores busy as the per-model pools would (one per pool actor, at most
-    the CPUs) and fit in memory; ``per-model`` on GPUs (the GPU pool is sized by ``asr_*``) or
-    when memory holds too few fused actors."""
-    if cfg.pool_layout != "auto":
-        return cfg.pool_layout
+    the CPUs) and fit in memory; ``per-model`` when memory holds too few fused actors. Any
+    layout is per-model on GPUs: an actor per CPU each asking for a GPU would wait for GPUs that
+    are not there (the GPU pool is sized by ``asr_*``)."""
     if cfg.asr_num_gpus or not pools:
         return "per-model"
-    fused_mb = WORKER_MB + sum(model_memory_mb(p.name, cfg) for p in pools)
+    if cfg.pool_layout != "auto":
+        return cfg.pool_layout
+    fused_mb = fused_memory_mb(pools, cfg)
     per_model_busy = min(sum(p.concurrency for p in pools), int(cpus or cfg.num_cpus or 1))
     return "fused" if fused_actors(cfg, fused_mb, cpus, memory_mb) >= max(1, per_model_busy) else "per-model"
 
@@ -365,10 +371,8 @@ def build_graph(
     first = [signal_pool(n) for n in plan.signals if n in plan.before_asr]
     after = [signal_pool(n) for n in plan.signals if n not in plan.before_asr]
     pools = [*first, *asr_pools, *after]
-    # fused on CPUs only: an actor per CPU each asking for a GPU would wait for GPUs that are not there
-    if resolve_layout(cfg, pools, cpus, memory_mb) == "fused" and pools and not cfg.asr_num_gpus:
-        # the worker process once, not once per model
-        fused_mb = WORKER_MB + sum(model_memory_mb(p.name, cfg) for p in pools)
+    if resolve_layout(cfg, pools, cpus, memory_mb) == "fused":
+        fused_mb = fused_memory_mb(pools, cfg)
         n = fused_actors(cfg, fused_mb, cpus, memory_mb)
         pools = [replace(fuse_pools(pools, concurrency=n, num_cpus=cfg.fused_num_cpus), memory_mb=fused_mb)]
     return JobGraph(
