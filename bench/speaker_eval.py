@@ -192,8 +192,7 @@ def label_turns(turns: list[dict], a: float, b: float) -> str:
 
 
 def speech_edges(x: np.ndarray) -> tuple[float, float]:
-    from resemblyzer.audio import normalize_volume
-
+    from accord.pipeline.ge2e import normalize_volume
     from accord.pipeline.speaker_consistency import speech_indices
 
     k = speech_indices(normalize_volume(x, -30.0, increase_only=True).astype(np.float32))

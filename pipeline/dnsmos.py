@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from accord.pipeline.mel import power_mel
+
 RATE = 16000
 WINDOW = 144160  # 9.01 s: the input length of sig_bak_ovr.onnx
 HOP = RATE  # 1 s between window starts
@@ -108,37 +110,6 @@ def windows(x_T: np.ndarray, max_windows: int | None = None) -> np.ndarray:
     return np.stack([x_T[s : s + WINDOW] for s in starts])
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    """Slaney mel scale (librosa's default, ``htk=False``): linear below 1 kHz, log above."""
-    f = np.asarray(f, np.float64)
-    mel = f / (200.0 / 3)
-    log_part = 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
-    return np.where(f >= 1000.0, log_part, mel)
-
-
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, np.float64)
-    return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), m * (200.0 / 3))
-
-
-def mel_filterbank() -> np.ndarray:
-    """``[N_MELS, N_FFT // 2 + 1]`` triangular filters, Slaney-normalised: ``librosa.filters.mel``
-    (sr=16000, n_fft=321, n_mels=120) without importing librosa (its first call costs seconds)."""
-    fft_hz = np.fft.rfftfreq(N_FFT, 1.0 / RATE)
-    mel_hz = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(RATE / 2), N_MELS + 2))
-    fdiff = np.diff(mel_hz)
-    ramps = mel_hz[:, None] - fft_hz[None, :]
-    lower = -ramps[:-2] / fdiff[:-1, None]
-    upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_hz[2:] - mel_hz[:-2]))[:, None]
-    return weights
-
-
-_FILTERBANK = mel_filterbank()
-_HANN = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)  # periodic, as scipy get_window
-
-
 def log_mel(x_BT: np.ndarray) -> np.ndarray:
     """P.808 input of each window, ``[B, 900, 120]`` float32: the reference's
     ``(power_to_db(melspectrogram(x[:-160]), ref=max) + 40) / 40``, transposed.
@@ -146,12 +117,7 @@ def log_mel(x_BT: np.ndarray) -> np.ndarray:
     Centred STFT (zero padding, n_fft 321, hop 160, periodic Hann), power mel spectrogram,
     dB relative to each window's own maximum, floored 80 dB below it.
     """
-    x_BT = np.asarray(x_BT, np.float64)[:, :MEL_SAMPLES]
-    pad = N_FFT // 2
-    padded_BT = np.pad(x_BT, ((0, 0), (pad, pad)))
-    frames_BFN = np.lib.stride_tricks.sliding_window_view(padded_BT, N_FFT, axis=1)[:, ::MEL_HOP]
-    power_BFK = np.abs(np.fft.rfft(frames_BFN * _HANN, axis=-1)) ** 2
-    mel_BFM = power_BFK @ _FILTERBANK.T
+    mel_BFM = power_mel(np.asarray(x_BT)[:, :MEL_SAMPLES], RATE, N_FFT, MEL_HOP, N_MELS)
     db_BFM = 10.0 * np.log10(np.maximum(AMIN, mel_BFM))
     peak_B11 = db_BFM.max(axis=(1, 2), keepdims=True)
     db_BFM = np.maximum(db_BFM - np.maximum(peak_B11, 10.0 * np.log10(AMIN)), -TOP_DB)

@@ -73,7 +73,6 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from scipy.signal import butter, lfilter, sosfilt
 
 from accord.pipeline import snr_model
 
@@ -105,6 +104,8 @@ WHITE_DB = np.array([-0.64, -0.56, -0.52, -0.45, -0.4, -0.35, -0.28, -0.23, -0.1
 
 
 def _highpass(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    from scipy.signal import butter, sosfilt  # here: importing scipy.signal costs 0.6 s per process
+
     x = np.asarray(audio, np.float64)
     if not len(x):
         return x
@@ -269,6 +270,8 @@ def active_mask(x: np.ndarray, sample_rate: int) -> np.ndarray:
     """ITU-T P.56 method B speech activity per sample: the envelope (two 30 ms smoothers of
     ``|x|``) within 200 ms after exceeding the threshold that lies 15.9 dB under the active
     level. The truth of the SNR benchmark and tests; ~15 ms per second of audio."""
+    from scipy.signal import lfilter
+
     x = np.asarray(x, np.float64)
     if not len(x) or not np.any(x):
         return np.zeros(len(x), bool)

@@ -179,7 +179,8 @@ def voice_runs(voice_F: np.ndarray, frame_s: float, min_run_s: float) -> list[tu
 
 
 class SpeakerConsistency:
-    """segmentation-3.0 (voices per frame) and GE2E (resemblyzer's ``VoiceEncoder``) over a clip."""
+    """segmentation-3.0 (voices per frame) and GE2E (resemblyzer's ``VoiceEncoder``,
+    :mod:`accord.pipeline.ge2e`) over a clip."""
 
     def __init__(self, config: SpeakerConsistencyConfig | None = None) -> None:
         self.config = config or SpeakerConsistencyConfig()
@@ -190,13 +191,11 @@ class SpeakerConsistency:
     def load(self) -> SpeakerConsistency:
         """Load both models once per process from local weights only."""
         if self.encoder is None:
-            from resemblyzer import VoiceEncoder
-
             from accord.core.weights import resolve  # lazily, as every model loader of pipeline/
+            from accord.pipeline.ge2e import load_encoder
 
             path = resolve(self.config.model)
-            fpath = path / "pretrained.pt" if path.is_dir() else path
-            self.encoder = VoiceEncoder(self.config.device, verbose=False, weights_fpath=fpath).eval()
+            self.encoder = load_encoder(path / "pretrained.pt" if path.is_dir() else path, self.config.device)
         if self.segmenter is None:
             from accord.core.weights import resolve
 
@@ -222,7 +221,7 @@ class SpeakerConsistency:
 
     def _windows(self, x_T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(mels_WFC, start_s_W, end_s_W) of one clip, or None when it has no full window."""
-        from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
+        from accord.pipeline.ge2e import mel_frames, normalize_volume
 
         x_T = np.asarray(x_T, dtype=np.float32).reshape(-1)
         if len(x_T) < WINDOW_FRAMES * FRAME_HOP or not np.any(x_T):
@@ -233,7 +232,7 @@ class SpeakerConsistency:
         )
         if len(keep_K) < WINDOW_FRAMES * FRAME_HOP:
             return None
-        mel_FC = wav_to_mel_spectrogram(x_T[keep_K])
+        mel_FC = mel_frames(x_T[keep_K])
         hop_frames = max(1, round(self.config.hop_s * SAMPLE_RATE / FRAME_HOP))
         starts = window_starts(len(mel_FC), hop_frames)
         if len(starts) == 0:
@@ -252,7 +251,7 @@ class SpeakerConsistency:
         step = max(1, self.config.max_windows_per_pass)
         with torch.inference_mode():
             for i in range(0, len(mels_NFC), step):
-                chunk = torch.from_numpy(mels_NFC[i : i + step]).to(self.encoder.device)
+                chunk = torch.from_numpy(mels_NFC[i : i + step]).to(self.config.device)
                 out.append(self.encoder(chunk).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 256), dtype=np.float32)
 

@@ -90,6 +90,14 @@ class JobGraph:
     block_mb: float | None = None  # Ray Data's target block size in MiB (None: Ray's default)
     progress: bool = False
     post_max_actors: int = 1  # the post pool grows to this many actors (iter_ray: by cluster CPUs)
+    # The post steps run in the last pool's actors, after its steps, and there is no post pool:
+    # for a fused pool (every actor runs every step), which saves the post actor's start-up, a
+    # Ray Data operator and a hand-off of every clip's audio between processes (issue #28).
+    post_in_pool: bool = False
+
+    def post_pool(self) -> bool:
+        """Whether the post steps get a pool of their own (the last pool does not run them)."""
+        return bool(self.post) and not (self.post_in_pool and self.pools)
 
 
 MIN_POOL_CPUS = 0.05  # the smallest reservation fit_to_cpus gives an actor
@@ -105,7 +113,7 @@ def fit_to_cpus(graph: JobGraph, cpus: float) -> JobGraph:
     actors still use what the cores give them. Larger clusters keep the configured values.
     """
     need = sum(p.num_cpus * p.concurrency for p in graph.pools)
-    room = cpus - graph.source_num_cpus - graph.post_num_cpus
+    room = cpus - graph.source_num_cpus - (graph.post_num_cpus if graph.post_pool() else 0.0)
     if need <= room or need <= 0 or cpus <= 0:  # no CPUs yet: an autoscaler will add nodes
         return graph
     factor = max(room, 0.0) / need
@@ -186,26 +194,30 @@ def post_class(specs: list[StepSpec]) -> type:
 
 class PoolActor:
     """One pool's steps (its own and those fused after it), built once per actor; runs them in
-    order over a batch of rows in one call."""
+    order over a batch of rows in one call, then the ``post`` steps as :func:`post_fn` does."""
 
-    def __init__(self, pool: PoolSpec, finish: bool) -> None:
+    def __init__(self, pool: PoolSpec, finish: bool, post: list[StepSpec] | None = None) -> None:
         self.pool, self.finish = pool, finish
         self.stages = [(p.name, p.step.build()) for p in pool.stages()]
+        self.post = built_steps(post or [])
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         for name, step in self.stages:
             rows = process_rows(step, rows, batched=True, name=name)
+        for step in self.post:
+            rows = process_rows(step, rows, batched=True)
         return _table(finish_rows(rows) if self.finish else rows)
 
 
-def actor_class(pool: PoolSpec, finish: bool = False) -> type:
+def actor_class(pool: PoolSpec, finish: bool = False, post: list[StepSpec] | None = None) -> type:
     """A ``PoolActor`` subclass with its spec built in: no constructor arguments in the object
-    store (Ray warns about those for restartable actors), and a readable operator name."""
+    store (Ray warns about those for restartable actors), and a readable operator name.
+    ``post``: the post steps, run after the pool's (``JobGraph.post_in_pool``)."""
 
     class _Pool(PoolActor):
         def __init__(self) -> None:
-            super().__init__(pool, finish)
+            super().__init__(pool, finish, post)
 
     label = "__".join(p.name for p in pool.stages())  # a fused pool names every step it runs
     _Pool.__name__ = _Pool.__qualname__ = "Pool_" + "".join(c if c.isalnum() else "_" for c in label)
@@ -240,9 +252,10 @@ def build_dataset(units: list[Unit], graph: JobGraph):
         max_retries=graph.task_max_retries,
     )
     for i, pool in enumerate(graph.pools):
-        last = i == len(graph.pools) - 1 and not graph.post
+        last = i == len(graph.pools) - 1
+        post = graph.post if last and not graph.post_pool() else None
         ds = ds.map_batches(
-            actor_class(pool, finish=last),
+            actor_class(pool, finish=last and not graph.post_pool(), post=post),
             batch_size=pool.batch_size,
             batch_format="pyarrow",
             compute=ActorPoolStrategy(size=pool.concurrency),
@@ -251,7 +264,7 @@ def build_dataset(units: list[Unit], graph: JobGraph):
             max_task_retries=graph.actor_max_task_retries,
             **({"memory": int(pool.memory_mb * 2**20)} if pool.memory_mb else {}),
         )
-    if graph.post or not graph.pools:
+    if graph.post_pool() or not graph.pools:
         # batch_size=None: each block as it arrives, so finished units reach the driver promptly.
         ds = ds.map_batches(
             post_class(graph.post),

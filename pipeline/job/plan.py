@@ -286,7 +286,7 @@ SOURCE_SUMMARY_KEYS = ("source_duration_s", "source_sample_rate", "source_channe
 # higher (LID 726, DNSMOS 909). A fused actor asks for the worker once plus each model.
 WORKER_MB = 250.0
 MODEL_MB: dict[str, float] = {
-    "speaker_consistency": 1070.0,  # torch, resemblyzer's GE2E, segmentation-3.0
+    "speaker_consistency": 1070.0,  # torch, GE2E (resemblyzer's weights), segmentation-3.0
     "dnsmos": 670.0,  # two windows per run (the ingest's default); 16 held ~1.2 GiB more
     "lid": 460.0,
     "faster-whisper": 360.0,
@@ -342,7 +342,8 @@ def build_graph(
 ) -> JobGraph:
     """The runner's graph of an ingest: one clip per row; the speaker and LID pools, then the ASR
     pools (named ``asr:<system>``), then DNSMOS; with a fused layout (:func:`resolve_layout`)
-    all of them in each actor of one pool (``cpus``, ``memory_mb``: the cluster's)."""
+    all of them and the post steps in each actor of one pool (``cpus``, ``memory_mb``: the
+    cluster's)."""
 
     def signal_pool(name: str) -> PoolSpec:
         return PoolSpec(
@@ -371,7 +372,8 @@ def build_graph(
     first = [signal_pool(n) for n in plan.signals if n in plan.before_asr]
     after = [signal_pool(n) for n in plan.signals if n not in plan.before_asr]
     pools = [*first, *asr_pools, *after]
-    if resolve_layout(cfg, pools, cpus, memory_mb) == "fused":
+    fused = resolve_layout(cfg, pools, cpus, memory_mb) == "fused"
+    if fused:
         fused_mb = fused_memory_mb(pools, cfg)
         n = fused_actors(cfg, fused_mb, cpus, memory_mb)
         pools = [replace(fuse_pools(pools, concurrency=n, num_cpus=cfg.fused_num_cpus), memory_mb=fused_mb)]
@@ -386,4 +388,5 @@ def build_graph(
         actor_max_task_retries=cfg.actor_max_task_retries,
         block_mb=cfg.block_mb,
         progress=cfg.progress,
+        post_in_pool=fused,  # every fused actor runs the post steps too: no post actor
     )

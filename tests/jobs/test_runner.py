@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,9 @@ def test_ray_matches_local_and_a_dead_worker_leaves_its_unit_incomplete(toy_path
         drive(iter_ray(UNITS, GRAPH), [u.key for u in UNITS], on_ray)
         _check(on_ray)
         assert on_ray.committed == local.committed
+        in_pool = Commits("r1")  # the post steps in the pool's actors (a fused ingest): the same rows
+        drive(iter_ray(UNITS, replace(GRAPH, post_in_pool=True)), [u.key for u in UNITS], in_pool)
+        assert in_pool.committed == local.committed
 
         poison = [*UNITS[:2], Unit("poison", {"source_uri": "/r/p.wav", "poison": True})]
         sink = Commits("r2")
@@ -141,12 +145,16 @@ def test_ray_matches_local_and_a_dead_worker_leaves_its_unit_incomplete(toy_path
 
 def test_actor_reservations_fit_a_small_machine() -> None:
     """Five pools at 0.5 CPU never all start on 2 CPUs (the ingest hung with four up): they are
-    scaled to fit beside one source task and one post actor; a large cluster keeps them as given."""
+    scaled to fit beside one source task and one post actor (none when the last pool runs the
+    post steps); a large cluster keeps them as given."""
     from accord.jobs.graph import fit_to_cpus
 
     spec = StepSpec("m:S")
-    graph = JobGraph(source=[spec], pools=[PoolSpec(f"p{i}", spec, num_cpus=0.5) for i in range(5)])
+    pools = [PoolSpec(f"p{i}", spec, num_cpus=0.5) for i in range(5)]
+    graph = JobGraph(source=[spec], pools=pools, post=[spec])
     small = fit_to_cpus(graph, 2.0)
     total = sum(p.num_cpus for p in small.pools) + small.source_num_cpus + small.post_num_cpus
     assert total <= 2.0 and [p.num_cpus for p in small.pools] == [0.25] * 5
     assert fit_to_cpus(graph, 16.0) is graph and fit_to_cpus(graph, 0.0) is graph  # autoscaling head
+    in_pool = fit_to_cpus(replace(graph, post_in_pool=True), 2.0)
+    assert [p.num_cpus for p in in_pool.pools] == [0.3] * 5 and not in_pool.post_pool()
