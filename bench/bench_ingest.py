@@ -5,8 +5,9 @@
    batch 16, beam 1) with the same Whisper base int8 model and threads. Goal >= 2x.
 2. What each model costs per clip with every signal on (issue #28): the job's model steps built
    as the job builds them (one thread each), run in one process in the job's order on the VAD
-   clips of a bucket twice part 1's size, one source per call. Goal: all models together at most
-   2x Whisper base's own cost, measured beside it.
+   clips of a bucket twice part 1's size, one source per call, and silero-vad on the sources'
+   decode windows (the job's first model; decoding is not counted). Goal: all models together
+   at most 2x Whisper base's own cost, measured beside it.
 3. Job efficiency: the full ingest (Ray Data on local Ray, every signal) against the limit any
    scheduler has, the models' bare cost of part 2 spread over the cores, for each pool layout
    (``pool_layout``: fused, per-model), alternating. Goal >= 0.85 for the layout the default
@@ -29,6 +30,8 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 
 def _files(bucket_path: Path) -> list[str]:
@@ -113,11 +116,43 @@ def _full_ingest(bucket_path: Path, cfg) -> float:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def model_costs(cfg, sources: list[list]) -> dict[str, float]:
-    """Seconds each model step spends on ``sources`` (one source's clips per call), run in one
+def vad_inputs(files: list[str], cfg) -> list[list]:
+    """Each source's 16 kHz decode windows, as the VAD step feeds them to silero-vad."""
+    from accord.core.audio_io import AudioError, iter_windows
+    from accord.pipeline.vad import RATE, VadConfig
+
+    window_s = VadConfig(**cfg.steps.get("vad", {})).window_s
+    out = []
+    for uri in files:
+        try:
+            out.append([w.audio for w in iter_windows(uri, window_s, RATE)])
+        except AudioError:
+            continue
+    return out
+
+
+def vad_cost(cfg, windows: list[list]) -> float:
+    """Seconds silero-vad (the job's first model, in its source step) spends on the sources'
+    windows, with the job's VAD options: its bare cost, decoding excluded."""
+    from accord.pipeline.vad import VadConfig, load_vad
+
+    vad = load_vad(VadConfig(**cfg.steps.get("vad", {})))
+    vad(windows[0][0][:16000])  # warm-up
+    t0 = time.perf_counter()
+    for source in windows:
+        vad.reset()
+        for audio in source:
+            vad(audio)
+        vad(np.zeros(0, np.float32), last=True)
+    return time.perf_counter() - t0
+
+
+def model_costs(cfg, sources: list[list], windows: list[list]) -> dict[str, float]:
+    """Seconds each model spends on ``sources`` (one source's clips per call), run in one
     process in the job's order with the job's options (its threads: one per model on a small
     machine), each step fed the previous one's output as in a fused actor: the bare cost of each
-    model, in core-seconds where a step runs one thread."""
+    model, in core-seconds where a step runs one thread. silero-vad (``vad``) runs on the sources'
+    decode ``windows``."""
     import torch
 
     from accord.pipeline.job.plan import build_graph, build_plan
@@ -126,6 +161,7 @@ def model_costs(cfg, sources: list[list]) -> dict[str, float]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the job's actors (Ray sets one OpenMP thread per CPU reserved)
     try:
+        vad = vad_cost(cfg, windows)
         stages = [(p.name, p.step.build()) for p in graph.pools]
         spent = {name: 0.0 for name, _ in stages}
         for k, clips in enumerate([sources[0], *sources]):  # the first call warms each model up
@@ -138,12 +174,14 @@ def model_costs(cfg, sources: list[list]) -> dict[str, float]:
                 items = [x for o in kept for x in (o if isinstance(o, list) else [o])]
     finally:
         torch.set_num_threads(threads)
-    return spent
+    return {"vad": vad, **spent}
 
 
-def _cost_rows(cfg, sources: list[list], n_clips: int, rounds: int) -> tuple[list[dict], float]:
+def _cost_rows(
+    cfg, sources: list[list], windows: list[list], n_clips: int, rounds: int
+) -> tuple[list[dict], float]:
     """Per-model cost per clip, and the models' cost against Whisper base's (goal: at most 2x)."""
-    runs = [model_costs(cfg, sources) for _ in range(rounds)]
+    runs = [model_costs(cfg, sources, windows) for _ in range(rounds)]
     med = {name: statistics.median(r[name] for r in runs) for name in runs[0]}
     total = sum(med.values())
     whisper = med.get("asr:faster-whisper", math.nan)
@@ -174,8 +212,9 @@ def _cost_rows(cfg, sources: list[list], n_clips: int, rounds: int) -> tuple[lis
 
 
 def _efficiency_rows(
-    bucket_path: Path, cfg, sources: list[list], total_s: float, n_clips: int, rounds: int
-) -> list[dict]:
+    bucket_path: Path, cfg, sources: list[list], windows: list[list], total_s: float, n_clips: int,
+    rounds: int,
+) -> list[dict]:  # fmt: skip
     """The full job (local Ray) in each pool layout against the limit any scheduler has: the
     models' bare cost spread over the cores. Layouts alternate; each had one warm-up job."""
 
@@ -196,7 +235,7 @@ def _efficiency_rows(
     for _ in range(rounds):
         for lay in layouts:
             walls[lay].append(_full_ingest(bucket_path, cfgs[lay]))
-        costs.append(sum(model_costs(cfg, sources).values()))
+        costs.append(sum(model_costs(cfg, sources, windows).values()))
     cost = statistics.median(costs)
     limit = cost / ncpu
     rows = []
@@ -363,13 +402,14 @@ def run(quick: bool, device: str = "cpu") -> list[dict]:
     # -- 2. what the models cost, and how close the full job comes to the limit -----------------
     del whisper
     big = make_bucket(scale=2 if quick else 4)
-    clips, big_s = _vad_clips(_files(big.path))
-    sources = _by_source(clips)
-    cost_rows, _ = _cost_rows(cfg, sources, len(clips), rounds)
+    big_files = _files(big.path)
+    clips, big_s = _vad_clips(big_files)
+    sources, windows = _by_source(clips), vad_inputs(big_files, cfg)
+    cost_rows, _ = _cost_rows(cfg, sources, windows, len(clips), rounds)
     rows.extend(cost_rows)
     init_ray(num_cpus=cfg.num_cpus)
     try:
-        rows.extend(_efficiency_rows(big.path, cfg, sources, big_s, len(clips), rounds))
+        rows.extend(_efficiency_rows(big.path, cfg, sources, windows, big_s, len(clips), rounds))
         rows.extend(_real_accuracy(cfg))
     finally:
         import ray
