@@ -6,10 +6,11 @@ it, change a threshold and see the counts change, export the YAML and read it ba
 from __future__ import annotations
 
 import json
+import queue
 import re
-import selectors
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,15 +43,22 @@ def server(explore_out):
         stderr=subprocess.STDOUT,
         text=True,
     )
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
+    # A thread reads the lines (and keeps draining them): a selector on the pipe beside a buffered
+    # readline missed the URL whenever it arrived in one read with the line before it.
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True)
+    reader.start()
     url, seen, deadline = None, [], time.monotonic() + 120
-    while url is None and time.monotonic() < deadline and proc.poll() is None:
-        if sel.select(timeout=1):
-            line = proc.stdout.readline()
-            seen.append(line)
-            m = re.search(r"explore: (http://127\.0\.0\.1:\d+/)", line)
-            url = m.group(1) if m else None
+    while url is None and time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            if not reader.is_alive() and lines.empty():  # the explorer exited, its output all read
+                break
+            continue
+        seen.append(line)
+        m = re.search(r"explore: (http://127\.0\.0\.1:\d+/)", line)
+        url = m.group(1) if m else None
     if url is None:
         proc.kill()
         pytest.fail("the explorer did not start: " + "".join(seen))
