@@ -161,11 +161,16 @@ def source_fn(row: dict[str, Any], graph: JobGraph) -> Iterator[Row]:
     yield from iter_unit(built_steps(graph.source), unit, graph.bundle, graph.summary_keys)
 
 
-def post_fn(batch: pa.Table, specs: list[StepSpec]) -> pa.Table:
-    rows = batch.to_pylist()
+def post_rows(rows: list[Row], specs: list[StepSpec]) -> list[Row]:
+    """The post steps over a batch's rows (built once per process), in a post actor or after the
+    last pool's steps (``JobGraph.post_in_pool``)."""
     for step in built_steps(specs):
         rows = process_rows(step, rows, batched=True)
-    return _table(finish_rows(rows))
+    return rows
+
+
+def post_fn(batch: pa.Table, specs: list[StepSpec]) -> pa.Table:
+    return _table(finish_rows(post_rows(batch.to_pylist(), specs)))
 
 
 # Post steps run in actors, not tasks: with the model actors up, Ray's worker pool is over its
@@ -194,19 +199,18 @@ def post_class(specs: list[StepSpec]) -> type:
 
 class PoolActor:
     """One pool's steps (its own and those fused after it), built once per actor; runs them in
-    order over a batch of rows in one call, then the ``post`` steps as :func:`post_fn` does."""
+    order over a batch of rows in one call, then the ``post`` steps (:func:`post_rows`)."""
 
     def __init__(self, pool: PoolSpec, finish: bool, post: list[StepSpec] | None = None) -> None:
-        self.pool, self.finish = pool, finish
+        self.pool, self.finish, self.post = pool, finish, post or []
         self.stages = [(p.name, p.step.build()) for p in pool.stages()]
-        self.post = built_steps(post or [])
+        built_steps(self.post)  # built with the models, not on the first batch
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         for name, step in self.stages:
             rows = process_rows(step, rows, batched=True, name=name)
-        for step in self.post:
-            rows = process_rows(step, rows, batched=True)
+        rows = post_rows(rows, self.post)
         return _table(finish_rows(rows) if self.finish else rows)
 
 
@@ -251,11 +255,11 @@ def build_dataset(units: list[Unit], graph: JobGraph):
         num_cpus=graph.source_num_cpus,
         max_retries=graph.task_max_retries,
     )
+    in_pool = not graph.post_pool()  # the last pool runs the post steps (if any) and finishes rows
     for i, pool in enumerate(graph.pools):
-        last = i == len(graph.pools) - 1
-        post = graph.post if last and not graph.post_pool() else None
+        last = i == len(graph.pools) - 1 and in_pool
         ds = ds.map_batches(
-            actor_class(pool, finish=last and not graph.post_pool(), post=post),
+            actor_class(pool, finish=last, post=graph.post if last else None),
             batch_size=pool.batch_size,
             batch_format="pyarrow",
             compute=ActorPoolStrategy(size=pool.concurrency),
