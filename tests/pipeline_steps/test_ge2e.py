@@ -73,13 +73,12 @@ def test_embeddings_are_resemblyzers_on_real_speech():
     path = path / "pretrained.pt" if path.is_dir() else path
     ours = load_encoder(path)
     theirs = resemblyzer.VoiceEncoder("cpu", verbose=False, weights_fpath=path).eval()
-    mel_FC = mel_frames(_real_speech())
+    x_T = _real_speech()
+    mel_FC = mel_frames(x_T)
     mels_NFC = np.stack([mel_FC[s : s + 160] for s in range(0, len(mel_FC) - 160, 40)])
     with torch.inference_mode():
         a_ND = ours(torch.from_numpy(mels_NFC)).numpy()
-        b_ND = theirs(
-            torch.from_numpy(resemblyzer.audio.wav_to_mel_spectrogram(_real_speech())[None, :160])
-        ).numpy()
+        b_ND = theirs(torch.from_numpy(resemblyzer.audio.wav_to_mel_spectrogram(x_T)[None, :160])).numpy()
         c_ND = theirs(torch.from_numpy(mels_NFC)).numpy()
     assert len(a_ND) >= 20
     np.testing.assert_allclose(np.linalg.norm(a_ND, axis=1), 1.0, rtol=1e-5)
