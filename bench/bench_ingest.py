@@ -177,6 +177,16 @@ def model_costs(cfg, sources: list[list], windows: list[list]) -> dict[str, floa
     return {"vad": vad, **spent}
 
 
+def _dnsmos_precision(cfg) -> str:
+    """The precision DNSMOS's network runs at in this run (``auto`` resolved on this machine)."""
+    from accord.pipeline.dnsmos import DnsmosConfig, resolve_precision
+    from accord.pipeline.job.plan import SIGNAL_DEFAULTS
+
+    options = {**SIGNAL_DEFAULTS.get("dnsmos", {}), **cfg.steps.get("dnsmos", {})}
+    config = DnsmosConfig(**{k: v for k, v in options.items() if k in ("precision", "device")})
+    return resolve_precision(config.precision, config.device)
+
+
 def _cost_rows(
     cfg, sources: list[list], windows: list[list], n_clips: int, rounds: int
 ) -> tuple[list[dict], float]:
@@ -191,7 +201,8 @@ def _cost_rows(
             "name": f"ingest: {name} cost per clip (every signal on)",
             "value": ms,
             "unit": "ms/clip",
-            "note": f"one thread, as the job builds it; median of {rounds}; {n_clips} VAD clips",
+            "note": f"one thread, as the job builds it; median of {rounds}; {n_clips} VAD clips"
+            + (f"; P.835 in {_dnsmos_precision(cfg)}" if name == "dnsmos" else ""),
         }
         for name, ms in per.items()
     ]

@@ -124,6 +124,12 @@ def check_options(name: str, config: type | None, options: dict[str, Any]) -> No
         if unknown:
             hints = "".join(did_you_mean(k, known) for k in unknown)
             raise ConfigError(f"steps.{name}: unknown option(s) {unknown}{hints}; known: {known}")
+        try:  # a config that checks its values (``__post_init__``) says what is wrong here too
+            config(**options)
+        except ValueError as e:
+            raise ConfigError(f"steps.{name}: {e}") from None
+        except TypeError:  # a required field the plan fills in later
+            pass
 
 
 def _spec(name: str, entry: StepEntry, cfg: IngestConfig) -> StepSpec:
@@ -173,7 +179,7 @@ def asr_backend(cfg: IngestConfig, system: str) -> dict[str, Any]:
 # of 1.7 s per clip on 2 cores, OVRL within 0.04 on average (0.10 at most) of every window's mean.
 # `steps: {dnsmos: {max_windows: null}}` restores the reference.
 # Its windows go through the network two per run: one window costs the same alone or in 16
-# (0.38 s on one core), and 16 at once held ~1.2 GiB of activations (Ray's memory warning).
+# (0.38 s on one core in fp32, 0.24 s in bf16), and 16 at once held ~1.2 GiB of activations.
 SIGNAL_DEFAULTS: dict[str, dict[str, Any]] = {"dnsmos": {"max_windows": 1, "batch_windows": 2}}
 
 
@@ -278,8 +284,10 @@ SOURCE_SUMMARY_KEYS = ("source_duration_s", "source_sample_rate", "source_channe
 
 # Memory each model's actor asks Ray for (MiB): the worker process itself (Ray, pyarrow, numpy
 # and the step's runtime: ONNX Runtime or CTranslate2; ~130-250 MiB) plus the model loaded and
-# running clips, with the 25 % headroom Ray's memory check asks for. Only the speaker model
-# imports torch (~250-400 MiB of it is counted in its entry). Measured as each actor's peak RSS
+# running clips, with the 25 % headroom Ray's memory check asks for. The speaker model imports
+# torch (~250-400 MiB of it is counted in its entry), and so does DNSMOS where its network runs
+# in bf16 (`precision: auto` on a CPU with native bf16: +250 MiB of peak RSS measured, 880 MiB
+# against 630 for ONNX Runtime alone, so its entry counts torch too). Measured as each actor's peak RSS
 # over an ingest of this repo's sample bucket on 2 cores (ps, sampled every second): speaker
 # 1053, DNSMOS 734 (two windows per run), LID 564, Whisper 488, Moonshine 395 MiB. Before the
 # step package stopped importing torch in every worker, the same actors peaked 160-180 MiB
@@ -287,7 +295,7 @@ SOURCE_SUMMARY_KEYS = ("source_duration_s", "source_sample_rate", "source_channe
 WORKER_MB = 250.0
 MODEL_MB: dict[str, float] = {
     "speaker_consistency": 1070.0,  # torch, GE2E (resemblyzer's weights), segmentation-3.0
-    "dnsmos": 670.0,  # two windows per run (the ingest's default); 16 held ~1.2 GiB more
+    "dnsmos": 920.0,  # two windows per run (the ingest's default), torch; 16 held ~1.2 GiB more
     "lid": 460.0,
     "faster-whisper": 360.0,
     "moonshine": 250.0,
