@@ -180,11 +180,9 @@ def model_costs(cfg, sources: list[list], windows: list[list]) -> dict[str, floa
 def _dnsmos_precision(cfg) -> str:
     """The precision DNSMOS's network runs at in this run (``auto`` resolved on this machine)."""
     from accord.pipeline.dnsmos import DnsmosConfig, resolve_precision
-    from accord.pipeline.job.plan import SIGNAL_DEFAULTS
+    from accord.pipeline.job.plan import signal_spec
 
-    options = {**SIGNAL_DEFAULTS.get("dnsmos", {}), **cfg.steps.get("dnsmos", {})}
-    config = DnsmosConfig(**{k: v for k, v in options.items() if k in ("precision", "device")})
-    return resolve_precision(config.precision, config.device)
+    return resolve_precision(DnsmosConfig(**signal_spec(cfg, "dnsmos").kwargs))
 
 
 def _cost_rows(

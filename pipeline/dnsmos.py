@@ -159,15 +159,14 @@ def _session(path: Path, threads: int):
     return onnxruntime.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def resolve_precision(precision: str, device: str) -> str:
-    """``"fp32"`` or ``"bf16"``: ``"auto"`` is bf16 where ``device`` multiplies bf16 natively."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"DNSMOS precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        return precision
+def resolve_precision(config: DnsmosConfig) -> str:
+    """``"fp32"`` or ``"bf16"`` (the config checked its value): ``"auto"`` is bf16 where the
+    config's device multiplies bf16 natively."""
+    if config.precision != "auto":
+        return config.precision
     from accord.pipeline.dnsmos_net import native_bf16
 
-    return "bf16" if native_bf16(device) else "fp32"
+    return "bf16" if native_bf16(config.device) else "fp32"
 
 
 class Dnsmos:
@@ -175,7 +174,7 @@ class Dnsmos:
 
     def __init__(self, config: DnsmosConfig | None = None) -> None:
         self.config = config or DnsmosConfig()
-        self.precision = resolve_precision(self.config.precision, self.config.device)
+        self.precision = resolve_precision(self.config)
         self._primary = None  # ONNX Runtime session (fp32 on the CPU) or the PyTorch network
         self._p808 = None
 

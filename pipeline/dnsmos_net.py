@@ -33,23 +33,28 @@ BINS = 161
 CONVS = ("conv2d", "conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4", "conv2d_5", "conv2d_6")
 POOL_AFTER = ("conv2d_3", "conv2d_4", "conv2d_5")
 DENSE = ("dense", "dense_1", "dense_3")
+DFT_REAL = "time2freq/stft-real/kernel:0"
+DFT_IMAG = "time2freq/stft-imag/kernel:0"
 LOG10 = 2.3025851  # the graph divides the natural log by this constant
 POWER_FLOOR = 1e-12
 
 
+def dense_names(name: str) -> tuple[str, str]:
+    """The ONNX file's names of a dense layer's kernel and bias."""
+    prefix = f"mos_estimator_logpow/{name}"
+    return f"{prefix}/MatMul/ReadVariableOp/resource:0", f"{prefix}/BiasAdd/ReadVariableOp/resource:0"
+
+
 def weight_names() -> dict[str, tuple[int, ...]]:
     """Initializer name -> shape of every weight the network reads from the ONNX file."""
-    shapes: dict[str, tuple[int, ...]] = {
-        "time2freq/stft-real/kernel:0": (BINS, FRAME, 1),
-        "time2freq/stft-imag/kernel:0": (BINS, FRAME, 1),
-    }
+    shapes: dict[str, tuple[int, ...]] = {DFT_REAL: (BINS, FRAME, 1), DFT_IMAG: (BINS, FRAME, 1)}
     channels = (1, 128, 64, 64, 32, 32, 32, 64)
     for name, cin, cout in zip(CONVS, channels[:-1], channels[1:], strict=True):
         shapes[f"{name}/kernel:0"] = (cout, cin, 3, 3)
         shapes[f"{name}/bias:0"] = (cout,)
     for name, (din, dout) in zip(DENSE, ((64, 128), (128, 64), (64, 3)), strict=True):
-        shapes[f"mos_estimator_logpow/{name}/MatMul/ReadVariableOp/resource:0"] = (din, dout)
-        shapes[f"mos_estimator_logpow/{name}/BiasAdd/ReadVariableOp/resource:0"] = (dout,)
+        kernel, bias = dense_names(name)
+        shapes[kernel], shapes[bias] = (din, dout), (dout,)
     return shapes
 
 
@@ -98,7 +103,7 @@ def build(weights: dict[str, np.ndarray], dtype: str = "bf16", device: str = "cp
         def __init__(self) -> None:
             super().__init__()
             w = {k: torch.from_numpy(v) for k, v in weights.items()}
-            dft = torch.cat([w["time2freq/stft-real/kernel:0"], w["time2freq/stft-imag/kernel:0"]])
+            dft = torch.cat([w[DFT_REAL], w[DFT_IMAG]])
             self.register_buffer("dft_FK", dft[:, :, 0].T.contiguous())  # [320, 2 * 161]
             self.register_buffer("w0_KC", w["conv2d/kernel:0"].reshape(128, 9).T.to(conv_dtype))
             self.register_buffer("b0_C", w["conv2d/bias:0"].to(conv_dtype))
@@ -107,9 +112,9 @@ def build(weights: dict[str, np.ndarray], dtype: str = "bf16", device: str = "cp
                 self.register_buffer(f"{name}_w", kernel.contiguous(memory_format=torch.channels_last))
                 self.register_buffer(f"{name}_b", w[f"{name}/bias:0"].to(conv_dtype))
             for name in DENSE:
-                prefix = f"mos_estimator_logpow/{name}"
-                self.register_buffer(f"{name}_w", w[f"{prefix}/MatMul/ReadVariableOp/resource:0"])
-                self.register_buffer(f"{name}_b", w[f"{prefix}/BiasAdd/ReadVariableOp/resource:0"])
+                kernel, bias = dense_names(name)
+                self.register_buffer(f"{name}_w", w[kernel])
+                self.register_buffer(f"{name}_b", w[bias])
 
         def forward(self, x_BT: torch.Tensor) -> torch.Tensor:
             F = torch.nn.functional

@@ -125,8 +125,8 @@ def test_cuda_network_matches_onnx_runtime(windows, reference, precision):
 def test_precision_resolves_per_device_and_bad_values_fail_at_plan_time():
     from accord.pipeline.dnsmos_net import native_bf16
 
-    assert D.resolve_precision("auto", "cpu") == ("bf16" if native_bf16("cpu") else "fp32")
-    assert D.resolve_precision("fp32", "cpu") == "fp32"
+    assert D.resolve_precision(D.DnsmosConfig()) == ("bf16" if native_bf16("cpu") else "fp32")
+    assert D.resolve_precision(D.DnsmosConfig(precision="fp32")) == "fp32"
     with pytest.raises(ValueError, match="precision"):
         D.DnsmosConfig(precision="fp16")
     with pytest.raises(ValueError, match="device"):
