@@ -72,18 +72,14 @@ class WhisperLanguageId:
     def load(self) -> WhisperLanguageId:
         if self.model is not None:
             return self
-        import ctranslate2
         from faster_whisper.feature_extractor import FeatureExtractor
 
         from accord.core.weights import resolve
+        from accord.pipeline.asr.whisper import whisper_model
 
         c = self.config
-        model = ctranslate2.models.Whisper(
-            str(resolve(c.model)),
-            device=c.device,
-            compute_type=c.compute_type,
-            intra_threads=c.threads,
-        )
+        # the Whisper ASR backend of the same actor, when it runs the same model, shares it
+        model = whisper_model(str(resolve(c.model)), c.device, c.compute_type, c.threads).model
         if not model.is_multilingual:
             raise ValueError(f"{c.model} is an English-only Whisper: it has no language head")
         self.feature_extractor = FeatureExtractor(feature_size=model.n_mels)

@@ -127,3 +127,22 @@ def test_no_audio_short_and_bad_input(step, clips):
     # Silence is scored (Whisper's head answers something); the gate on language_prob handles it.
     lang, prob = step.model.detect_batch([np.zeros(2 * RATE, np.float32)])[0]
     assert isinstance(lang, str) and 0.0 <= prob <= 1.0
+
+
+@pytest.mark.integration
+def test_whisper_asr_backend_in_the_same_process_shares_the_model(step, clips):
+    """A fused actor runs LID and Whisper ASR on one model instance (one copy of the weights),
+    and only where every load setting matches; LID's answers do not depend on who loaded it."""
+    from accord.pipeline.asr.whisper import WhisperBackend
+
+    asr = WhisperBackend("whisper:base", threads=2)
+    asr.load()
+    assert asr.model.model is step.model.model
+    other = WhisperBackend("whisper:base", threads=1)
+    other.load()
+    assert other.model.model is not step.model.model
+    fresh = WhisperLanguageId(LanguageIdConfig(threads=1)).load()
+    assert fresh.model is other.model.model
+    xs = list(clips.values())
+    for a, b in zip(fresh.detect_batch(xs), step.model.detect_batch(xs), strict=True):
+        assert a[0] == b[0] and a[1] == pytest.approx(b[1], abs=1e-5)
