@@ -9,7 +9,8 @@
 # README's "GPU" section). .gpu/ adds what the trainer and the tier import beyond that: accord
 # itself (pure Python, built from this checkout), DeepSpeed (an sdist: built here, pure Python
 # until its ops are JIT-compiled there), and DeepSpeed's and pytest's dependencies as wheels for
-# CPython $ACCORD_GPU_PYTHON, all at the lock's versions (requirements/constraints.txt).
+# CPython $ACCORD_GPU_PYTHON, all at the lock's versions (requirements/constraints.txt); and the
+# DNSMOS check's data (below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,5 +38,8 @@ specs=()
 for name in "${DOWNLOAD[@]}"; do specs+=("$(pinned "$name")"); done
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "$PYVER" --implementation cp \
   --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 -d "$DIR" "${specs[@]}"
+# DNSMOS P.835 on the GPU (tests/gpu/test_dnsmos_cuda.py): the image has no scipy, soundfile, onnx
+# or moonshine_voice, so the real-speech windows, ONNX Runtime's outputs and the weights go along
+"$PY" tests/pipeline_steps/dnsmos_windows.py "$DIR/dnsmos_fixture.npz"
 echo "gpu_prepare: $(ls "$DIR"/*.whl | wc -l) wheels in $DIR ($(du -sh "$DIR" | cut -f1)):"
 ls "$DIR"

@@ -3,7 +3,7 @@
 #   1. installs .gpu/ (scripts/gpu_prepare.sh) with `pip --no-index --target .gpu/site`, when present;
 #      without it, the project's .venv (or $PYTHON) is used as it is;
 #   2. runs the pytest tier (tests/gpu: curriculum + kill/resume, engine parity, KV cache, MoE and
-#      attention kernels, ZONOS2 round trip, host syncs);
+#      attention kernels, ZONOS2 round trip, host syncs, DNSMOS P.835 on the device);
 #   3. the drill: `accord train curriculum --model small` on synthetic shards with the recipes'
 #      defaults (activation checkpointing on, ZeRO 1, bf16), SIGKILLed mid-pretrain and resumed;
 #      prints frames/s and peak GPU memory per stage, and writes them to $OUT/gpu_tier.json

@@ -9,7 +9,6 @@ The bounds below are a third of the one-window default's own tolerance (OVRL 0.0
 
 from __future__ import annotations
 
-from math import gcd
 from pathlib import Path
 
 import numpy as np
@@ -17,43 +16,13 @@ import pytest
 
 from accord.pipeline import dnsmos as D
 
-SR = D.RATE
-BF16_MEAN = 0.013  # per score, over the windows; measured <= 0.004
-BF16_MAX = 0.035  # any window, any score; measured <= 0.029
-
-
-def _assets() -> Path:
-    return Path(pytest.importorskip("moonshine_voice").__file__).parent / "assets"
-
-
-def _read(name: str) -> np.ndarray:
-    import soundfile as sf
-    from scipy.signal import resample_poly
-
-    x, sr = sf.read(_assets() / name, dtype="float32", always_2d=True)
-    g = gcd(sr, SR)
-    return resample_poly(x.mean(axis=1), SR // g, sr // g).astype(np.float32)
+from .dnsmos_windows import BF16_MAX, BF16_MEAN, real_windows
 
 
 @pytest.fixture(scope="module")
 def windows() -> np.ndarray:
-    """Nine 9.01 s windows of real speech: three clean, three under 5 dB white noise, three
-    under 15 dB pink noise (a tiled 4 s clip among them)."""
-    from accord.samples import mixing
-
-    clean = [
-        D.windows(_read("two_cities.wav")[SR * 20 :], 1)[0],
-        D.windows(_read("endgame_nagg_nell.wav"), 1)[0],
-        D.windows(_read("clone-test.wav"), 1)[0],
-    ]
-    rng = np.random.default_rng(0)
-    out = list(clean)
-    for kind, snr_db in (("white", 5.0), ("pink", 15.0)):
-        for x_T in clean:
-            bg = getattr(mixing, f"{kind}_noise")(len(x_T), rng)
-            active = np.abs(x_T) > 0.01 * np.abs(x_T).max()
-            out.append(mixing.add_at_snr(x_T, bg, snr_db, active).astype(np.float32))
-    return np.stack(out)
+    pytest.importorskip("moonshine_voice")
+    return real_windows()
 
 
 @pytest.fixture(scope="module")
