@@ -123,7 +123,7 @@ def build(weights: dict[str, np.ndarray], dtype: str = "bf16", device: str = "cp
             )
             spec_BN2K = frames_BNF @ self.dft_FK
             re_BNK, im_BNK = spec_BN2K[..., :BINS], spec_BN2K[..., BINS:]
-            power_BNK = torch.sqrt(re_BNK * re_BNK + im_BNK * im_BNK) ** 2
+            power_BNK = torch.sqrt(re_BNK * re_BNK + im_BNK * im_BNK) ** 2  # Sqrt then Pow, as the graph
             logp_BNK = torch.log(torch.clamp(power_BNK, min=POWER_FLOOR)) / LOG10
             B, N, K = logp_BNK.shape
             padded = F.pad(logp_BNK, (1, 1, 1, 1))

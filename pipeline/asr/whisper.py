@@ -36,7 +36,7 @@ _MODELS: dict[tuple[str, str, str, int], Any] = {}
 def whisper_model(path: str, device: str = "cpu", compute_type: str = "int8", threads: int = 2) -> Any:
     """A ``faster_whisper.WhisperModel``, loaded once per process for each (path, device, compute
     type, threads): in a fused actor the language-ID step (:mod:`accord.pipeline.lid`) and this
-    backend share one copy of the weights (Whisper base int8: ~90 MB and ~0.5 core-s per actor).
+    backend share one copy of the weights (Whisper base int8: ~110 MB and ~0.5 core-s per actor).
     Safe to share: a CTranslate2 model serialises the calls of one process."""
     key = (os.path.realpath(path), device, compute_type, int(threads))
     model = _MODELS.get(key)
