@@ -248,11 +248,9 @@ def _dnsmos_precision(cfg) -> str:
     return resolve_precision(DnsmosConfig(**signal_spec(cfg, "dnsmos").kwargs))
 
 
-def _cost_rows(
-    cfg, sources: list[list], windows: list[list], n_clips: int, rounds: int
-) -> tuple[list[dict], float]:
-    """Per-model cost per clip, and the models' cost against Whisper base's (goal: at most 2x)."""
-    runs = [model_costs(cfg, sources, windows) for _ in range(rounds)]
+def _cost_rows(cfg, runs: list[dict[str, float]], n_clips: int) -> list[dict]:
+    """Per-model cost per clip, and the models' cost against Whisper base's (goal: at most 2x),
+    from :func:`model_costs` ``runs`` (the one-core runs measured between the efficiency jobs)."""
     med = {name: statistics.median(r[name] for r in runs) for name in runs[0]}
     total = sum(med.values())
     whisper = med.get("asr:faster-whisper", math.nan)
@@ -262,7 +260,7 @@ def _cost_rows(
             "name": f"ingest: {name} cost per clip (every signal on)",
             "value": ms,
             "unit": "ms/clip",
-            "note": f"one thread, as the job builds it; median of {rounds}; {n_clips} VAD clips"
+            "note": f"one thread, as the job builds it; median of {len(runs)}; {n_clips} VAD clips"
             + (f"; P.835 in {_dnsmos_precision(cfg)}" if name == "dnsmos" else ""),
         }
         for name, ms in per.items()
@@ -280,17 +278,18 @@ def _cost_rows(
             + ", ".join(f"{n} {ms:.0f} ms" for n, ms in per.items()),
         }
     )
-    return rows, total
+    return rows
 
 
 def _efficiency_rows(
     bucket_path: Path, cfg, sources: list[list], windows: list[list], total_s: float, n_clips: int,
     rounds: int,
-) -> list[dict]:  # fmt: skip
+) -> tuple[list[dict], list[dict[str, float]]]:  # fmt: skip
     """The full job (local Ray) in each pool layout against the limit any scheduler has: the
     models' cost with every core busy (:func:`busy_model_costs`) spread over the cores; beside it
     the same over each model's cost on one core alone. Layouts and both measurements alternate
-    (the machine drifts); each layout had one warm-up job."""
+    (the machine drifts); each layout had one warm-up job. Also returns the one-core runs
+    (:func:`_cost_rows` reads them: measured once, not again apart)."""
 
     import ray
 
@@ -359,7 +358,7 @@ def _efficiency_rows(
                     f"{total_s / solo_cost:.1f} on one core alone",
                 }
             )
-    return rows
+    return rows, solo_runs
 
 
 def _real_accuracy(cfg) -> list[dict]:
@@ -498,11 +497,11 @@ def run(quick: bool, device: str = "cpu") -> list[dict]:
     big_files = _files(big.path)
     clips, big_s = _vad_clips(big_files)
     sources, windows = _by_source(clips), vad_inputs(big_files, cfg)
-    cost_rows, _ = _cost_rows(cfg, sources, windows, len(clips), rounds)
-    rows.extend(cost_rows)
     init_ray(num_cpus=cfg.num_cpus)
     try:
-        rows.extend(_efficiency_rows(big.path, cfg, sources, windows, big_s, len(clips), rounds))
+        efficiency, solo_runs = _efficiency_rows(big.path, cfg, sources, windows, big_s, len(clips), rounds)
+        rows.extend(_cost_rows(cfg, solo_runs, len(clips)))
+        rows.extend(efficiency)
         rows.extend(_real_accuracy(cfg))
     finally:
         import ray
